@@ -1,0 +1,1 @@
+"""Plain ``nn.Module`` architectures, state-dict compatible with their published weights."""
