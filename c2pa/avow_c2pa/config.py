@@ -1,0 +1,36 @@
+"""Where Avow keeps per-user state (signing identity, user models, settings).
+
+One resolver for every package, so the signer, the verifier and the editor hooks agree on
+which identity is "the user's own". ``AVOW_CONFIG_DIR`` overrides it: tests and portable
+installs need a directory that is not the real user's.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+
+import platformdirs
+
+from .errors import ProvenanceError
+
+
+def config_dir() -> Path:
+    override = os.environ.get("AVOW_CONFIG_DIR")
+    return Path(override) if override else Path(platformdirs.user_config_dir("avow", appauthor=False))
+
+
+def user_models_dir() -> Path:
+    return config_dir() / "models"
+
+
+def load_settings() -> dict:
+    """The optional ``config.toml``: ``[signing] key/cert`` and ``[verify] trust`` (list of PEM files)."""
+    path = config_dir() / "config.toml"
+    if not path.exists():
+        return {}
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ProvenanceError(f"{path}: cannot read settings: {exc}") from exc

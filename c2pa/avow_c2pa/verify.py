@@ -1,0 +1,223 @@
+"""What a received file says about itself, and what that is worth.
+
+The verdict comes from the *active* C2PA manifest and its validation; EXIF/XMP is reported beside
+it, never instead of it, because anyone can write XMP. A signature that checks out against an
+unknown key is "valid, signer unknown", never "authentic".
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import c2pa
+
+from .config import load_settings
+from .disclosure import AI_SOURCE_TYPES
+from .errors import DisclosureError, ProvenanceError, UnreadableFileError
+from .formats import sniff_format
+from .keys import local_identity
+from .metadata import read_metadata
+
+SCHEMA_VERSION = 1
+
+# Verdicts, from the most to the least informative; each has a documented exit code.
+AI_SYNTHESIZED = "ai-synthesized"
+SIGNED = "signed"
+TAMPERED = "tampered"
+NO_PROVENANCE = "no-provenance"
+UNREADABLE = "unreadable"
+EXIT_CODES = {AI_SYNTHESIZED: 0, SIGNED: 0, TAMPERED: 1, NO_PROVENANCE: 2, UNREADABLE: 3}
+
+EXIF_FIELDS = {"make": "Exif.Image.Make", "model": "Exif.Image.Model", "software": "Exif.Image.Software"}
+XMP_FIELDS = {
+    "digital_source_type": "Xmp.iptcExt.DigitalSourceType",
+    "ai_system": "Xmp.iptcExt.AISystemUsed",
+    "creator_tool": "Xmp.xmp.CreatorTool",
+    "avow_model": "Xmp.avow.model",
+    "avow_model_sha256": "Xmp.avow.modelSha256",
+    "avow_scale": "Xmp.avow.scale",
+}
+
+
+@dataclass
+class Report:
+    """One file's findings; ``to_dict`` is the documented ``--json`` schema (see README)."""
+
+    file: str
+    verdict: str
+    summary: str
+    format: str | None = None
+    manifest_present: bool = False
+    validation_state: str | None = None  # Trusted | Valid | Invalid, as c2pa reports it
+    signer_trusted: bool = False
+    status_codes: list[str] = field(default_factory=list)  # failures of the active manifest
+    signer: dict | None = None  # common_name, issuer, alg
+    claim_generator: str | None = None
+    ai_declared: bool = False
+    ai_actions: list[dict] = field(default_factory=list)
+    model: dict | None = None  # name, sha256, scale (Avow's edit parameters)
+    xmp: dict = field(default_factory=dict)
+    exif: dict = field(default_factory=dict)
+    metadata_agrees: bool | None = None  # XMP disclosure matches the manifest; None if nothing to compare
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.verdict]
+
+    def to_dict(self) -> dict:
+        return {"schema": SCHEMA_VERSION, **asdict(self)}
+
+
+def trust_anchors(extra: list[Path] = ()) -> str:
+    """PEM bundle of trusted roots: the user's own, ``config.toml``'s ``[verify] trust``, then ``extra``."""
+    pems: list[bytes] = []
+    own = local_identity(create=False)
+    if own is not None and own.root_pem:
+        pems.append(own.root_pem)
+    configured = load_settings().get("verify", {}).get("trust", [])
+    for path in [*map(Path, configured), *extra]:
+        try:
+            pems.append(path.read_bytes())
+        except OSError as exc:
+            raise ProvenanceError(f"trust anchors {path}: {exc.strerror or exc}") from exc
+    return b"\n".join(pems).decode("ascii", "replace")
+
+
+def reader_settings(anchors: str) -> dict:
+    settings = {"verify": {"verify_trust": True, "remote_manifest_fetch": False, "ocsp_fetch": False}}
+    if anchors.strip():
+        settings["trust"] = {"trust_anchors": anchors}
+    return settings
+
+
+def verify_file(path: Path, anchors: str) -> Report:
+    try:
+        fmt = sniff_format(path)
+    except UnreadableFileError as exc:
+        return Report(str(path), UNREADABLE, str(exc))
+    report = Report(str(path), NO_PROVENANCE, "", format=fmt)
+    _read_manifest(path, anchors, report)
+    _read_metadata(path, report)
+    _judge(report)
+    return report
+
+
+def _read_manifest(path: Path, anchors: str, report: Report) -> None:
+    try:
+        with c2pa.Context.from_dict(reader_settings(anchors)) as context:
+            reader = c2pa.Reader.try_create(str(path), context=context)
+            if reader is None:
+                return
+            with reader:
+                store = json.loads(reader.json())
+                state = reader.get_validation_state()
+                results = reader.get_validation_results() or {}
+    except (c2pa.C2paError, ValueError, OSError) as exc:
+        report.notes.append(f"C2PA data present but unreadable: {exc}")
+        report.manifest_present = _has_c2pa_marker(path)
+        report.validation_state = "Invalid" if report.manifest_present else None
+        return
+    report.manifest_present = True
+    report.validation_state = state
+    report.signer_trusted = state == "Trusted"
+    failures = (results.get("activeManifest") or {}).get("failure") or []
+    report.status_codes = [item.get("code", "?") for item in failures]
+    active = store.get("manifests", {}).get(store.get("active_manifest") or "", {})
+    signature = active.get("signature_info") or {}
+    report.signer = {k: signature.get(k) for k in ("common_name", "issuer", "alg")} if signature else None
+    generators = active.get("claim_generator_info") or []
+    if generators:
+        report.claim_generator = " ".join(str(generators[0].get(k, "")) for k in ("name", "version")).strip()
+    for assertion in active.get("assertions") or []:
+        if str(assertion.get("label", "")).startswith("c2pa.actions"):
+            for action in (assertion.get("data") or {}).get("actions") or []:
+                _note_action(action, report)
+
+
+def _note_action(action: dict, report: Report) -> None:
+    source_type = action.get("digitalSourceType")
+    if source_type not in AI_SOURCE_TYPES:
+        return
+    agent = action.get("softwareAgent")
+    agent_name = agent.get("name") if isinstance(agent, dict) else agent
+    params = action.get("parameters") or {}
+    report.ai_declared = True
+    report.ai_actions.append({"action": action.get("action"), "digital_source_type": source_type, "software_agent": agent_name})
+    if agent_name == "Avow" and report.model is None:
+        report.model = {k: params.get(k) for k in ("model", "sha256", "scale")}
+
+
+def _has_c2pa_marker(path: Path) -> bool:
+    """Whether the bytes carry a JUMBF C2PA label, for stores c2pa cannot parse at all."""
+    with open(path, "rb") as handle:
+        return b"c2pa" in handle.read(64 << 20)
+
+
+def _read_metadata(path: Path, report: Report) -> None:
+    try:
+        exif, xmp = read_metadata(path)
+    except DisclosureError:
+        return
+    report.exif = {name: exif[key] for name, key in EXIF_FIELDS.items() if key in exif}
+    report.xmp = {name: xmp[key] for name, key in XMP_FIELDS.items() if key in xmp}
+
+
+def _judge(report: Report) -> None:
+    xmp_ai = report.xmp.get("digital_source_type") in AI_SOURCE_TYPES
+    if report.manifest_present and report.validation_state not in ("Valid", "Trusted"):
+        report.verdict = TAMPERED
+        codes = ", ".join(report.status_codes) or "manifest unreadable"
+        report.summary = f"Tampered after signing ({codes}): do not rely on what this file claims."
+        return
+    if not report.manifest_present:
+        report.verdict = NO_PROVENANCE
+        report.summary = "No provenance: cannot tell."
+        if xmp_ai:
+            report.summary += " Unsigned XMP metadata says the pixels were AI-synthesized."
+        if report.exif.get("make") or report.exif.get("model"):
+            report.notes.append("camera make/model in EXIF are unsigned and prove nothing")
+        return
+    who = _signer_phrase(report)
+    if report.ai_declared:
+        report.verdict = AI_SYNTHESIZED
+        report.summary = f"{_ai_phrase(report)}: not original footage. {who}"
+        report.metadata_agrees = xmp_ai and (
+            report.model is None or report.xmp.get("avow_model_sha256") in (None, report.model.get("sha256"))
+        )
+        if not report.metadata_agrees:
+            report.notes.append("the EXIF/XMP disclosure is missing or disagrees with the signed manifest")
+        if report.exif.get("make") or report.exif.get("model"):
+            report.notes.append("camera make/model present on a file whose manifest declares AI synthesis")
+    else:
+        report.verdict = SIGNED
+        report.summary = f"Signed provenance, no AI synthesis declared. {who}"
+        if xmp_ai:
+            report.metadata_agrees = False
+            report.notes.append("XMP says AI-synthesized but the signed manifest does not")
+
+
+def _ai_phrase(report: Report) -> str:
+    if report.model:
+        return f"AI-upscaled by Avow (model {report.model.get('model')}, x{report.model.get('scale')})"
+    agents = sorted({a["software_agent"] for a in report.ai_actions if a["software_agent"]})
+    return "AI-synthesized content declared" + (f" by {', '.join(agents)}" if agents else "")
+
+
+def _signer_phrase(report: Report) -> str:
+    name = (report.signer or {}).get("common_name") or "an unnamed signer"
+    if report.signer_trusted:
+        return f"Signed by {name} (trusted)."
+    return f"Signature valid, signer unknown ({name})."
+
+
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: object, limit: int = 300) -> str:
+    """A manifest string made safe for a terminal: no control or bidi characters, bounded length."""
+    cleaned = _UNSAFE.sub("\N{REPLACEMENT CHARACTER}", str(text))
+    return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"

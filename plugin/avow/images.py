@@ -1,0 +1,222 @@
+"""Reading and writing pictures without losing what the user had: alpha, 16-bit depth, ICC profile
+and orientation.
+
+Pillow has no 16-bit RGB mode (it silently reads a 48-bit PNG as 8-bit), so 16-bit PNG goes
+through pypng and 16-bit TIFF through tifffile; everything else through Pillow. Pixels are
+handed to the model as float32 in [0, 1], so a 16-bit image keeps its precision end to end.
+The EXIF orientation is applied to the pixels, so the output is upright with no orientation tag
+(its EXIF is written from scratch by the disclosure step).
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import warnings
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import png
+import tifffile
+from PIL import Image, UnidentifiedImageError
+
+from .errors import ImageError
+
+INPUT_FORMATS = {"JPEG": "jpeg", "PNG": "png", "WEBP": "webp", "TIFF": "tiff"}
+OUTPUT_FORMATS = {".jpg": "jpeg", ".jpeg": "jpeg", ".png": "png", ".webp": "webp", ".tif": "tiff", ".tiff": "tiff"}
+SIXTEEN_BIT_FORMATS = {"png", "tiff"}
+ALPHA_FORMATS = {"png", "webp", "tiff"}
+
+# Pillow's own bomb check, tightened to what Avow will ever upscale; the real budget (input x
+# scale²) is checked by the caller from the header, before any pixel is decoded.
+Image.MAX_IMAGE_PIXELS = 200_000_000
+
+
+@dataclass(frozen=True)
+class Picture:
+    color: np.ndarray  # float32, H x W x 3, in [0, 1]
+    alpha: np.ndarray | None  # float32, H x W, in [0, 1]
+    grayscale: bool
+    bit_depth: int  # 8 or 16
+    icc_profile: bytes | None
+    source_format: str  # jpeg | png | webp | tiff
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.color.shape[1], self.color.shape[0]
+
+
+@dataclass(frozen=True)
+class Header:
+    """What can be known about an input before decoding its pixels."""
+
+    format: str
+    width: int
+    height: int
+
+
+def output_format(path: Path) -> str:
+    fmt = OUTPUT_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise ImageError(f"{path.name}: output format must be one of {', '.join(OUTPUT_FORMATS)} (from the extension)")
+    return fmt
+
+
+def read_header(path: Path) -> Header:
+    with _open(path) as image:
+        return Header(INPUT_FORMATS[image.format], *image.size)
+
+
+def read_picture(path: Path) -> Picture:
+    with _open(path) as image:
+        fmt = INPUT_FORMATS[image.format]
+        icc = image.info.get("icc_profile") or None
+        orientation = image.getexif().get(0x0112, 1)
+        try:
+            pixels, depth = _decode(path, image, fmt)
+        except ImageError:
+            raise
+        except Exception as exc:  # decoders raise anything from OSError to struct.error on damaged data
+            raise ImageError(f"{path.name}: damaged or truncated image ({exc})") from exc
+    pixels = _upright(pixels, orientation)
+    channels = pixels.shape[2]
+    grayscale = channels in (1, 2)
+    alpha = pixels[..., -1] if channels in (2, 4) else None
+    color = pixels[..., :1].repeat(3, axis=2) if grayscale else pixels[..., :3]
+    return Picture(np.ascontiguousarray(color), alpha, grayscale, depth, icc, fmt)
+
+
+def _open(path: Path) -> Image.Image:
+    try:
+        image = Image.open(path)
+    except FileNotFoundError:
+        raise ImageError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ImageError(f"{path}: is a directory") from None
+    except UnidentifiedImageError:
+        size = path.stat().st_size
+        what = "empty file (0 bytes)" if size == 0 else "not an image Avow can read"
+        raise ImageError(f"{path.name}: {what}; JPEG, PNG, WebP or TIFF expected") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"{path.name}: refused, declared dimensions are too large ({exc})") from None
+    except OSError as exc:
+        raise ImageError(f"{path.name}: cannot open ({exc})") from None
+    if image.format not in INPUT_FORMATS:
+        image.close()
+        raise ImageError(f"{path.name}: {image.format} input is not supported; JPEG, PNG, WebP or TIFF expected")
+    return image
+
+
+def _decode(path: Path, image: Image.Image, fmt: str) -> tuple[np.ndarray, int]:
+    """Pixels as float32 H x W x C (C in 1..4, alpha last) and the source bit depth."""
+    if fmt == "png" and _png_bit_depth(path) == 16:
+        width, height, rows, info = png.Reader(filename=str(path)).asDirect()
+        array = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows]).reshape(height, width, info["planes"])
+        return array.astype(np.float32) / 65535.0, 16
+    if fmt == "tiff" and _tiff_bit_depth(path) == 16:
+        return _tiff16(path), 16
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        image.load()
+    mode = image.mode
+    if mode == "P":
+        mode = "RGBA" if "transparency" in image.info else "RGB"
+    elif mode in ("1", "L", "I;16", "I"):
+        mode = "L"
+    elif mode in ("PA", "La"):
+        mode = "RGBA"
+    elif mode not in ("LA", "RGB", "RGBA"):
+        raise ImageError(f"{path.name}: {image.mode} images are not supported; convert to RGB first")
+    array = np.asarray(image.convert(mode), dtype=np.float32) / 255.0
+    return (array[..., None] if array.ndim == 2 else array), 8
+
+
+def _png_bit_depth(path: Path) -> int:
+    with open(path, "rb") as handle:
+        header = handle.read(25)
+    return header[24] if len(header) == 25 else 8
+
+
+def _tiff_bit_depth(path: Path) -> int:
+    with tifffile.TiffFile(path) as tiff:
+        return tiff.pages.first.bitspersample
+
+
+def _tiff16(path: Path) -> np.ndarray:
+    with tifffile.TiffFile(path) as tiff:
+        page = tiff.pages.first
+        if page.photometric not in (tifffile.PHOTOMETRIC.RGB, tifffile.PHOTOMETRIC.MINISBLACK):
+            raise ImageError(f"{path.name}: 16-bit {page.photometric.name} TIFF is not supported; RGB or grey expected")
+        array = page.asarray()
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.ndim != 3 or array.shape[2] > 4:
+        raise ImageError(f"{path.name}: unsupported TIFF layout {array.shape}")
+    return array.astype(np.float32) / 65535.0
+
+
+def _upright(pixels: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation (1-8) to H x W x C pixels."""
+    if orientation in (2, 4, 5, 7):
+        pixels = pixels[:, ::-1]
+    rotations = {3: 2, 4: 2, 5: 1, 6: 3, 7: 3, 8: 1}.get(orientation, 0)
+    return np.rot90(pixels, rotations) if rotations else pixels
+
+
+def write_picture(picture: Picture, path: Path) -> None:
+    """Write to ``path`` in the format its extension names, at the best depth that format holds."""
+    fmt = output_format(path)
+    alpha = picture.alpha
+    if alpha is not None and fmt not in ALPHA_FORMATS:
+        if alpha.min() < 1.0:
+            raise ImageError(
+                f"{path.name}: JPEG cannot keep the input's transparency; write .png, .webp or .tiff instead"
+            )
+        alpha = None
+    planes = [picture.color[..., :1]] if picture.grayscale else [picture.color]
+    if alpha is not None:
+        planes.append(alpha[..., None])
+    pixels = np.concatenate(planes, axis=2)
+    depth = 16 if picture.bit_depth == 16 and fmt in SIXTEEN_BIT_FORMATS else 8
+    levels = np.rint(np.clip(pixels, 0.0, 1.0) * (65535.0 if depth == 16 else 255.0))
+    if depth == 16:
+        _write16(levels.astype(np.uint16), fmt, path, picture.icc_profile)
+    else:
+        _write8(levels.astype(np.uint8), fmt, path, picture.icc_profile)
+
+
+def _write8(pixels: np.ndarray, fmt: str, path: Path, icc: bytes | None) -> None:
+    image = Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels)
+    options = {"icc_profile": icc} if icc else {}
+    if fmt in ("jpeg", "webp"):
+        options["quality"] = 95
+    if fmt == "tiff":
+        options["compression"] = "tiff_adobe_deflate"
+    image.save(path, format=fmt.upper(), **options)
+
+
+def _write16(pixels: np.ndarray, fmt: str, path: Path, icc: bytes | None) -> None:
+    height, width, planes = pixels.shape
+    if fmt == "tiff":
+        tifffile.imwrite(
+            path,
+            pixels if planes > 1 else pixels[..., 0],
+            photometric="rgb" if planes >= 3 else "minisblack",
+            extrasamples=["unassalpha"] if planes in (2, 4) else None,
+            iccprofile=icc,
+            compression="zlib",
+        )
+        return
+    buffer = io.BytesIO()
+    writer = png.Writer(width, height, greyscale=planes < 3, alpha=planes in (2, 4), bitdepth=16)
+    writer.write(buffer, pixels.reshape(height, width * planes))
+    data = buffer.getvalue()
+    if icc:
+        # pypng cannot write iCCP itself; it goes right after IHDR (8-byte signature + 25-byte IHDR chunk).
+        payload = b"ICC profile\x00\x00" + zlib.compress(icc)
+        chunk = struct.pack(">I", len(payload)) + b"iCCP" + payload + struct.pack(">I", zlib.crc32(b"iCCP" + payload))
+        data = data[:33] + chunk + data[33:]
+    path.write_bytes(data)
+
