@@ -72,9 +72,9 @@ def read_header(path: Path) -> Header:
 def read_picture(path: Path) -> Picture:
     with _open(path) as image:
         fmt = INPUT_FORMATS[image.format]
-        icc = image.info.get("icc_profile") or None
-        orientation = image.getexif().get(0x0112, 1)
-        try:
+        try:  # getexif() too may read to the end of a PNG
+            icc = image.info.get("icc_profile") or None
+            orientation = image.getexif().get(0x0112, 1)
             pixels, depth = _decode(path, image, fmt)
         except ImageError:
             raise

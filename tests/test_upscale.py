@@ -1,0 +1,256 @@
+"""`avow upscale` end to end: pixels, disclosure, signing, and every way it must refuse or clean up."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import png
+import pytest
+import tifffile
+import torch
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from PIL import Image, ImageCms
+from safetensors.torch import save_file
+
+from avow import tiling
+from avow.engine import UpscaleOptions, upscale_file
+from avow.errors import Cancelled, ImageError, UsageError
+from avow_c2pa.errors import SigningError
+from avow_c2pa.metadata import read_metadata
+from avow_c2pa.verify import AI_SYNTHESIZED, trust_anchors, verify_file
+from avow_models.archs.srvgg import SRVGGNetCompact
+
+from conftest import photo
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def nearest_model(path: Path, scale: int) -> Path:
+    """A real SRVGGNetCompact whose learned residual is zero: its output is exactly the
+    nearest-neighbour upscale, so pixel values, alpha and 16-bit levels can be checked exactly."""
+    torch.manual_seed(0)
+    model = SRVGGNetCompact(num_feat=8, num_conv=2, scale=scale)
+    last = model.body[-1]
+    torch.nn.init.zeros_(last.weight)
+    torch.nn.init.zeros_(last.bias)
+    save_file(model.state_dict(), str(path))
+    return path
+
+
+@pytest.fixture
+def model_x2(tmp_path):
+    return nearest_model(tmp_path / "nearest-x2.safetensors", 2)
+
+
+@pytest.fixture
+def model_x4(tmp_path):
+    return nearest_model(tmp_path / "nearest-x4.safetensors", 4)
+
+
+def nearest(array: np.ndarray, scale: int) -> np.ndarray:
+    return array.repeat(scale, axis=0).repeat(scale, axis=1)
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def test_jpeg_to_png_is_disclosed_signed_and_exact(tmp_path, jpeg_in, model_x4):
+    out = tmp_path / "out.png"
+    result = upscale_file(jpeg_in, out, UpscaleOptions(model=str(model_x4), tile=16))
+    assert result.output_size == (192, 160)
+    expected = nearest(np.asarray(Image.open(jpeg_in).convert("RGB")), 4)
+    assert np.abs(np.asarray(Image.open(out)).astype(int) - expected).max() <= 1
+    report = verify_file(out, trust_anchors())
+    assert report.verdict == AI_SYNTHESIZED and report.validation_state == "Trusted"
+    assert report.model["model"] == "nearest-x4" and report.model["scale"] == "4"
+    assert report.model["sha256"] == result.disclosure.model_sha256
+    assert report.metadata_agrees is True
+    assert leftovers(tmp_path) == []
+
+
+def test_16bit_png_with_alpha_stays_16bit_with_alpha(tmp_path, model_x2):
+    rng = np.random.default_rng(1)
+    levels = rng.integers(0, 65536, size=(20, 24, 4), dtype=np.uint16)
+    source = tmp_path / "deep.png"
+    with open(source, "wb") as handle:
+        png.Writer(24, 20, greyscale=False, alpha=True, bitdepth=16).write(handle, levels.reshape(20, -1))
+    out = tmp_path / "deep-x2.png"
+    upscale_file(source, out, UpscaleOptions(model=str(model_x2)))
+    width, height, rows, info = png.Reader(filename=str(out)).asDirect()
+    assert (width, height, info["bitdepth"], info["planes"]) == (48, 40, 16, 4)
+    written = np.vstack([np.asarray(r, dtype=np.uint16) for r in rows]).reshape(40, 48, 4)
+    assert np.abs(written.astype(int) - nearest(levels, 2)).max() <= 2  # 16-bit precision, not 8-bit steps
+    assert verify_file(out, trust_anchors()).verdict == AI_SYNTHESIZED
+
+
+def test_16bit_tiff_stays_16bit(tmp_path, model_x2):
+    levels = np.random.default_rng(2).integers(0, 65536, size=(16, 20, 3), dtype=np.uint16)
+    source = tmp_path / "deep.tif"
+    tifffile.imwrite(source, levels, photometric="rgb")
+    out = tmp_path / "deep-x2.tiff"
+    upscale_file(source, out, UpscaleOptions(model=str(model_x2)))
+    written = tifffile.imread(out)
+    assert written.dtype == np.uint16 and written.shape == (32, 40, 3)
+    assert np.abs(written.astype(int) - nearest(levels, 2)).max() <= 2
+    assert verify_file(out, trust_anchors()).verdict == AI_SYNTHESIZED
+
+
+def test_icc_profile_and_orientation_are_respected(tmp_path, model_x2):
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    source = tmp_path / "rotated.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored landscape, shown rotated 90° clockwise
+    Image.fromarray(photo(40, 48)).save(source, exif=exif.tobytes(), icc_profile=icc, quality=95)
+    out = tmp_path / "rotated-x2.png"
+    upscale_file(source, out, UpscaleOptions(model=str(model_x2)))
+    with Image.open(out) as image:
+        assert image.size == (80, 96)  # upright: 40 wide, 48 tall, doubled
+        assert image.info.get("icc_profile") == icc
+        assert image.getexif().get(0x0112, 1) == 1
+
+
+def test_alpha_into_jpeg_is_refused_rather_than_dropped(tmp_path, model_x2):
+    source = tmp_path / "cutout.png"
+    Image.fromarray(photo(channels=4)).save(source)
+    with pytest.raises(ImageError, match="transparency"):
+        upscale_file(source, tmp_path / "cutout.jpg", UpscaleOptions(model=str(model_x2)))
+    assert leftovers(tmp_path) == [] and not (tmp_path / "cutout.jpg").exists()
+
+
+def test_never_overwrites_the_input_nor_an_existing_output(tmp_path, jpeg_in, model_x2):
+    original = jpeg_in.read_bytes()
+    with pytest.raises(UsageError, match="overwrite the input"):
+        upscale_file(jpeg_in, jpeg_in, UpscaleOptions(model=str(model_x2), force=True))
+    existing = tmp_path / "exists.png"
+    existing.write_bytes(b"keep me")
+    with pytest.raises(UsageError, match="--force"):
+        upscale_file(jpeg_in, existing, UpscaleOptions(model=str(model_x2)))
+    assert existing.read_bytes() == b"keep me" and jpeg_in.read_bytes() == original
+    upscale_file(jpeg_in, existing, UpscaleOptions(model=str(model_x2), force=True))
+    assert verify_file(existing, trust_anchors()).verdict == AI_SYNTHESIZED
+
+
+def expired_identity(folder: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "expired")])
+    past = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=30)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(1).not_valid_before(past).not_valid_after(past + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    key_path, cert_path = folder / "expired.key", folder / "expired.pem"
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return key_path, cert_path
+
+
+def test_fails_closed_when_signing_fails(tmp_path, jpeg_in, model_x2):
+    """c2pa refuses the expired certificate after pixels and XMP were written: nothing may remain."""
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    key, cert = expired_identity(tmp_path)
+    with pytest.raises(SigningError, match="not valid at time of signing"):
+        upscale_file(jpeg_in, outdir / "x.jpg", UpscaleOptions(model=str(model_x2), key=key, cert=cert))
+    assert list(outdir.iterdir()) == []
+
+
+def test_cancel_leaves_nothing(tmp_path, jpeg_in, model_x2):
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    calls = []
+    with pytest.raises(Cancelled):
+        upscale_file(jpeg_in, outdir / "x.png", UpscaleOptions(model=str(model_x2), tile=16),
+                     on_progress=lambda done, total: calls.append((done, total)), should_stop=lambda: bool(calls))
+    assert calls == [(1, 9)] and list(outdir.iterdir()) == []
+
+
+def test_tiled_output_equals_untiled():
+    torch.manual_seed(3)
+    model = SRVGGNetCompact(num_feat=16, num_conv=6, scale=4).eval()
+    image = torch.rand(1, 3, 45, 61)
+    whole = tiling.upscale(model, image, 4, tile=0)
+    tiled = tiling.upscale(model, image, 4, tile=16, overlap=16)
+    assert whole.shape == tiled.shape == (1, 3, 180, 244)
+    assert (whole - tiled).abs().max().item() <= 1 / 255
+
+
+def huge_png(path: Path, width: int, height: int) -> None:
+    """A PNG header declaring a huge image over a tiny payload: a decompression-bomb shape."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+
+
+def test_huge_dimensions_are_refused_before_decoding(tmp_path, model_x4):
+    source = tmp_path / "bomb.png"
+    huge_png(source, 12000, 12000)
+    with pytest.raises(ImageError, match="budget"):
+        upscale_file(source, tmp_path / "bomb-x4.png", UpscaleOptions(model=str(model_x4)))
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "avow", *args], capture_output=True, text=True, cwd=cwd, timeout=120)
+
+
+def bad_inputs(folder: Path) -> dict[str, tuple[Path, str]]:
+    good = folder / "good.png"
+    Image.fromarray(photo()).save(good)
+    empty = folder / "empty.jpg"
+    empty.write_bytes(b"")
+    truncated = folder / "truncated.png"
+    truncated.write_bytes(good.read_bytes()[:90])
+    text = folder / "notes.png"
+    text.write_text("this is not a picture\n")
+    return {
+        "zero-byte": (empty, "empty file"),
+        "truncated": (truncated, "damaged or truncated"),
+        "not an image": (text, "not an image"),
+    }
+
+
+@pytest.mark.parametrize("case", ["zero-byte", "truncated", "not an image"])
+def test_cli_bad_input_gets_one_clear_line(tmp_path, model_x2, case):
+    source, message = bad_inputs(tmp_path)[case]
+    out = tmp_path / "out.png"
+    done = run_cli("upscale", str(source), "-o", str(out), "--model", str(model_x2), cwd=tmp_path)
+    assert done.returncode == 3, done.stderr
+    assert done.stderr.startswith("avow: error:") and message in done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert not out.exists() and leftovers(tmp_path) == []
+
+
+def test_cli_wrong_extensions(tmp_path, model_x2):
+    png_named_jpg = tmp_path / "actually-png.jpg"
+    Image.fromarray(photo()).save(png_named_jpg, format="PNG")
+    done = run_cli("upscale", str(png_named_jpg), "-o", str(tmp_path / "x.png"), "--model", str(model_x2), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr  # the content decides, and the manifest records it as PNG
+    done = run_cli("upscale", str(png_named_jpg), "-o", str(tmp_path / "x.bmp"), "--model", str(model_x2), cwd=tmp_path)
+    assert done.returncode == 3 and "output format must be one of" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_cli_upscale_then_verify_json(tmp_path, jpeg_in, model_x2):
+    out = tmp_path / "out.webp"
+    done = run_cli("upscale", str(jpeg_in), "-o", str(out), "--model", str(model_x2), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "disclosed (EXIF/XMP) and signed (C2PA)" in done.stdout
+    done = run_cli("verify", "--json", str(out), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["schema"] == 1 and report["verdict"] == "ai-synthesized"
+    assert report["validation_state"] == "Trusted" and report["ai_declared"] is True
+    assert report["xmp"]["digital_source_type"].endswith("compositeWithTrainedAlgorithmicMedia")
+    _, xmp = read_metadata(out)
+    assert xmp["Xmp.avow.inputWidth"] == "48"
