@@ -254,3 +254,13 @@ def test_cli_upscale_then_verify_json(tmp_path, jpeg_in, model_x2):
     assert report["xmp"]["digital_source_type"].endswith("compositeWithTrainedAlgorithmicMedia")
     _, xmp = read_metadata(out)
     assert xmp["Xmp.avow.inputWidth"] == "48"
+
+
+def test_odd_sizes_reach_architectures_that_unshuffle_their_input():
+    from avow_models.archs.rrdb import RRDBNet
+
+    torch.manual_seed(4)
+    model = RRDBNet(num_feat=8, num_block=1, num_grow_ch=4, scale=2).eval()
+    image = torch.rand(1, 3, 21, 30)
+    tiled = tiling.upscale(model, image, 2, tile=8, overlap=4)
+    assert tiled.shape == (1, 3, 42, 60) and torch.isfinite(tiled).all()

@@ -12,10 +12,14 @@ import math
 from collections.abc import Callable
 
 import torch
+from torch.nn import functional as F
 
 from .errors import Cancelled, DeviceError
 
 MIN_TILE = 32
+# Some architectures pixel-unshuffle their input (RRDBNet x2 by 2, x1 by 4): patches are padded to
+# a multiple of this, and the padding's output falls outside the kept core.
+PATCH_MULTIPLE = 4
 Progress = Callable[[int, int], None]
 
 
@@ -59,6 +63,7 @@ def _run(model, image, scale, tile, overlap, device, dtype, on_progress, should_
         ctop, cleft = max(top - overlap, 0), max(left - overlap, 0)
         cbottom, cright = min(bottom + overlap, height), min(right + overlap, width)
         patch = image[:, :, ctop:cbottom, cleft:cright].to(device=device, dtype=dtype)
+        patch = F.pad(patch, (0, -patch.shape[-1] % PATCH_MULTIPLE, 0, -patch.shape[-2] % PATCH_MULTIPLE), "replicate")
         with torch.inference_mode():
             result = model(patch).float().cpu()
         core = result[
