@@ -136,6 +136,8 @@ def _print_report(report, printable) -> None:
         )
         for code in report.status_codes:
             print(f"  C2PA status: {printable(code)}")
+    if report.model:
+        print(f"  model: {printable(report.model.get('model'))}, weights sha256 {printable(report.model.get('sha256'))}")
     if report.xmp.get("digital_source_type"):
         agreement = {True: "agrees with the manifest", False: "DISAGREES with the manifest", None: "unsigned"}
         print(
