@@ -8,14 +8,19 @@ are strings: the SDK corrupts numeric arrays in action parameters.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import c2pa
 
+from . import __version__
 from .disclosure import SOFTWARE, Disclosure
 from .errors import SigningError
 from .formats import MIME_TYPES, SUFFIXES, sniff_format
 from .keys import Identity
+from .metadata import write_disclosure
+
+HUMAN_EDITS = "http://cv.iptc.org/newscodes/digitalsourcetype/humanEdits"
 
 # No network at sign time: nothing may be fetched, and the claim gets a JPEG thumbnail whatever
 # the output format, so every Content Credentials viewer can show it.
@@ -34,45 +39,46 @@ def mime_type(path: Path) -> str:
 
 
 def upscale_manifest(disclosure: Disclosure, title: str) -> dict:
-    agent = {"name": SOFTWARE, "version": disclosure.software_version}
-    scale = str(disclosure.scale)
+    opened = {"action": "c2pa.opened", "parameters": {"ingredientIds": ["parent"]}}
     return {
-        "claim_generator_info": [agent],
+        "claim_generator_info": [{"name": SOFTWARE, "version": disclosure.software_version}],
         "title": title,
         "assertions": [
             {
                 "label": "c2pa.actions.v2",
                 "created": True,
-                "data": {
-                    "actions": [
-                        {"action": "c2pa.opened", "parameters": {"ingredientIds": ["parent"]}},
-                        {
-                            "action": "c2pa.edited",
-                            "description": disclosure.sentence(),
-                            "digitalSourceType": disclosure.digital_source_type,
-                            "softwareAgent": agent,
-                            "parameters": {
-                                "model": disclosure.model_name,
-                                "modelArch": disclosure.model_arch,
-                                "sha256": disclosure.model_sha256,
-                                "scale": scale,
-                            },
-                        },
-                        {
-                            "action": "c2pa.resized",
-                            "softwareAgent": agent,
-                            "parameters": {
-                                "scale": scale,
-                                "from": f"{disclosure.input_width}x{disclosure.input_height}",
-                                "to": f"{disclosure.input_width * disclosure.scale}x"
-                                f"{disclosure.input_height * disclosure.scale}",
-                            },
-                        },
-                    ]
-                },
+                "data": {"actions": [opened, *_upscale_actions(disclosure)]},
             }
         ],
     }
+
+
+def _upscale_actions(disclosure: Disclosure) -> list[dict]:
+    agent = {"name": SOFTWARE, "version": disclosure.software_version}
+    scale = str(disclosure.scale)
+    return [
+        {
+            "action": "c2pa.edited",
+            "description": disclosure.sentence(),
+            "digitalSourceType": disclosure.digital_source_type,
+            "softwareAgent": agent,
+            "parameters": {
+                "model": disclosure.model_name,
+                "modelArch": disclosure.model_arch,
+                "sha256": disclosure.model_sha256,
+                "scale": scale,
+            },
+        },
+        {
+            "action": "c2pa.resized",
+            "softwareAgent": agent,
+            "parameters": {
+                "scale": scale,
+                "from": f"{disclosure.input_width}x{disclosure.input_height}",
+                "to": f"{disclosure.input_width * disclosure.scale}x{disclosure.input_height * disclosure.scale}",
+            },
+        },
+    ]
 
 
 def sign_file(source: Path, dest: Path, manifest: dict, identity: Identity, parent: Path | None) -> None:
@@ -98,3 +104,47 @@ def sign_file(source: Path, dest: Path, manifest: dict, identity: Identity, pare
                 builder.sign(signer, mime, src, dst)
     except c2pa.C2paError as exc:
         raise SigningError(f"{dest.name}: C2PA signing failed: {exc}") from exc
+
+
+def seal(
+    staged: Path,
+    target: Path,
+    manifest: dict,
+    identity: Identity,
+    parent: Path | None,
+    disclosure: Disclosure | None,
+    carried: tuple[dict, dict] = ({}, {}),
+) -> None:
+    """Disclose in EXIF/XMP, sign last, and only then move onto ``target``; fail closed.
+
+    ``staged`` (a temp file beside ``target``, in ``target``'s format) is consumed either way:
+    on any failure neither it nor a half-signed file is left, and ``target`` is untouched.
+    """
+    signed = staged.with_name(staged.name + ".signed" + target.suffix)
+    try:
+        if disclosure is not None:
+            write_disclosure(staged, disclosure, carried)
+        sign_file(staged, signed, manifest, identity, parent)
+        os.replace(signed, target)
+    finally:
+        staged.unlink(missing_ok=True)
+        signed.unlink(missing_ok=True)
+
+
+def editor_export_manifest(records: list[Disclosure], title: str, editor: str) -> dict:
+    """An editor's export: no parent file exists, so the first action is ``c2pa.created``.
+
+    With Avow records it is created as a composite with AI and lists each upscale; without, it
+    claims only human edits. ``allActionsIncluded`` is never set: the editor did other things.
+    """
+    name, _, version = editor.partition(" ")
+    agent = {"name": name, "version": version} if version else {"name": name}
+    source_type = records[0].digital_source_type if records else HUMAN_EDITS
+    actions = [{"action": "c2pa.created", "digitalSourceType": source_type, "softwareAgent": agent}]
+    for record in records:
+        actions.extend(_upscale_actions(record))
+    return {
+        "claim_generator_info": [{"name": SOFTWARE, "version": __version__}],
+        "title": title,
+        "assertions": [{"label": "c2pa.actions.v2", "created": True, "data": {"actions": actions}}],
+    }

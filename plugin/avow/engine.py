@@ -21,9 +21,9 @@ import torch
 
 from avow_c2pa.config import user_models_dir
 from avow_c2pa.disclosure import Disclosure, sha256_file
-from avow_c2pa.keys import Identity, signing_identity
-from avow_c2pa.manifest import sign_file, upscale_manifest
-from avow_c2pa.metadata import read_rights, write_disclosure
+from avow_c2pa.keys import signing_identity
+from avow_c2pa.manifest import seal, upscale_manifest
+from avow_c2pa.metadata import read_rights
 from avow_models import DEFAULT_MODELS, LoadedModel, find_model, load_model
 
 from . import tiling
@@ -67,28 +67,50 @@ def upscale_file(
     source, target = Path(source), Path(target)
     _check_paths(source, target, options.force)
     identity = signing_identity(options.key, options.cert)  # before the heavy work: a bad key fails fast
-    model = load_model(find_model(options.model, options.scale, user_models_dir()))
-    scale = _check_scale(model, options.scale)
+    model = prepare_model(options)
     header = read_header(source)
-    if header.width * header.height * scale * scale > MAX_OUTPUT_PIXELS:
-        raise ImageError(
-            f"{source.name}: {header.width}x{header.height} at x{scale} exceeds Avow's budget of "
-            f"{MAX_OUTPUT_PIXELS // 1_000_000} megapixels of output"
-        )
+    check_budget(source.name, header.width, header.height, model.descriptor.scale)
     picture = read_picture(source)
     device = pick_device(options.device)
-    result = _synthesize(picture, model, device, options.tile, on_progress, should_stop)
-    disclosure = Disclosure(
+    result = synthesize(picture, model, device, options.tile, on_progress, should_stop)
+    disclosure = disclose(model, picture, sha256_file(source))
+    staged = target.with_name(f".{target.stem}.{secrets.token_hex(4)}{target.suffix}")
+    try:
+        write_picture(result, staged)
+        if target.exists() and not options.force:
+            raise UsageError(f"{target}: appeared while upscaling; pass --force to replace it")
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise
+    seal(staged, target, upscale_manifest(disclosure, target.name), identity, source, disclosure, read_rights(source))
+    return UpscaleResult(target, disclosure, result.size, device.type, time.perf_counter() - started)
+
+
+def prepare_model(options: UpscaleOptions) -> LoadedModel:
+    """The model the options name, checked against the requested scale."""
+    model = load_model(find_model(options.model, options.scale, user_models_dir()))
+    _check_scale(model, options.scale)
+    return model
+
+
+def check_budget(name: str, width: int, height: int, scale: int) -> None:
+    if width * height * scale * scale > MAX_OUTPUT_PIXELS:
+        raise ImageError(
+            f"{name}: {width}x{height} at x{scale} exceeds Avow's budget of "
+            f"{MAX_OUTPUT_PIXELS // 1_000_000} megapixels of output"
+        )
+
+
+def disclose(model: LoadedModel, picture: Picture, input_sha256: str) -> Disclosure:
+    return Disclosure(
         model_name=model.descriptor.name,
         model_sha256=model.descriptor.sha256,
         model_arch=model.descriptor.arch,
-        scale=scale,
+        scale=model.descriptor.scale,
         input_width=picture.size[0],
         input_height=picture.size[1],
-        input_sha256=sha256_file(source),
+        input_sha256=input_sha256,
     )
-    _write_disclosed(result, source, target, disclosure, identity, options.force)
-    return UpscaleResult(target, disclosure, result.size, device.type, time.perf_counter() - started)
 
 
 def _check_paths(source: Path, target: Path, force: bool) -> None:
@@ -103,7 +125,7 @@ def _check_paths(source: Path, target: Path, force: bool) -> None:
         raise UsageError(f"{target.parent}: no such directory")
 
 
-def _check_scale(model: LoadedModel, requested: int | None) -> int:
+def _check_scale(model: LoadedModel, requested: int | None) -> None:
     scale = model.descriptor.scale
     if scale not in SCALES:
         raise UsageError(f"model {model.descriptor.name} is x{scale}; Avow upscales x2 or x4")
@@ -112,10 +134,9 @@ def _check_scale(model: LoadedModel, requested: int | None) -> int:
             f"model {model.descriptor.name} upscales x{scale}, not x{requested}; "
             f"use --scale {scale} or the model {DEFAULT_MODELS.get(requested, 'for that scale')}"
         )
-    return scale
 
 
-def _synthesize(picture, model: LoadedModel, device, tile, on_progress, should_stop) -> Picture:
+def synthesize(picture: Picture, model: LoadedModel, device, tile: int, on_progress=None, should_stop=None) -> Picture:
     """Run the model over the colour planes, and over the alpha plane as grey, as one progress run."""
     dtype = inference_dtype(device, model.descriptor.fp16_safe)
     module = model.module.to(device=device, dtype=dtype)
@@ -135,20 +156,3 @@ def _synthesize(picture, model: LoadedModel, device, tile, on_progress, should_s
     alpha = outputs[1].mean(axis=2) if len(outputs) > 1 else None
     return dataclasses.replace(picture, color=outputs[0], alpha=alpha)
 
-
-def _write_disclosed(
-    picture: Picture, source: Path, target: Path, disclosure: Disclosure, identity: Identity, force: bool
-) -> None:
-    token = secrets.token_hex(4)
-    pixels_tmp = target.with_name(f".{target.stem}.{token}.pixels{target.suffix}")
-    signed_tmp = target.with_name(f".{target.stem}.{token}.signed{target.suffix}")
-    try:
-        write_picture(picture, pixels_tmp)
-        write_disclosure(pixels_tmp, disclosure, read_rights(source))
-        sign_file(pixels_tmp, signed_tmp, upscale_manifest(disclosure, target.name), identity, parent=source)
-        if target.exists() and not force:
-            raise UsageError(f"{target}: appeared while upscaling; pass --force to replace it")
-        os.replace(signed_tmp, target)
-    finally:
-        for leftover in (pixels_tmp, signed_tmp):
-            leftover.unlink(missing_ok=True)

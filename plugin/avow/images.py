@@ -10,6 +10,7 @@ The EXIF orientation is applied to the pixels, so the output is upright with no 
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import struct
 import warnings
@@ -80,12 +81,7 @@ def read_picture(path: Path) -> Picture:
             raise
         except Exception as exc:  # decoders raise anything from OSError to struct.error on damaged data
             raise ImageError(f"{path.name}: damaged or truncated image ({exc})") from exc
-    pixels = _upright(pixels, orientation)
-    channels = pixels.shape[2]
-    grayscale = channels in (1, 2)
-    alpha = pixels[..., -1] if channels in (2, 4) else None
-    color = pixels[..., :1].repeat(3, axis=2) if grayscale else pixels[..., :3]
-    return Picture(np.ascontiguousarray(color), alpha, grayscale, depth, icc, fmt)
+    return dataclasses.replace(from_array(_upright(pixels, orientation), fmt, depth), icc_profile=icc)
 
 
 def _open(path: Path) -> Image.Image:
@@ -165,6 +161,28 @@ def _upright(pixels: np.ndarray, orientation: int) -> np.ndarray:
     return np.rot90(pixels, rotations) if rotations else pixels
 
 
+def from_array(array: np.ndarray, source_format: str, bit_depth: int = 16) -> Picture:
+    """A picture from float H x W x C pixels in [0, 1] (C: grey, grey+alpha, RGB, RGBA), as editors hand them over."""
+    if array.ndim != 3 or not 1 <= array.shape[2] <= 4 or min(array.shape[:2]) < 1:
+        raise ImageError(f"pixels must be H x W x C with 1 to 4 channels, not {array.shape}")
+    if not np.isfinite(array).all():
+        raise ImageError("pixels contain NaN or infinite values")
+    pixels = np.clip(array.astype(np.float32, copy=False), 0.0, 1.0)
+    channels = pixels.shape[2]
+    grayscale = channels in (1, 2)
+    alpha = pixels[..., -1] if channels in (2, 4) else None
+    color = pixels[..., :1].repeat(3, axis=2) if grayscale else pixels[..., :3]
+    return Picture(np.ascontiguousarray(color), alpha, grayscale, bit_depth, None, source_format)
+
+
+def to_array(picture: Picture, keep_alpha: bool = True) -> np.ndarray:
+    """The picture's planes stacked as H x W x C float32, alpha last: the inverse of ``from_array``."""
+    planes = [picture.color[..., :1]] if picture.grayscale else [picture.color]
+    if keep_alpha and picture.alpha is not None:
+        planes.append(picture.alpha[..., None])
+    return np.concatenate(planes, axis=2)
+
+
 def write_picture(picture: Picture, path: Path) -> None:
     """Write to ``path`` in the format its extension names, at the best depth that format holds."""
     fmt = output_format(path)
@@ -175,10 +193,7 @@ def write_picture(picture: Picture, path: Path) -> None:
                 f"{path.name}: JPEG cannot keep the input's transparency; write .png, .webp or .tiff instead"
             )
         alpha = None
-    planes = [picture.color[..., :1]] if picture.grayscale else [picture.color]
-    if alpha is not None:
-        planes.append(alpha[..., None])
-    pixels = np.concatenate(planes, axis=2)
+    pixels = to_array(picture, keep_alpha=alpha is not None)
     depth = 16 if picture.bit_depth == 16 and fmt in SIXTEEN_BIT_FORMATS else 8
     levels = np.rint(np.clip(pixels, 0.0, 1.0) * (65535.0 if depth == 16 else 255.0))
     if depth == 16:

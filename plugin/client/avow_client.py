@@ -1,0 +1,197 @@
+"""Talking to Avow's worker from inside an editor, with the standard library alone.
+
+GIMP's and Krita's Python have neither torch nor numpy; this file is all an editor hook needs,
+and `avow install` copies it next to each hook. Pixels go through .npy files (float32, H x W x C,
+alpha last) in a private temp dir; requests and events go through the worker's stdin/stdout as
+JSON lines (protocol 1, see avow/worker.py).
+"""
+
+from __future__ import annotations
+
+import ast
+import itertools
+import json
+import os
+import queue
+import struct
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+CONFIG_NAME = "avow.json"
+START_TIMEOUT = 120.0  # a cold start imports torch
+NPY_MAGIC = b"\x93NUMPY"
+
+
+class WorkerError(Exception):
+    """The worker refused or failed a request; ``message`` is fit to show a user."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+class WorkerUnavailable(WorkerError):
+    """The worker could not be started; the message says what to run."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("WorkerUnavailable", message)
+
+
+def load_config(hook_dir: str | os.PathLike) -> dict:
+    """The ``avow.json`` that ``avow install`` wrote beside the hook: which Python runs the worker."""
+    path = Path(hook_dir) / CONFIG_NAME
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(config.get("python"), str):
+            raise ValueError("no 'python' entry")
+        return config
+    except (OSError, ValueError) as exc:
+        raise WorkerUnavailable(
+            f"Avow is not set up for this editor ({path}: {exc}). From Avow's environment, run: avow install gimp "
+            "(or: avow install krita)"
+        ) from exc
+
+
+class Worker:
+    """One worker process; use as a context manager so it always ends with the editor's job."""
+
+    def __init__(self, python: str, env: dict | None = None) -> None:
+        self.python = python
+        self.env = env
+        self._ids = itertools.count(1)
+        self._events: queue.Queue = queue.Queue()
+        self._process: subprocess.Popen | None = None
+        self._stderr = tempfile.TemporaryFile()
+
+    def __enter__(self) -> Worker:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def start(self) -> None:
+        try:
+            self._process = subprocess.Popen(
+                [self.python, "-m", "avow.worker"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=self._stderr,
+                env=self.env,
+                text=True,
+                encoding="utf-8",
+                bufsize=1,
+            )
+        except OSError as exc:
+            raise WorkerUnavailable(f"cannot start Avow's worker with {self.python}: {exc}. Run: avow install gimp") from exc
+        threading.Thread(target=self._pump, daemon=True).start()
+        ready = self._next_event(START_TIMEOUT)
+        if ready.get("event") != "ready":
+            raise WorkerUnavailable(f"Avow's worker did not start: {ready.get('message', ready)}")
+
+    def _pump(self) -> None:
+        assert self._process is not None and self._process.stdout is not None
+        for line in self._process.stdout:
+            try:
+                self._events.put(json.loads(line))
+            except ValueError:
+                continue
+        self._events.put(None)
+
+    def _next_event(self, timeout: float) -> dict:
+        try:
+            event = self._events.get(timeout=timeout)
+        except queue.Empty:
+            raise WorkerError("Timeout", f"Avow's worker gave no answer in {timeout:.0f} s") from None
+        if event is None:
+            raise WorkerUnavailable(f"Avow's worker stopped unexpectedly. {self._stderr_tail()}".strip())
+        return event
+
+    def _stderr_tail(self) -> str:
+        self._stderr.seek(0)
+        lines = self._stderr.read().decode("utf-8", "replace").strip().splitlines()
+        return lines[-1] if lines else ""
+
+    def _send(self, message: dict) -> None:
+        assert self._process is not None and self._process.stdin is not None
+        try:
+            self._process.stdin.write(json.dumps(message) + "\n")
+            self._process.stdin.flush()
+        except (BrokenPipeError, ValueError, OSError):
+            raise WorkerUnavailable(f"Avow's worker is gone. {self._stderr_tail()}".strip()) from None
+
+    def request(self, op: str, on_progress=None, should_cancel=None, **params) -> dict:
+        """Run one request to its end; progress goes to ``on_progress(done, total)``."""
+        job_id = next(self._ids)
+        self._send({"id": job_id, "op": op, **params})
+        cancel_sent = False
+        while True:
+            try:
+                event = self._events.get(timeout=0.1)
+            except queue.Empty:
+                if should_cancel is not None and not cancel_sent and should_cancel():
+                    self._send({"id": job_id, "op": "cancel"})
+                    cancel_sent = True
+                continue
+            if event is None:
+                raise WorkerUnavailable(f"Avow's worker stopped unexpectedly. {self._stderr_tail()}".strip())
+            if event.get("id") != job_id:
+                continue
+            kind = event.get("event")
+            if kind == "progress":
+                if on_progress is not None:
+                    on_progress(event["done"], event["total"])
+                if should_cancel is not None and not cancel_sent and should_cancel():
+                    self._send({"id": job_id, "op": "cancel"})
+                    cancel_sent = True
+            elif kind == "result":
+                return {k: v for k, v in event.items() if k not in ("id", "event")}
+            elif kind == "error":
+                raise WorkerError(event.get("error", "Error"), event.get("message", "unknown error"))
+
+    def close(self) -> None:
+        process = self._process
+        if process is None:
+            return
+        try:
+            if process.stdin is not None:
+                process.stdin.close()
+            process.wait(timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            process.kill()
+            process.wait()
+        self._process = None
+        self._stderr.close()
+
+
+def write_npy(path: str | os.PathLike, width: int, height: int, channels: int, data: bytes) -> None:
+    """Write float32 little-endian H x W x C pixels as a .npy file (format version 1.0)."""
+    if len(data) != width * height * channels * 4:
+        raise ValueError(f"{len(data)} bytes is not {width}x{height}x{channels} float32 pixels")
+    header = f"{{'descr': '<f4', 'fortran_order': False, 'shape': ({height}, {width}, {channels}), }}"
+    padding = 64 - (len(NPY_MAGIC) + 4 + len(header) + 1) % 64
+    header_bytes = (header + " " * padding + "\n").encode("latin1")
+    with open(path, "wb") as handle:
+        handle.write(NPY_MAGIC + b"\x01\x00" + struct.pack("<H", len(header_bytes)) + header_bytes)
+        handle.write(data)
+
+
+def read_npy(path: str | os.PathLike) -> tuple[int, int, int, bytes]:
+    """Read a float32 H x W x C .npy file: (width, height, channels, little-endian bytes)."""
+    with open(path, "rb") as handle:
+        if handle.read(6) != NPY_MAGIC:
+            raise ValueError(f"{path}: not a .npy file")
+        major = handle.read(2)[0]
+        size_format = "<H" if major == 1 else "<I"
+        (length,) = struct.unpack(size_format, handle.read(struct.calcsize(size_format)))
+        header = ast.literal_eval(handle.read(length).decode("latin1"))
+        if header.get("descr") != "<f4" or header.get("fortran_order") or len(header.get("shape", ())) != 3:
+            raise ValueError(f"{path}: expected float32 H x W x C pixels, got {header}")
+        height, width, channels = header["shape"]
+        data = handle.read()
+    if len(data) != width * height * channels * 4:
+        raise ValueError(f"{path}: truncated pixel data")
+    return width, height, channels, data
