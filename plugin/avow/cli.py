@@ -80,6 +80,12 @@ def _parser() -> argparse.ArgumentParser:
     keys = commands.add_parser("keys", help="the signing identity").add_subparsers(metavar="ACTION")
     keys.add_parser("show", help="where the identity lives and its fingerprints").set_defaults(run=_keys_show)
 
+    install = commands.add_parser("install", help="install the GIMP 3 or Krita 5 hook for this user")
+    install.add_argument("editor", choices=("gimp", "krita"))
+    install.add_argument("--print", action="store_true", dest="dry_run", help="show what would be done, do nothing")
+    install.add_argument("--target", type=Path, help="plug-in folder to use instead of the editor's default")
+    install.set_defaults(run=_install)
+
     models = commands.add_parser("models", help="built-in and user models").add_subparsers(metavar="ACTION")
     models.add_parser("list", help="list the models Avow can use").set_defaults(run=_models_list)
     convert = models.add_parser("convert", help="rewrite a .pth checkpoint as .safetensors")
@@ -159,6 +165,18 @@ def _keys_show(args) -> int:
     print(f"valid until: {leaf.not_valid_after_utc:%Y-%m-%d}")
     for role, fingerprint in identity.fingerprints().items():
         print(f"{role} SHA-256: {fingerprint}")
+    return 0
+
+
+def _install(args) -> int:
+    from .install import install_steps
+
+    for step in install_steps(args.editor, args.target):
+        print(("would " if args.dry_run else "") + step.description)
+        if not args.dry_run:
+            step.action()
+    if not args.dry_run:
+        print(f"avow: {args.editor} hook installed; restart {args.editor.capitalize()} to load it")
     return 0
 
 

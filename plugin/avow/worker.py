@@ -56,8 +56,8 @@ class Worker:
             self._output.flush()
 
     def serve(self, requests) -> None:
-        threading.Thread(target=self._read, args=(requests,), daemon=True).start()
         self.emit({"event": "ready", "protocol": PROTOCOL, "version": __version__})
+        threading.Thread(target=self._read, args=(requests,), daemon=True).start()
         while (job := self._jobs.get()) is not None:
             self._run(job)
 

@@ -1,0 +1,111 @@
+"""`avow install gimp|krita`: put an editor hook where the editor looks, and tell it which Python runs the worker.
+
+The hooks run in the editor's own Python, which cannot import Avow; ``avow.json`` beside each hook
+names this environment's interpreter so the hook can start ``python -m avow.worker``. The shared
+stdlib client is copied next to each hook, so the hooks stay single-source.
+"""
+
+from __future__ import annotations
+
+import configparser
+import json
+import os
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import __version__
+from .errors import UsageError
+
+HOOKS = Path(__file__).resolve().parent.parent  # plugin/: avow/, client/, gimp/, krita/
+CLIENT = HOOKS / "client" / "avow_client.py"
+CONFIG_NAME = "avow.json"
+
+
+@dataclass(frozen=True)
+class Step:
+    description: str
+    action: Callable[[], object]
+
+
+def _xdg(variable: str, default: str) -> Path:
+    return Path(os.environ.get(variable) or Path.home() / default)
+
+
+def gimp_plugins_dir() -> Path:
+    """GIMP 3's per-user plug-in folder (Flatpak GIMP: ~/.var/app/org.gimp.GIMP/config/GIMP/3.0/plug-ins)."""
+    return _xdg("XDG_CONFIG_HOME", ".config") / "GIMP" / "3.0" / "plug-ins"
+
+
+def krita_pykrita_dir() -> Path:
+    return _xdg("XDG_DATA_HOME", ".local/share") / "krita" / "pykrita"
+
+
+def install_steps(editor: str, target: Path | None = None) -> list[Step]:
+    if editor == "gimp":
+        return _gimp_steps((target or gimp_plugins_dir()) / "avow-upscale")
+    if editor == "krita":
+        return _krita_steps(target or krita_pykrita_dir())
+    raise UsageError(f"unknown editor {editor!r}: gimp or krita")
+
+
+def _gimp_steps(folder: Path) -> list[Step]:
+    plugin = folder / "avow-upscale.py"
+    return [
+        Step(f"create {folder}", lambda: folder.mkdir(parents=True, exist_ok=True)),
+        Step(f"copy the plug-in to {plugin} (executable)", lambda: _copy(HOOKS / "gimp" / "avow-upscale" / plugin.name, plugin, 0o755)),
+        Step(f"copy the worker client to {folder / CLIENT.name}", lambda: _copy(CLIENT, folder / CLIENT.name, 0o644)),
+        _config_step(folder),
+    ]
+
+
+def _krita_steps(pykrita: Path) -> list[Step]:
+    package = pykrita / "avow_upscale"
+    kritarc = _xdg("XDG_CONFIG_HOME", ".config") / "kritarc"
+    return [
+        Step(f"copy the plugin to {package}", lambda: _copytree(HOOKS / "krita" / "avow_upscale", package)),
+        Step(
+            f"copy {pykrita / 'avow_upscale.desktop'}",
+            lambda: _copy(HOOKS / "krita" / "avow_upscale.desktop", pykrita / "avow_upscale.desktop", 0o644),
+        ),
+        Step(f"copy the worker client to {package / CLIENT.name}", lambda: _copy(CLIENT, package / CLIENT.name, 0o644)),
+        _config_step(package),
+        Step(f"enable the plugin in {kritarc} ([python] enable_avow_upscale=true)", lambda: _enable_in_kritarc(kritarc)),
+    ]
+
+
+def _config_step(folder: Path) -> Step:
+    config = {"python": sys.executable, "version": __version__}
+    return Step(
+        f"write {folder / CONFIG_NAME}: worker runs with {sys.executable}",
+        lambda: (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8"),
+    )
+
+
+def _copy(source: Path, target: Path, mode: int) -> None:
+    if not source.is_file():
+        raise UsageError(f"{source}: missing; `avow install` runs from a checkout of Avow")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
+    target.chmod(mode)
+
+
+def _copytree(source: Path, target: Path) -> None:
+    if not source.is_dir():
+        raise UsageError(f"{source}: missing; `avow install` runs from a checkout of Avow")
+    shutil.copytree(source, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+
+
+def _enable_in_kritarc(kritarc: Path) -> None:
+    config = configparser.ConfigParser(interpolation=None, strict=False)
+    config.optionxform = str  # Krita's keys are case-sensitive
+    if kritarc.exists():
+        config.read(kritarc, encoding="utf-8")
+    if not config.has_section("python"):
+        config.add_section("python")
+    config.set("python", "enable_avow_upscale", "true")
+    kritarc.parent.mkdir(parents=True, exist_ok=True)
+    with open(kritarc, "w", encoding="utf-8") as handle:
+        config.write(handle, space_around_delimiters=False)

@@ -1,0 +1,157 @@
+"""The worker process through the editors' own stdlib client: a real subprocess, real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "plugin" / "client"))
+import avow_client  # noqa: E402
+
+from test_upscale import nearest_model  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def worker(tmp_path_factory):
+    home = tmp_path_factory.mktemp("worker-home")
+    with avow_client.Worker(sys.executable, env={**os.environ, "AVOW_CONFIG_DIR": str(home)}) as running:
+        yield running
+
+
+@pytest.fixture
+def pixels(tmp_path):
+    rng = np.random.default_rng(5)
+    array = rng.random((12, 10, 4), dtype=np.float32)
+    path = tmp_path / "in.npy"
+    avow_client.write_npy(path, 10, 12, 4, array.astype("<f4").tobytes())
+    return path, array
+
+
+def test_npy_written_by_the_client_is_read_by_numpy_and_back(pixels):
+    path, array = pixels
+    assert np.array_equal(np.load(path), array)
+    width, height, channels, data = avow_client.read_npy(path)
+    assert (width, height, channels) == (10, 12, 4)
+    assert np.array_equal(np.frombuffer(data, "<f4").reshape(12, 10, 4), array)
+
+
+def test_describe(worker):
+    info = worker.request("describe")
+    assert info["default_models"] == {"2": "avow-compact-x2", "4": "avow-compact-x4"}
+    assert "cpu" in info["devices"] and info["version"] == "0.1.0"
+
+
+def test_upscale_with_progress_and_provenance(worker, pixels, tmp_path):
+    path, array = pixels
+    model = nearest_model(tmp_path / "nearest-x2.safetensors", 2)
+    events = []
+    result = worker.request(
+        "upscale", input=str(path), output=str(tmp_path / "out.npy"), model=str(model), tile=4,
+        on_progress=lambda done, total: events.append((done, total)),
+    )
+    assert (result["width"], result["height"], result["channels"]) == (20, 24, 4)
+    assert events[-1] == (18, 18) and len(events) == 18  # 3x3 tiles, colour then alpha
+    out = np.load(result["output"])
+    assert np.abs(out - array.repeat(2, 0).repeat(2, 1)).max() < 1e-5
+    record = result["provenance"]
+    assert record["model_name"] == "nearest-x2" and record["scale"] == 2
+    assert (record["input_width"], record["input_height"]) == (10, 12)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_cancel_stops_and_leaves_nothing(worker, pixels, tmp_path):
+    path, _ = pixels
+    model = nearest_model(tmp_path / "nearest-x2.safetensors", 2)
+    with pytest.raises(avow_client.WorkerError) as caught:
+        worker.request("upscale", input=str(path), output=str(tmp_path / "out.npy"), model=str(model), tile=2,
+                       should_cancel=lambda: True)
+    assert caught.value.kind == "Cancelled"
+    assert not (tmp_path / "out.npy").exists()
+    assert worker.request("describe")["version"]  # still serving
+
+
+@pytest.mark.parametrize(
+    ("params", "kind", "words"),
+    [
+        ({"op": "nonsense"}, "UsageError", "unknown op"),
+        ({"op": "upscale", "input": "/nonexistent.npy", "output": "/tmp/x.npy", "model": "no-such-model"},
+         "ModelNotFoundError", "no-such-model"),
+        ({"op": "upscale", "input": "x"}, "ProtocolError", "output"),
+        ({"op": "verify", "file": "/nonexistent.png"}, None, None),
+    ],
+)
+def test_errors_are_typed_with_a_message(worker, params, kind, words):
+    op = params.pop("op")
+    if kind is None:
+        assert worker.request(op, **params)["verdict"] == "unreadable"
+        return
+    with pytest.raises(avow_client.WorkerError) as caught:
+        worker.request(op, **params)
+    assert caught.value.kind == kind and words in caught.value.message
+
+
+def test_sign_an_editor_export_with_and_without_ai(worker, pixels, tmp_path):
+    path, _ = pixels
+    model = nearest_model(tmp_path / "nearest-x2.safetensors", 2)
+    record = worker.request("upscale", input=str(path), output=str(tmp_path / "o.npy"), model=str(model))["provenance"]
+    exported = tmp_path / "export.png"
+    Image.new("RGB", (20, 24), (10, 20, 30)).save(exported)
+    assert worker.request("sign", file=str(exported), provenance=[record], editor="GIMP 3.0.4")["ai_declared"]
+    report = worker.request("verify", file=str(exported))
+    assert report["verdict"] == "ai-synthesized" and report["validation_state"] == "Trusted"
+    assert report["model"]["model"] == "nearest-x2" and report["metadata_agrees"] is True
+
+    plain = tmp_path / "plain.jpg"
+    Image.new("RGB", (8, 8)).save(plain)
+    worker.request("sign", file=str(plain), provenance=[], editor="Krita 5.1.5")
+    report = worker.request("verify", file=str(plain))
+    assert report["verdict"] == "signed" and report["ai_declared"] is False
+
+
+def test_bad_json_lines_and_closing_stdin(tmp_path):
+    env = {**os.environ, "AVOW_CONFIG_DIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "avow.worker"], input='not json\n[1]\n{"id": 7, "op": "describe"}\n',
+        capture_output=True, text=True, env=env, timeout=120,
+    )
+    assert done.returncode == 0
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    assert events[0]["event"] == "ready" and events[0]["protocol"] == 1
+    assert [e["error"] for e in events if e["event"] == "error"] == ["ProtocolError", "ProtocolError"]
+    assert events[-1]["id"] == 7 and events[-1]["event"] == "result"
+
+
+def test_unconfigured_hook_says_what_to_run(tmp_path):
+    with pytest.raises(avow_client.WorkerUnavailable, match="avow install gimp"):
+        avow_client.load_config(tmp_path)
+    with pytest.raises(avow_client.WorkerUnavailable, match="cannot start"):
+        with avow_client.Worker(str(tmp_path / "no-python")):
+            pass
+
+
+def test_install_gimp_and_krita(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    done = subprocess.run([sys.executable, "-m", "avow", "install", "gimp", "--print"], capture_output=True, text=True)
+    assert done.returncode == 0 and "would copy the plug-in" in done.stdout
+    assert not (tmp_path / "config").exists()
+    for editor in ("gimp", "krita"):
+        done = subprocess.run([sys.executable, "-m", "avow", "install", editor], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+    gimp = tmp_path / "config" / "GIMP" / "3.0" / "plug-ins" / "avow-upscale"
+    assert stat.S_IMODE((gimp / "avow-upscale.py").stat().st_mode) == 0o755
+    assert avow_client.load_config(gimp)["python"] == sys.executable
+    assert (gimp / "avow_client.py").read_bytes() == (ROOT / "plugin" / "client" / "avow_client.py").read_bytes()
+    krita = tmp_path / "data" / "krita" / "pykrita"
+    assert (krita / "avow_upscale.desktop").exists() and (krita / "avow_upscale" / "avow_client.py").exists()
+    assert avow_client.load_config(krita / "avow_upscale")["python"] == sys.executable
+    assert "enable_avow_upscale=true" in (tmp_path / "config" / "kritarc").read_text()
