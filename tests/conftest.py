@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 
@@ -11,6 +12,15 @@ from PIL import Image
 def shared_home(tmp_path_factory):
     """One signing identity for the whole run: creating one per test would only test key generation."""
     return tmp_path_factory.mktemp("avow-home")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """CI has two cores: one thread keeps model tests deterministic and leaves a core to subprocesses."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 @pytest.fixture(autouse=True)

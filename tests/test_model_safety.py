@@ -23,14 +23,6 @@ from avow_models import UnsupportedModelError, convert_to_safetensors, load_mode
 from avow_models.loading import MAX_FILE_BYTES, MAX_TENSORS, describe_model
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture
 def marker(tmp_path) -> Path:
     return tmp_path / "payload-ran"

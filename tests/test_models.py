@@ -34,14 +34,6 @@ from avow_models.archs.srvgg import SRVGGNetCompact
 from avow_models.registry import detect
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 # --- published layouts, written out independently of the arch classes -------------------------
 
 
