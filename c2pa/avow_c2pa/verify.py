@@ -31,6 +31,23 @@ NO_PROVENANCE = "no-provenance"
 UNREADABLE = "unreadable"
 EXIT_CODES = {AI_SYNTHESIZED: 0, SIGNED: 0, TAMPERED: 1, NO_PROVENANCE: 2, UNREADABLE: 3}
 
+# Plain words for the codes people meet most; any other code is shown as c2pa reports it.
+EXPLANATIONS = {
+    "assertion.dataHash.mismatch": "the pixels or file bytes changed after signing",
+    "assertion.boxesHash.mismatch": "the file's structure changed after signing",
+    "assertion.bmffHash.mismatch": "the file's contents changed after signing",
+    "assertion.hashedURI.mismatch": "a statement inside the manifest was altered after signing",
+    "assertion.missing": "a statement the manifest vouches for is missing",
+    "claimSignature.mismatch": "the manifest's signature does not match its contents",
+    "claimSignature.missing": "the manifest is not signed",
+    "signingCredential.untrusted": "the signature is valid but the signer is not in your trust list",
+    "signingCredential.expired": "the signing certificate had expired when it signed",
+    "signingCredential.invalid": "the signing certificate is not valid for signing content",
+    "signingCredential.revoked": "the signing certificate was revoked",
+    "ingredient.manifest.mismatch": "an ingredient's own provenance was altered",
+    "manifest.inaccessible": "the manifest is stored elsewhere and was not fetched",
+}
+
 EXIF_FIELDS = {"make": "Exif.Image.Make", "model": "Exif.Image.Model", "software": "Exif.Image.Software"}
 XMP_FIELDS = {
     "digital_source_type": "Xmp.iptcExt.DigitalSourceType",
@@ -54,11 +71,13 @@ class Report:
     validation_state: str | None = None  # Trusted | Valid | Invalid, as c2pa reports it
     signer_trusted: bool = False
     status_codes: list[str] = field(default_factory=list)  # failures of the active manifest
+    explanations: dict[str, str] = field(default_factory=dict)  # plain words for known status codes
     signer: dict | None = None  # common_name, issuer, alg
     claim_generator: str | None = None
     ai_declared: bool = False
     ai_actions: list[dict] = field(default_factory=list)
     model: dict | None = None  # name, sha256, scale (Avow's edit parameters)
+    ingredients: list[dict] = field(default_factory=list)  # title, relationship, had_manifest, signer, source types
     xmp: dict = field(default_factory=dict)
     exif: dict = field(default_factory=dict)
     metadata_agrees: bool | None = None  # XMP disclosure matches the manifest; None if nothing to compare
@@ -87,28 +106,28 @@ def trust_anchors(extra: list[Path] = ()) -> str:
     return b"\n".join(pems).decode("ascii", "replace")
 
 
-def reader_settings(anchors: str) -> dict:
-    settings = {"verify": {"verify_trust": True, "remote_manifest_fetch": False, "ocsp_fetch": False}}
+def reader_settings(anchors: str, allow_remote: bool = False) -> dict:
+    settings = {"verify": {"verify_trust": True, "remote_manifest_fetch": allow_remote, "ocsp_fetch": False}}
     if anchors.strip():
         settings["trust"] = {"trust_anchors": anchors}
     return settings
 
 
-def verify_file(path: Path, anchors: str) -> Report:
+def verify_file(path: Path, anchors: str, allow_remote: bool = False) -> Report:
     try:
         fmt = sniff_format(path)
     except UnreadableFileError as exc:
-        return Report(str(path), UNREADABLE, str(exc))
+        return Report(str(path), UNREADABLE, str(exc).removeprefix(f"{path}: "))
     report = Report(str(path), NO_PROVENANCE, "", format=fmt)
-    _read_manifest(path, anchors, report)
+    _read_manifest(path, anchors, allow_remote, report)
     _read_metadata(path, report)
     _judge(report)
     return report
 
 
-def _read_manifest(path: Path, anchors: str, report: Report) -> None:
+def _read_manifest(path: Path, anchors: str, allow_remote: bool, report: Report) -> None:
     try:
-        with c2pa.Context.from_dict(reader_settings(anchors)) as context:
+        with c2pa.Context.from_dict(reader_settings(anchors, allow_remote)) as context:
             reader = c2pa.Reader.try_create(str(path), context=context)
             if reader is None:
                 return
@@ -125,17 +144,51 @@ def _read_manifest(path: Path, anchors: str, report: Report) -> None:
     report.validation_state = state
     report.signer_trusted = state == "Trusted"
     failures = (results.get("activeManifest") or {}).get("failure") or []
-    report.status_codes = [item.get("code", "?") for item in failures]
-    active = store.get("manifests", {}).get(store.get("active_manifest") or "", {})
-    signature = active.get("signature_info") or {}
+    report.status_codes = [str(item.get("code", "?")) for item in failures]
+    report.explanations = {code: EXPLANATIONS[code] for code in report.status_codes if code in EXPLANATIONS}
+    manifests = _dict(store.get("manifests"))
+    active = _dict(manifests.get(str(store.get("active_manifest"))))
+    report.ingredients = [_ingredient(_dict(item), manifests) for item in _list(active.get("ingredients"))]
+    signature = _dict(active.get("signature_info"))
     report.signer = {k: signature.get(k) for k in ("common_name", "issuer", "alg")} if signature else None
-    generators = active.get("claim_generator_info") or []
+    generators = _list(active.get("claim_generator_info"))
     if generators:
-        report.claim_generator = " ".join(str(generators[0].get(k, "")) for k in ("name", "version")).strip()
-    for assertion in active.get("assertions") or []:
-        if str(assertion.get("label", "")).startswith("c2pa.actions"):
-            for action in (assertion.get("data") or {}).get("actions") or []:
-                _note_action(action, report)
+        generator = _dict(generators[0])
+        report.claim_generator = " ".join(str(generator.get(k, "")) for k in ("name", "version")).strip()
+    for action in _actions(active):
+        _note_action(action, report)
+
+
+def _actions(manifest: dict) -> list[dict]:
+    return [
+        action
+        for assertion in map(_dict, _list(manifest.get("assertions")))
+        if str(assertion.get("label", "")).startswith("c2pa.actions")
+        for action in _list(_dict(assertion.get("data")).get("actions"))
+        if isinstance(action, dict)
+    ]
+
+
+def _dict(value: object) -> dict:
+    """Manifest JSON comes from the file's sender: anything may be where a mapping belongs."""
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: object) -> list:
+    return value if isinstance(value, list) else []
+
+
+def _ingredient(ingredient: dict, manifests: dict) -> dict:
+    """An ingredient's own history: shown (was the input camera-signed?), never used for the verdict."""
+    own = _dict(manifests.get(str(ingredient.get("active_manifest"))))
+    signature = _dict(own.get("signature_info"))
+    return {
+        "title": ingredient.get("title"),
+        "relationship": ingredient.get("relationship"),
+        "had_manifest": bool(own),
+        "signer": signature.get("common_name"),
+        "digital_source_types": sorted({str(a["digitalSourceType"]) for a in _actions(own) if a.get("digitalSourceType")}),
+    }
 
 
 def _note_action(action: dict, report: Report) -> None:
@@ -143,10 +196,14 @@ def _note_action(action: dict, report: Report) -> None:
     if source_type not in AI_SOURCE_TYPES:
         return
     agent = action.get("softwareAgent")
-    agent_name = agent.get("name") if isinstance(agent, dict) else agent
-    params = action.get("parameters") or {}
+    if isinstance(agent, dict):
+        agent = agent.get("name")
+    agent_name = None if agent is None else str(agent)
+    params = _dict(action.get("parameters"))
     report.ai_declared = True
-    report.ai_actions.append({"action": action.get("action"), "digital_source_type": source_type, "software_agent": agent_name})
+    report.ai_actions.append(
+        {"action": str(action.get("action")), "digital_source_type": source_type, "software_agent": agent_name}
+    )
     if agent_name == "Avow" and report.model is None:
         report.model = {k: params.get(k) for k in ("model", "sha256", "scale")}
 

@@ -72,9 +72,12 @@ def _parser() -> argparse.ArgumentParser:
     upscale.set_defaults(run=_upscale)
 
     verify = commands.add_parser("verify", help="say what files are: AI-synthesized, signed, tampered, or unknown")
-    verify.add_argument("files", nargs="+", type=Path)
+    verify.add_argument("files", nargs="+", type=Path, help="files, or folders with --recursive")
     verify.add_argument("--json", action="store_true", help="one JSON object per file, one per line")
     verify.add_argument("--trust", type=Path, action="append", default=[], help="extra PEM trust anchors")
+    verify.add_argument("-r", "--recursive", action="store_true", help="verify the images in folders, recursively")
+    verify.add_argument("-j", "--jobs", type=int, help="parser processes (default: one per CPU)")
+    verify.add_argument("--allow-remote", action="store_true", help="fetch manifests a file says are stored online")
     verify.set_defaults(run=_verify)
 
     keys = commands.add_parser("keys", help="the signing identity").add_subparsers(metavar="ACTION")
@@ -118,18 +121,45 @@ def _upscale(args) -> int:
 
 
 def _verify(args) -> int:
-    from avow_c2pa.verify import printable, trust_anchors, verify_file
+    from collections import Counter
 
-    anchors = trust_anchors(args.trust)
+    from tqdm import tqdm
+
+    from avow_c2pa.isolation import VerifierPool
+    from avow_c2pa.verify import EXIT_CODES, printable, trust_anchors
+
+    paths = _verify_targets(args.files, args.recursive)
+    pool = VerifierPool(trust_anchors(args.trust), args.allow_remote, args.jobs)
+    verdicts: Counter = Counter()
     worst = 0
-    for path in args.files:
-        report = verify_file(path, anchors)
-        worst = max(worst, report.exit_code)
-        if args.json:
-            print(json.dumps(report.to_dict(), ensure_ascii=True))
-        else:
-            _print_report(report, printable)
+    with tqdm(total=len(paths), unit="file", disable=len(paths) < 20 or not sys.stderr.isatty(), leave=False) as bar:
+        for report in pool.verify(paths, on_done=lambda _: bar.update()):
+            verdicts[report.verdict] += 1
+            worst = max(worst, report.exit_code)
+            if args.json:
+                print(json.dumps(report.to_dict(), ensure_ascii=True))
+            else:
+                _print_report(report, printable)
+    if len(paths) > 1 and not args.json:
+        print("\n" + "  ".join(f"{verdict}: {verdicts[verdict]}" for verdict in EXIT_CODES if verdicts[verdict]))
     return worst
+
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".avif", ".gif", ".xcf"}
+
+
+def _verify_targets(arguments: list[Path], recursive: bool) -> list[Path]:
+    from .errors import UsageError
+
+    paths = []
+    for argument in arguments:
+        if not argument.is_dir():
+            paths.append(argument)  # a missing or odd file gets its own "unreadable" verdict
+        elif not recursive:
+            raise UsageError(f"{argument}: is a folder; add --recursive to verify the images in it")
+        else:
+            paths.extend(p for p in sorted(argument.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    return paths
 
 
 def _print_report(report, printable) -> None:
@@ -141,7 +171,14 @@ def _print_report(report, printable) -> None:
             f"issuer {printable(signer.get('issuer'))}"
         )
         for code in report.status_codes:
-            print(f"  C2PA status: {printable(code)}")
+            explanation = report.explanations.get(code)
+            print(f"  C2PA status: {printable(code)}" + (f" ({explanation})" if explanation else ""))
+        for ingredient in report.ingredients:
+            history = "no provenance of its own"
+            if ingredient["had_manifest"]:
+                types = ", ".join(t.rsplit("/", 1)[-1] for t in ingredient["digital_source_types"]) or "no source type"
+                history = f"its own manifest signed by {ingredient['signer']} ({types})"
+            print(f"  made from: {printable(ingredient['title'])} ({ingredient['relationship']}), {printable(history)}")
     if report.model:
         print(f"  model: {printable(report.model.get('model'))}, weights sha256 {printable(report.model.get('sha256'))}")
     if report.xmp.get("digital_source_type"):

@@ -1,0 +1,105 @@
+"""Every hostile or broken file gets a clear verdict: no traceback, no hang, no crash of the run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from avow_c2pa.isolation import VerifierPool
+from avow_c2pa.verify import trust_anchors
+
+from hostile import HOSTILE_TITLE, corpus, signed
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory, shared_home):
+    os.environ["AVOW_CONFIG_DIR"] = str(shared_home)
+    return corpus(tmp_path_factory.mktemp("hostile"))
+
+
+def test_every_case_gets_an_acceptable_verdict(hostile):
+    names = list(hostile)
+    pool = VerifierPool(trust_anchors(), processes=2, timeout=5)
+    reports = list(pool.verify([hostile[name][0] for name in names]))
+    for name, report in zip(names, reports):
+        print(f"{name:42} {report.verdict:15} {report.summary[:90]!r}")
+        assert report.verdict in hostile[name][1], f"{name}: {report.verdict}: {report.summary}"
+    assert len(reports) == len(names) >= 17
+
+
+def test_cli_prints_hostile_manifest_strings_safely(hostile, tmp_path):
+    path = hostile["terminal escapes, 100k title, newlines"][0]
+    done = subprocess.run([sys.executable, "-m", "avow", "verify", str(path)], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0 and "Traceback" not in done.stderr
+    assert "\x1b" not in done.stdout and "\u202e" not in done.stdout and "\x07" not in done.stdout
+    assert len(done.stdout) < 5000  # the 100k-character title is bounded
+    assert all(len(line) < 1000 for line in done.stdout.splitlines())
+    done = subprocess.run([sys.executable, "-m", "avow", "verify", "--json", str(path)], capture_output=True,
+                          text=True, timeout=120)
+    report = json.loads(done.stdout)
+    assert report["verdict"] == "ai-synthesized" and "\x1b" not in done.stdout  # JSON escapes it
+    assert report["model"]["model"] == HOSTILE_TITLE[:200]
+
+
+def test_a_hang_is_stopped_and_the_run_goes_on(hostile):
+    fifo = hostile["a FIFO where a file should be"][0]
+    good = hostile["wrong extension (signed PNG named .jpg)"][0]
+    started = time.monotonic()
+    reports = list(VerifierPool(trust_anchors(), processes=1, timeout=2).verify([fifo, good, fifo, good]))
+    assert [r.verdict for r in reports] == ["unreadable", "ai-synthesized"] * 2
+    assert "took over 2 s" in reports[0].summary and time.monotonic() - started < 30
+
+
+def test_a_crashed_parser_is_one_verdict_and_is_replaced(hostile):
+    """A real SIGSEGV delivered to the parser process while it is stuck reading: what a native crash looks like."""
+    fifo = hostile["a FIFO where a file should be"][0]
+    good = hostile["wrong extension (signed PNG named .jpg)"][0]
+
+    def crash_the_parser():
+        for _ in range(200):
+            time.sleep(0.05)
+            for pid in _isolation_children():
+                os.kill(pid, signal.SIGSEGV)
+                return
+
+    threading.Thread(target=crash_the_parser, daemon=True).start()
+    reports = list(VerifierPool(trust_anchors(), processes=1, timeout=60).verify([fifo, good]))
+    assert reports[0].verdict == "unreadable" and "crashed the parser" in reports[0].summary
+    assert reports[1].verdict == "ai-synthesized"
+
+
+def _isolation_children() -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"avow_c2pa.isolation" in cmdline and int(entry.name) != os.getpid():
+                pids.append(int(entry.name))
+    return pids
+
+
+def test_folders_recursively_with_a_summary(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    signed(tmp_path / "a", "jpg")
+    signed(tmp_path / "a" / "b", "png")
+    (tmp_path / "a" / "b" / "notes.txt").write_text("skipped: not an image name")
+    (tmp_path / "a" / "broken.webp").write_bytes(b"RIFF")
+    done = subprocess.run([sys.executable, "-m", "avow", "verify", str(tmp_path / "a")], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 3 and "add --recursive" in done.stderr
+    done = subprocess.run([sys.executable, "-m", "avow", "verify", "-r", str(tmp_path / "a")], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 3, done.stderr  # highest: the unreadable one
+    assert done.stdout.strip().splitlines()[-1] == "ai-synthesized: 2  unreadable: 1"
