@@ -25,6 +25,8 @@ CARRIED_EXIF = ("Exif.Image.Artist", "Exif.Image.Copyright")
 CARRIED_XMP = ("Xmp.dc.creator", "Xmp.dc.rights", "Xmp.xmpRights.UsageTerms", "Xmp.photoshop.Credit")
 
 _namespace_registered = False
+# exiv2 prints a warning per oddity of a hostile file to stderr; errors still raise.
+pyexiv2.set_log_level(4)
 
 
 def _register_namespace() -> None:
