@@ -264,3 +264,28 @@ def test_odd_sizes_reach_architectures_that_unshuffle_their_input():
     image = torch.rand(1, 3, 21, 30)
     tiled = tiling.upscale(model, image, 2, tile=8, overlap=4)
     assert tiled.shape == (1, 3, 42, 60) and torch.isfinite(tiled).all()
+
+
+def test_a_camera_signed_input_shows_as_history_not_as_verdict(tmp_path, model_x2):
+    from avow_c2pa.keys import signing_identity
+    from avow_c2pa.manifest import sign_file
+
+    capture = "http://cv.iptc.org/newscodes/digitalsourcetype/digitalCapture"
+    raw = tmp_path / "raw.jpg"
+    Image.fromarray(photo()).save(raw)
+    camera = tmp_path / "camera.jpg"
+    manifest = {
+        "claim_generator_info": [{"name": "camera", "version": "1"}],
+        "title": "camera.jpg",
+        "assertions": [{"label": "c2pa.actions.v2", "created": True,
+                        "data": {"actions": [{"action": "c2pa.created", "digitalSourceType": capture}]}}],
+    }
+    sign_file(raw, camera, manifest, signing_identity(), parent=None)
+    out = tmp_path / "camera-x2.jpg"
+    upscale_file(camera, out, UpscaleOptions(model=str(model_x2)))
+    report = verify_file(out, trust_anchors())
+    assert report.verdict == AI_SYNTHESIZED
+    assert report.ingredients == [{"title": "camera.jpg", "relationship": "parentOf", "had_manifest": True,
+                                   "signer": report.signer["common_name"], "digital_source_types": [capture]}]
+    done = run_cli("verify", str(out), cwd=tmp_path)
+    assert "made from: camera.jpg (parentOf), its own manifest signed by" in done.stdout and "(digitalCapture)" in done.stdout
