@@ -198,3 +198,28 @@ def test_identity_private_key_never_in_output(tmp_path):
     key_body = (Path(os.environ["AVOW_CONFIG_DIR"]) / "identity" / "signer.key").read_text().splitlines()[1]
     assert key_body.encode() not in out.read_bytes()
     assert np.asarray(Image.open(out)).shape == (160, 192, 3)
+
+
+def test_other_roots_are_trusted_only_when_configured(tmp_path, monkeypatch, avow_home):
+    monkeypatch.setenv("AVOW_CONFIG_DIR", str(tmp_path / "newsroom"))
+    theirs = signed_output(tmp_path, "png")
+    their_root = tmp_path / "newsroom" / "identity" / "root.pem"
+    monkeypatch.setenv("AVOW_CONFIG_DIR", str(avow_home))
+    assert verify_file(theirs, trust_anchors()).validation_state == "Valid"  # valid, signer unknown
+    assert verify_file(theirs, trust_anchors([their_root])).validation_state == "Trusted"  # --trust
+    monkeypatch.setenv("AVOW_CONFIG_DIR", str(tmp_path / "reader"))
+    (tmp_path / "reader").mkdir()
+    (tmp_path / "reader" / "config.toml").write_text(f'[verify]\ntrust = ["{their_root}"]\n')
+    assert verify_file(theirs, trust_anchors()).validation_state == "Trusted"  # configured trust file
+
+
+def test_contradictions_are_reported(tmp_path):
+    unsigned = tmp_path / "claims-ai.jpg"
+    Image.fromarray(photo()).save(unsigned)
+    write_disclosure(unsigned, DISCLOSURE)
+    with pyexiv2.Image(str(unsigned)) as image:
+        image.modify_exif({"Exif.Image.Make": "Canon", "Exif.Image.Model": "EOS R5"})
+    report = verify_file(unsigned, trust_anchors())
+    assert report.verdict == NO_PROVENANCE
+    assert "Unsigned XMP metadata says the pixels were AI-synthesized" in report.summary
+    assert any("camera make/model" in note for note in report.notes)
