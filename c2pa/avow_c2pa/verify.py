@@ -78,6 +78,7 @@ class Report:
     ai_actions: list[dict] = field(default_factory=list)
     model: dict | None = None  # name, sha256, scale (Avow's edit parameters)
     ingredients: list[dict] = field(default_factory=list)  # title, relationship, had_manifest, signer, source types
+    xcf: dict | None = None  # GIMP files: layers, Avow records, synthesized layer names (unsigned parasites)
     xmp: dict = field(default_factory=dict)
     exif: dict = field(default_factory=dict)
     metadata_agrees: bool | None = None  # XMP disclosure matches the manifest; None if nothing to compare
@@ -119,9 +120,29 @@ def verify_file(path: Path, anchors: str, allow_remote: bool = False) -> Report:
     except UnreadableFileError as exc:
         return Report(str(path), UNREADABLE, str(exc).removeprefix(f"{path}: "))
     report = Report(str(path), NO_PROVENANCE, "", format=fmt)
+    if fmt == "xcf":
+        return _judge_xcf(path, report)
     _read_manifest(path, anchors, allow_remote, report)
     _read_metadata(path, report)
     _judge(report)
+    return report
+
+
+def _judge_xcf(path: Path, report: Report) -> Report:
+    from .xcf import read_xcf
+
+    try:
+        report.xcf = read_xcf(path)
+    except Exception as exc:  # gimpformats raises anything on a damaged file
+        report.verdict = UNREADABLE
+        report.summary = f"Unreadable XCF: {type(exc).__name__}: {exc}"
+        return report
+    report.notes.extend(report.xcf["problems"])
+    layers = report.xcf["synthesized_layers"]
+    report.summary = "No signed provenance: XCF files carry no Content Credentials."
+    if layers or report.xcf["records"]:
+        named = ", ".join(layers) or "none of the current layers"
+        report.summary += f" Avow's GIMP parasites (unsigned) say these layers hold AI-upscaled pixels: {named}."
     return report
 
 
