@@ -289,3 +289,26 @@ def test_a_camera_signed_input_shows_as_history_not_as_verdict(tmp_path, model_x
                                    "signer": report.signer["common_name"], "digital_source_types": [capture]}]
     done = run_cli("verify", str(out), cwd=tmp_path)
     assert "made from: camera.jpg (parentOf), its own manifest signed by" in done.stdout and "(digitalCapture)" in done.stdout
+
+
+def test_ctrl_c_mid_run_leaves_no_file(tmp_path):
+    import signal
+    import time
+
+    torch.manual_seed(0)
+    slow = tmp_path / "slow-x4.safetensors"
+    save_file(SRVGGNetCompact(num_feat=32, num_conv=8, scale=4).state_dict(), str(slow))
+    source = tmp_path / "big.png"
+    Image.fromarray(photo(600, 800)).save(source)
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "avow", "upscale", str(source), "-o", str(outdir / "big-x4.png"), "--model", str(slow),
+         "--tile", "64"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    time.sleep(6)  # imports, model load, then tiles
+    assert process.poll() is None, process.communicate()
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130 and "cancelled; no file was written" in stderr and "Traceback" not in stderr
+    assert list(outdir.iterdir()) == []
