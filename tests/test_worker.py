@@ -152,6 +152,13 @@ def test_install_gimp_and_krita(tmp_path, monkeypatch):
     assert avow_client.load_config(gimp)["python"] == sys.executable
     assert (gimp / "avow_client.py").read_bytes() == (ROOT / "plugin" / "client" / "avow_client.py").read_bytes()
     krita = tmp_path / "data" / "krita" / "pykrita"
-    assert (krita / "avow_upscale.desktop").exists() and (krita / "avow_upscale" / "avow_client.py").exists()
-    assert avow_client.load_config(krita / "avow_upscale")["python"] == sys.executable
-    assert "enable_avow_upscale=true" in (tmp_path / "config" / "kritarc").read_text()
+    assert (krita / "avow_krita.desktop").exists() and (krita / "avow_krita" / "avow_client.py").exists()
+    assert avow_client.load_config(krita / "avow_krita")["python"] == sys.executable
+    assert "enable_avow_krita=true" in (tmp_path / "config" / "kritarc").read_text()
+    done = subprocess.run([sys.executable, "-m", "avow", "package", "krita", "-o", str(tmp_path / "k.zip")],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    import zipfile
+
+    names = zipfile.ZipFile(tmp_path / "k.zip").namelist()
+    assert "avow_krita.desktop" in names and "avow_krita/avow_client.py" in names and "avow_krita/avow.json" in names

@@ -89,6 +89,11 @@ def _parser() -> argparse.ArgumentParser:
     install.add_argument("--target", type=Path, help="plug-in folder to use instead of the editor's default")
     install.set_defaults(run=_install)
 
+    package = commands.add_parser("package", help="build a plugin zip for Krita's Import Python Plugin from File")
+    package.add_argument("editor", choices=("krita",))
+    package.add_argument("-o", "--output", type=Path, default=Path("avow_krita.zip"))
+    package.set_defaults(run=_package)
+
     models = commands.add_parser("models", help="built-in and user models").add_subparsers(metavar="ACTION")
     models.add_parser("list", help="list the models Avow can use").set_defaults(run=_models_list)
     convert = models.add_parser("convert", help="rewrite a .pth checkpoint as .safetensors")
@@ -214,6 +219,14 @@ def _install(args) -> int:
             step.action()
     if not args.dry_run:
         print(f"avow: {args.editor} hook installed; restart {args.editor.capitalize()} to load it")
+    return 0
+
+
+def _package(args) -> int:
+    from .install import package_krita
+
+    package_krita(args.output)
+    print(f"{args.output}: import it in Krita with Tools > Scripts > Import Python Plugin from File...")
     return 0
 
 

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from .errors import UsageError
 HOOKS = Path(__file__).resolve().parent.parent  # plugin/: avow/, client/, gimp/, krita/
 CLIENT = HOOKS / "client" / "avow_client.py"
 CONFIG_NAME = "avow.json"
+KRITA_PLUGIN = "avow_krita"  # the .desktop file's X-KDE-Library and the package folder
 
 
 @dataclass(frozen=True)
@@ -62,18 +64,26 @@ def _gimp_steps(folder: Path) -> list[Step]:
 
 
 def _krita_steps(pykrita: Path) -> list[Step]:
-    package = pykrita / "avow_upscale"
+    package = pykrita / KRITA_PLUGIN
+    desktop = f"{KRITA_PLUGIN}.desktop"
     kritarc = _xdg("XDG_CONFIG_HOME", ".config") / "kritarc"
     return [
-        Step(f"copy the plugin to {package}", lambda: _copytree(HOOKS / "krita" / "avow_upscale", package)),
-        Step(
-            f"copy {pykrita / 'avow_upscale.desktop'}",
-            lambda: _copy(HOOKS / "krita" / "avow_upscale.desktop", pykrita / "avow_upscale.desktop", 0o644),
-        ),
+        Step(f"copy the plugin to {package}", lambda: _copytree(HOOKS / "krita" / KRITA_PLUGIN, package)),
+        Step(f"copy {pykrita / desktop}", lambda: _copy(HOOKS / "krita" / desktop, pykrita / desktop, 0o644)),
         Step(f"copy the worker client to {package / CLIENT.name}", lambda: _copy(CLIENT, package / CLIENT.name, 0o644)),
         _config_step(package),
-        Step(f"enable the plugin in {kritarc} ([python] enable_avow_upscale=true)", lambda: _enable_in_kritarc(kritarc)),
+        Step(f"enable the plugin in {kritarc} ([python] enable_{KRITA_PLUGIN}=true)", lambda: _enable_in_kritarc(kritarc)),
     ]
+
+
+def package_krita(target: Path) -> None:
+    """A zip for Krita's "Tools > Scripts > Import Python Plugin from File...", worker config included."""
+    with tempfile.TemporaryDirectory() as staging:
+        for step in _krita_steps(Path(staging))[:-1]:  # all but kritarc: Krita enables imported plugins itself
+            step.action()
+        archive = shutil.make_archive(str(target.with_suffix("")), "zip", staging)
+    if Path(archive) != target:
+        os.replace(archive, target)
 
 
 def _config_step(folder: Path) -> Step:
@@ -105,7 +115,7 @@ def _enable_in_kritarc(kritarc: Path) -> None:
         config.read(kritarc, encoding="utf-8")
     if not config.has_section("python"):
         config.add_section("python")
-    config.set("python", "enable_avow_upscale", "true")
+    config.set("python", f"enable_{KRITA_PLUGIN}", "true")
     kritarc.parent.mkdir(parents=True, exist_ok=True)
     with open(kritarc, "w", encoding="utf-8") as handle:
         config.write(handle, space_around_delimiters=False)
