@@ -63,3 +63,10 @@ def test_verify_human_output_is_escaped_and_exit_codes_combine(tmp_path):
     assert "\x1b" not in done.stdout
     assert "plain.png: No provenance: cannot tell." in done.stdout
     assert "empty file" in done.stdout
+
+
+def test_bad_arguments_exit_3_not_verifys_2(tmp_path):
+    done = avow("verify", cwd=tmp_path)
+    assert done.returncode == 3 and "avow: error:" in done.stderr
+    done = avow("upscale", "x.jpg", "--scale", "3", "-o", "y.png", cwd=tmp_path)
+    assert done.returncode == 3 and "invalid choice" in done.stderr

@@ -47,15 +47,22 @@ def _message(exc: BaseException) -> str:
 
 
 def _is_usage(exc: Exception) -> bool:
-    from avow_models import ModelNotFoundError, UnsupportedModelError
-
+    """Bad input rather than failed work; model errors are LookupError/ValueError, so torch stays unimported."""
     from .errors import ImageError, UsageError
 
-    return isinstance(exc, (UsageError, ImageError, ModelNotFoundError, UnsupportedModelError))
+    return isinstance(exc, (UsageError, ImageError, LookupError, ValueError))
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse exits 2 on bad arguments, which would read as verify's "no provenance"."""
+
+    def error(self, message: str):
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"avow: error: {message}\n")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="avow", description="AI upscaling that says so: C2PA + EXIF/XMP disclosure.")
+    parser = _Parser(prog="avow", description="AI upscaling that says so: C2PA + EXIF/XMP disclosure.")
     parser.add_argument("--version", action="version", version=f"avow {__version__}")
     commands = parser.add_subparsers(metavar="COMMAND")
 
