@@ -11,9 +11,22 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import gimpformats.GimpIOBase as _gimp_io
 from gimpformats.gimpXcfDocument import GimpDocument
 
 PARASITE = "avow-provenance"
+
+# gimpformats 2025 indexes its property table with the id it reads, and GIMP 3.0 writes ids it
+# does not know (e.g. 42): skip those, as GIMP itself does with unknown properties.
+_KNOWN_PROPERTIES = len(list(_gimp_io.ImageProperties))
+_decode_property = _gimp_io.GimpIOBase._propertyDecode
+
+
+def _tolerant_property_decode(self, prop: int, data: bytearray) -> int:
+    return len(data) if not 0 <= prop < _KNOWN_PROPERTIES else _decode_property(self, prop, data)
+
+
+_gimp_io.GimpIOBase._propertyDecode = _tolerant_property_decode
 
 
 def read_xcf(path: Path) -> dict:

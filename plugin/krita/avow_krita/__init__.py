@@ -1,0 +1,12 @@
+"""Avow for Krita: Tools > Scripts > AI Upscale (disclosed)... and Export with Content Credentials...
+
+Runs in Krita's own Python (PyQt5 and the standard library); torch, c2pa and exiv2 run in Avow's
+worker process. Installed by ``avow install krita``.
+"""
+
+from krita import Krita
+
+from .extension import AvowExtension
+
+EXTENSION = AvowExtension(Krita.instance())
+Krita.instance().addExtension(EXTENSION)

@@ -1,0 +1,379 @@
+"""What the actions do to a document, without any dialog: upscale a layer, export with Content Credentials.
+
+The heavy lifting (torch, c2pa, exiv2) runs in Avow's worker, a child process started with the
+Python that ``avow install krita`` recorded in ``avow.json``. Krita's API is only touched from
+the main thread; the worker's I/O and the pixel conversions run in a background thread while
+Qt's event loop keeps turning, so Krita stays responsive and a progress dialog can cancel.
+
+Provenance inside the document (Krita has no parasites): the new layer's name says it is
+AI-synthesized, the document carries an annotation ``avow/provenance`` (JSON, saved in .kra
+files under ``annotations/avow/provenance``) with the worker's provenance record for each
+upscale, and the document information's abstract gets a sentence. Export reads the annotation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from krita import InfoObject, Krita
+from PyQt5.QtCore import QByteArray, QEventLoop, QTimer
+
+from . import pixels
+
+try:  # `avow install krita` copies the client into this package
+    from . import avow_client as client
+except ImportError:  # running from a checkout of Avow: plugin/krita/avow_krita -> plugin/client
+    _CHECKOUT_CLIENT = Path(__file__).resolve().parents[2] / "client"
+    if not (_CHECKOUT_CLIENT / "avow_client.py").is_file():
+        raise
+    sys.path.insert(0, str(_CHECKOUT_CLIENT))
+    import avow_client as client
+
+WorkerError = client.WorkerError
+WorkerUnavailable = client.WorkerUnavailable
+
+PLUGIN_DIR = Path(__file__).resolve().parent
+ANNOTATION = "avow/provenance"
+ANNOTATION_DESCRIPTION = "Avow: provenance of AI-upscaled (synthesized) layers"
+EXPORT_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff")
+MASK_TYPES = ("transparencymask", "filtermask", "transformmask", "selectionmask", "colorizemask")
+# Krita's own environment must not leak into the venv's interpreter.
+_ENV_DROP = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONEXECUTABLE")
+
+
+class AvowKritaError(Exception):
+    """A failure to show the user as is."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    model: str | None = None  # None: the default model for ``scale``
+    scale: int | None = 4
+    device: str = "auto"
+    tile: int = 256
+
+
+@dataclass(frozen=True)
+class UpscaleOutcome:
+    layer_name: str
+    layer_uuid: str
+    source_size: tuple
+    size: tuple
+    channels_sent: int
+    provenance: dict
+
+
+class Progress:
+    """Where progress goes; the dialog in the GUI, nothing (or a log) in batch mode."""
+
+    def update(self, done: int, total: int) -> None:
+        pass
+
+    def status(self, text: str) -> None:
+        pass
+
+    def cancelled(self) -> bool:
+        return False
+
+
+def editor_name() -> str:
+    return f"Krita {Krita.instance().version()}"
+
+
+def worker_env() -> dict:
+    return {k: v for k, v in os.environ.items() if k not in _ENV_DROP}
+
+
+def run_in_background(work, progress: Progress | None = None, state: dict | None = None):
+    """``work()`` in a thread while Qt's event loop turns; its result, or its exception re-raised."""
+    box: dict = {}
+
+    def target() -> None:
+        try:
+            box["result"] = work()
+        except BaseException as exc:  # handed to the main thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="avow-worker", daemon=True)
+    thread.start()
+    loop = QEventLoop()
+    timer = QTimer()
+    timer.setInterval(50)
+
+    def tick() -> None:
+        if progress is not None and state is not None:
+            if state.get("total"):
+                progress.update(state["done"], state["total"])
+            if progress.cancelled():
+                state["cancel"] = True
+        if not thread.is_alive():
+            loop.quit()
+
+    timer.timeout.connect(tick)
+    timer.start()
+    if thread.is_alive():
+        loop.exec_()
+    timer.stop()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box.get("result")
+
+
+class Session:
+    """One worker process for one action (describe + upscale, or sign + verify)."""
+
+    def __init__(self, plugin_dir: Path = PLUGIN_DIR) -> None:
+        self.config = client.load_config(plugin_dir)
+        self.worker = client.Worker(self.config["python"], env=worker_env())
+        self.started = False
+
+    def __enter__(self) -> Session:
+        try:
+            run_in_background(self.worker.start)
+        except BaseException:
+            self.worker.close()
+            raise
+        self.started = True
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.worker.close()
+
+    def request(self, op: str, progress: Progress | None = None, **params) -> dict:
+        state = {"done": 0, "total": 0, "cancel": False}
+
+        def on_progress(done: int, total: int) -> None:
+            state["done"], state["total"] = done, total
+
+        def work() -> dict:
+            return self.worker.request(op, on_progress=on_progress, should_cancel=lambda: state["cancel"], **params)
+
+        return run_in_background(work, progress, state)
+
+
+# ---------------------------------------------------------------- provenance in the document
+
+
+def provenance_records(doc) -> list:
+    """The upscale records this document carries (from the annotation; [] when none)."""
+    if ANNOTATION not in doc.annotationTypes():
+        return []
+    try:
+        data = json.loads(bytes(doc.annotation(ANNOTATION)).decode("utf-8"))
+    except ValueError as exc:
+        raise AvowKritaError(f"this document's Avow provenance annotation is damaged ({exc}); not exporting") from exc
+    records = data.get("records") if isinstance(data, dict) else None
+    if not isinstance(records, list):
+        raise AvowKritaError("this document's Avow provenance annotation is damaged; not exporting")
+    return records
+
+
+def _record(doc, record: dict) -> None:
+    data = {"schema": 1, "records": provenance_records(doc) + [record]}
+    payload = json.dumps(data, indent=1, sort_keys=True).encode("utf-8")
+    doc.setAnnotation(ANNOTATION, ANNOTATION_DESCRIPTION, QByteArray(payload))
+
+
+_ABSTRACT = re.compile(r"(<abstract>)(.*?)(</abstract>)", re.DOTALL)
+
+
+def _note_in_document_info(doc, sentence: str) -> bool:
+    """Add the disclosure sentence to File > Document Information's abstract (kept in .kra)."""
+    info = doc.documentInfo()
+    match = _ABSTRACT.search(info)
+    if match is None or "]]>" in sentence:
+        return False
+    inner = match.group(2)
+    cdata = re.fullmatch(r"\s*<!\[CDATA\[(.*)\]\]>\s*", inner, re.DOTALL)
+    text = cdata.group(1) if cdata else inner
+    if sentence in text:
+        return True
+    text = f"{text}\n{sentence}" if text.strip() else sentence
+    doc.setDocumentInfo(info[: match.start(2)] + f"<![CDATA[{text}]]>" + info[match.end(2) :])
+    return True
+
+
+def disclosure_sentence(provenance: dict) -> str:
+    return (
+        f"AI-upscaled: pixels synthesized by the model {provenance['model_name']} at x{provenance['scale']} "
+        f"with Avow {provenance.get('software_version', '')}; not original footage."
+    ).replace("  ", " ")
+
+
+def layer_name(source_name: str, provenance: dict) -> str:
+    return f"AI-upscaled x{provenance['scale']} ({provenance['model_name']}), synthesized: {source_name}"
+
+
+# ---------------------------------------------------------------- upscale
+
+
+def check_node(doc, node) -> pixels.Layout:
+    if doc is None:
+        raise AvowKritaError("no document is open")
+    if node is None:
+        raise AvowKritaError("no layer is selected; select the layer to upscale")
+    if node.type() in MASK_TYPES:
+        raise AvowKritaError(f"'{node.name()}' is a mask; select a layer to upscale")
+    if node.animated():
+        raise AvowKritaError(f"'{node.name()}' is animated; Avow upscales still layers only")
+    try:
+        return pixels.layout_for(node.colorModel(), node.colorDepth())
+    except pixels.UnsupportedLayer as exc:
+        raise AvowKritaError(str(exc)) from None
+
+
+def upscale_document(doc, node, settings: Settings, session: Session, progress: Progress | None = None) -> UpscaleOutcome:
+    """Upscale ``node`` into a new layer above it; the document is only touched once the worker succeeded."""
+    progress = progress or Progress()
+    layout = check_node(doc, node)
+    doc.waitForDone()  # let pending strokes (a just-opened image, a running filter) land first
+    width, height = doc.width(), doc.height()
+    raw = bytes(node.pixelData(0, 0, width, height) if node.type() == "paintlayer" else node.projectionPixelData(0, 0, width, height))
+    folder = Path(tempfile.mkdtemp(prefix="avow-krita-"))  # private (0700)
+    try:
+        source, target = folder / "layer.npy", folder / "upscaled.npy"
+
+        def prepare() -> int:
+            data, channels = pixels.to_float(raw, layout, width, height)
+            client.write_npy(source, width, height, channels, data)
+            return channels
+
+        progress.status("Preparing the layer's pixels...")
+        channels_sent = run_in_background(prepare)
+        progress.status("Upscaling (the model invents plausible detail)...")
+        result = session.request(
+            "upscale",
+            progress,
+            input=str(source),
+            output=str(target),
+            model=settings.model,
+            scale=settings.scale,
+            tile=int(settings.tile),
+            device=settings.device,
+        )
+        provenance = result["provenance"]
+        scale = int(provenance["scale"])
+        progress.status("Reading the result...")
+
+        def finish() -> tuple:
+            out_width, out_height, out_channels, data = client.read_npy(target)
+            if (out_width, out_height) != (width * scale, height * scale):
+                raise AvowKritaError(
+                    f"the worker returned {out_width}x{out_height}, expected {width * scale}x{height * scale}"
+                )
+            return out_width, out_height, pixels.from_float(data, out_channels, layout, out_width, out_height)
+
+        out_width, out_height, out_bytes = run_in_background(finish)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+    # Only now does the document change.
+    progress.status("Adding the synthesized layer...")
+    name = layer_name(node.name(), provenance)
+    doc.scaleImage(out_width, out_height, round(doc.xRes()), round(doc.yRes()), "Bicubic")
+    doc.waitForDone()
+    layer = doc.createNode(name, "paintlayer")
+    if (layer.colorModel(), layer.colorDepth(), layer.colorProfile()) != (
+        node.colorModel(),
+        node.colorDepth(),
+        node.colorProfile(),
+    ):
+        layer.setColorSpace(node.colorModel(), node.colorDepth(), node.colorProfile())
+    parent = node.parentNode() or doc.rootNode()
+    parent.addChildNode(layer, node)
+    layer.setPixelData(QByteArray(out_bytes), 0, 0, out_width, out_height)
+    if channels_sent == layout.channels:
+        # Transparent pixels: the bicubic-scaled original would show through the new layer. Hide
+        # it (Krita's API cannot make this undoable; opaque layers are covered and stay visible).
+        node.setVisible(False)
+    doc.setActiveNode(layer)
+    uuid = layer.uniqueId().toString()
+    _record(
+        doc,
+        {
+            "layer_uuid": uuid,
+            "layer_name": name,
+            "source_layer": node.name(),
+            "document_size": [out_width, out_height],
+            "provenance": provenance,
+        },
+    )
+    _note_in_document_info(doc, disclosure_sentence(provenance))
+    doc.refreshProjection()
+    doc.waitForDone()
+    doc.setModified(True)
+    return UpscaleOutcome(name, uuid, (width, height), (out_width, out_height), channels_sent, provenance)
+
+
+# ---------------------------------------------------------------- export
+
+
+def _export_options(suffix: str) -> InfoObject:
+    info = InfoObject()
+    if suffix in (".jpg", ".jpeg"):
+        info.setProperty("quality", 95)
+    elif suffix == ".png":
+        info.setProperty("alpha", True)
+        info.setProperty("compression", 6)
+    elif suffix == ".webp":
+        info.setProperty("lossless", True)
+    elif suffix in (".tif", ".tiff"):
+        info.setProperty("alpha", True)  # Krita's TIFF export drops transparency unless told
+    return info
+
+
+def export_with_credentials(doc, path, session: Session, progress: Progress | None = None) -> dict:
+    """Export the image, then have the worker write EXIF/XMP and sign C2PA; fail closed.
+
+    The export goes to a private folder beside the target and only replaces the target once it
+    is disclosed, signed and verified: no undisclosed file ever exists under the chosen name.
+    """
+    progress = progress or Progress()
+    if doc is None:
+        raise AvowKritaError("no document is open")
+    target = Path(path)
+    suffix = target.suffix.lower()
+    if suffix not in EXPORT_SUFFIXES:
+        raise AvowKritaError(f"{target.name}: export to .jpg, .png, .webp or .tif (Content Credentials need one of those)")
+    if not target.parent.is_dir():
+        raise AvowKritaError(f"{target.parent}: no such folder")
+    records = provenance_records(doc)
+    # A private folder beside the target (same file system, so the final move is atomic), and the
+    # file in it already has the target's name, which the signed manifest records as its title.
+    folder = target.parent / f".avow-export-{secrets.token_hex(4)}"
+    staged = folder / target.name
+    batch = doc.batchmode()
+    folder.mkdir(mode=0o700)
+    try:
+        progress.status(f"Exporting {target.name}...")
+        doc.setBatchmode(True)  # no export options dialog
+        try:
+            doc.waitForDone()  # export fails (returns False) while the image is still busy, e.g. just opened
+            exported = doc.exportImage(str(staged), _export_options(suffix))
+            if not exported:
+                doc.waitForDone()
+                exported = doc.exportImage(str(staged), _export_options(suffix))
+        finally:
+            doc.setBatchmode(batch)
+        if not exported or not staged.is_file() or staged.stat().st_size == 0:
+            raise AvowKritaError(f"Krita could not export {target.name}")
+        progress.status("Writing the disclosure and signing (Content Credentials)...")
+        signed = session.request(
+            "sign", progress, file=str(staged), provenance=[r["provenance"] for r in records], editor=editor_name()
+        )
+        report = session.request("verify", progress, file=str(staged))
+        os.replace(staged, target)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    report = dict(report, file=str(target))
+    return {"file": str(target), "ai_declared": signed.get("ai_declared", bool(records)), "records": len(records), "verify": report}

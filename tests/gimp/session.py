@@ -1,0 +1,452 @@
+"""Runs inside headless GIMP 3 (python-fu-eval) for tests/test_gimp.py: drives Avow's plug-in through
+the PDB exactly as a script would, and writes what it saw to a JSON report.
+
+    gimp-console-3.0 -i --batch-interpreter=python-fu-eval \
+        -b "exec(open('tests/gimp/session.py').read(), {'__name__': 'avow_gimp'})" --quit
+
+The task comes from the JSON file named by $AVOW_GIMP_TASK: {"phase": "upscale"|"reopen", "report":
+path, ...paths}. Every step is printed as a transcript line and recorded in the report, which is
+rewritten after each step so a crash still leaves what happened before it.
+"""
+
+import json
+import os
+import traceback
+
+import gi
+
+gi.require_version("Gimp", "3.0")
+gi.require_version("Gegl", "0.4")
+from gi.repository import Gegl, Gimp, Gio
+
+UPSCALE = "python-fu-avow-upscale"
+EXPORT = "python-fu-avow-export-signed"
+PARASITE = "avow-provenance"
+
+with open(os.environ["AVOW_GIMP_TASK"], encoding="utf-8") as _handle:
+    task = json.load(_handle)
+report = {"phase": task["phase"], "gimp_version": Gimp.version(), "steps": {}}
+
+
+def save_report():
+    with open(task["report"] + ".tmp", "w", encoding="utf-8") as handle:
+        json.dump(report, handle, indent=1, sort_keys=True)
+    os.replace(task["report"] + ".tmp", task["report"])
+
+
+def say(message):
+    print(f"[gimp] {message}", flush=True)
+
+
+def pdb_run(name, **arguments):
+    """Run a PDB procedure non-interactively: (status name, return values, error message)."""
+    return pdb_run_mode(Gimp.RunMode.NONINTERACTIVE, name, **arguments)
+
+
+def pdb_run_mode(run_mode, name, **arguments):
+    procedure = Gimp.get_pdb().lookup_procedure(name)
+    if procedure is None:
+        raise LookupError(f"{name} is not in the PDB")
+    config = procedure.create_config()
+    config.set_property("run-mode", run_mode)
+    for key, value in arguments.items():
+        key = key.replace("_", "-")
+        if isinstance(value, list):
+            config.set_core_object_array(key, value)
+        else:
+            config.set_property(key, value)
+    result = procedure.run(config)
+    status = result.index(0)
+    values = [result.index(i) for i in range(1, result.length())]
+    error = None
+    if status != Gimp.PDBStatusType.SUCCESS:
+        error = values[0] if values and isinstance(values[0], str) else Gimp.get_pdb().get_last_error()
+    return status.value_nick, values, error
+
+
+def parasite_json(owner):
+    parasite = owner.get_parasite(PARASITE)
+    if parasite is None:
+        return None
+    return json.loads(bytes(parasite.get_data()).decode("utf-8"))
+
+
+def xmp_source_type(image):
+    metadata = image.get_metadata()
+    if metadata is None:
+        return None
+    import xml.etree.ElementTree as ET
+
+    for element in ET.fromstring(metadata.serialize()):
+        if element.get("name") == "Xmp.iptcExt.DigitalSourceType":
+            return element.text
+    return None
+
+
+def pixels_sha256(layer):
+    import hashlib
+
+    width, height = layer.get_width(), layer.get_height()
+    data = layer.get_buffer().get(Gegl.Rectangle.new(0, 0, width, height), 1.0, "R'G'B'A float", Gegl.AbyssPolicy.CLAMP)
+    return hashlib.sha256(bytes(data)).hexdigest()
+
+
+def describe(image):
+    layers = image.get_layers()
+    return {
+        "width": image.get_width(),
+        "height": image.get_height(),
+        "layers": [
+            {
+                "name": layer.get_name(),
+                "width": layer.get_width(),
+                "height": layer.get_height(),
+                "offsets": list(layer.get_offsets()[1:]),
+                "parasite": parasite_json(layer),
+                "pixels_sha256": pixels_sha256(layer),
+            }
+            for layer in layers
+        ],
+        "parasite": parasite_json(image),
+        "xmp_digital_source_type": xmp_source_type(image),
+    }
+
+
+def dump_pixels(layer, path):
+    """The layer's pixels as raw float32 R'G'B'A (what the test compares with Avow's own output)."""
+    width, height = layer.get_width(), layer.get_height()
+    data = layer.get_buffer().get(Gegl.Rectangle.new(0, 0, width, height), 1.0, "R'G'B'A float", Gegl.AbyssPolicy.CLAMP)
+    with open(path, "wb") as handle:
+        handle.write(bytes(data))
+    return {"path": path, "width": width, "height": height, "channels": 4}
+
+
+def load(path):
+    return Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(path))
+
+
+def step(name):
+    def wrap(function):
+        def run():
+            try:
+                report["steps"][name] = function()
+            except Exception:  # noqa: BLE001 - recorded in the report, the test fails on it
+                report["steps"][name] = {"exception": traceback.format_exc()}
+                say(f"{name}: EXCEPTION\n{traceback.format_exc()}")
+            save_report()
+
+        return run
+
+    return wrap
+
+
+# --- phase "upscale": first GIMP session ---------------------------------------------------------
+
+
+@step("registration")
+def registration():
+    found = {}
+    for name in (UPSCALE, EXPORT):
+        procedure = Gimp.get_pdb().lookup_procedure(name)
+        if procedure is None:
+            say(f"procedure {name}: NOT FOUND")
+            found[name] = None
+            continue
+        found[name] = {
+            "menu_paths": list(procedure.get_menu_paths()),
+            "menu_label": procedure.get_menu_label(),
+            "arguments": [spec.name for spec in procedure.get_arguments()],
+            "image_types": procedure.get_image_types(),
+        }
+        say(f"procedure {name}: found, menu {found[name]['menu_paths']} '{found[name]['menu_label']}', "
+            f"arguments {found[name]['arguments']}")
+    return found
+
+
+@step("upscale_layer")
+def upscale_layer():
+    image = load(task["input"])
+    before = describe(image)
+    source = image.get_layers()[0]
+    status, values, error = pdb_run(
+        UPSCALE, image=image, drawables=[source], model="", scale="x4", device="cpu", tile=256, output="layer"
+    )
+    say(f"upscale x4 (new layer): status {status} {error or ''}")
+    result = {"status": status, "error": error, "before": before}
+    if status == "success":
+        result_image, layer = values[0], values[1]
+        result["same_image"] = result_image.get_id() == image.get_id()
+        result["after"] = describe(image)
+        result["layer_name"] = layer.get_name()
+        result["pixels"] = dump_pixels(layer, task["pixels"])
+        say(f"image {before['width']}x{before['height']} -> {image.get_width()}x{image.get_height()}, "
+            f"layers {[l['name'] for l in result['after']['layers']]}")
+        say(f"image parasite {PARASITE}: {len(result['after']['parasite'] or [])} record(s); "
+            f"XMP DigitalSourceType in GIMP's metadata: {result['after']['xmp_digital_source_type']}")
+        # GIMP's own export (not Avow's): the image metadata carries the XMP disclosure.
+        # As File > Export As does with GIMP's default preferences (metadata included).
+        status, _, error = pdb_run(
+            "file-png-export", image=image, file=Gio.File.new_for_path(task["plain_png"]), include_xmp=Gimp.export_xmp()
+        )
+        result["plain_export"] = status
+        say(f"plain GIMP export (file-png-export, include-xmp={Gimp.export_xmp()}) to {task['plain_png']}: {status} {error or ''}")
+        saved = Gimp.file_save(Gimp.RunMode.NONINTERACTIVE, image, Gio.File.new_for_path(task["xcf"]), None)
+        result["xcf_saved"] = bool(saved)
+        say(f"XCF saved to {task['xcf']}: {bool(saved)}")
+    image.delete()
+    return result
+
+
+@step("upscale_new_image")
+def upscale_new_image():
+    image = load(task["input"])
+    source = image.get_layers()[0]
+    status, values, error = pdb_run(
+        UPSCALE, image=image, drawables=[source], model="auto", scale="x2", device="cpu", tile=64, output="image"
+    )
+    say(f"upscale x2 (new image): status {status} {error or ''}")
+    result = {"status": status, "error": error, "source_after": describe(image)}
+    if status == "success":
+        new = values[0]
+        result["new_image"] = describe(new)
+        result["distinct"] = new.get_id() != image.get_id()
+        say(f"new image {new.get_width()}x{new.get_height()}, layers {[l['name'] for l in result['new_image']['layers']]}; "
+            f"source image still {image.get_width()}x{image.get_height()} with {len(image.get_layers())} layer(s)")
+        new.delete()
+    image.delete()
+    return result
+
+
+@step("upscale_gray_alpha")
+def upscale_gray_alpha():
+    """A grayscale image with transparency: two channels in, two out, alpha upscaled too."""
+    image = load(task["gray_input"])
+    source = image.get_layers()[0]
+    status, values, error = pdb_run(
+        UPSCALE, image=image, drawables=[source], model="avow-compact-x2", scale="x2", device="cpu", tile=0, output="layer"
+    )
+    result = {"status": status, "error": error, "base_type": image.get_base_type().value_nick}
+    if status == "success":
+        layer = values[1]
+        width, height = layer.get_width(), layer.get_height()
+        data = layer.get_buffer().get(Gegl.Rectangle.new(0, 0, width, height), 1.0, "Y'A float", Gegl.AbyssPolicy.CLAMP)
+        with open(task["gray_pixels"], "wb") as handle:
+            handle.write(bytes(data))
+        result.update(after=describe(image), pixels={"path": task["gray_pixels"], "width": width, "height": height})
+        say(f"upscale x2 of a {result['base_type']} image with alpha: status {status}, layer {layer.get_name()} "
+            f"{width}x{height}, has alpha {layer.has_alpha()}, gray {layer.is_gray()}")
+    else:
+        say(f"upscale x2 of a gray+alpha image: status {status} {error}")
+    image.delete()
+    return result
+
+
+CANCEL_WATCHER = r"""
+import os, signal, sys, time
+
+def processes():
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                    cmdline = handle.read().split(b"\0")
+                with open(f"/proc/{pid}/stat") as handle:
+                    ppid = int(handle.read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+            yield int(pid), ppid, cmdline
+
+deadline = time.monotonic() + 120
+worker = plugin = None
+while time.monotonic() < deadline and worker is None:
+    for pid, ppid, cmdline in processes():
+        if b"avow.worker" in cmdline:
+            worker, plugin = pid, ppid
+    time.sleep(0.1)
+if worker is None:
+    print("no worker appeared"); sys.exit(3)
+# Wait until the worker is upscaling (it maps the input .npy), then cancel as GIMP does: SIGKILL the plug-in.
+while time.monotonic() < deadline:
+    try:
+        with open(f"/proc/{worker}/maps") as handle:
+            if "in.npy" in handle.read():
+                break
+    except OSError:
+        print("the worker ended before it was cancelled"); sys.exit(4)
+    time.sleep(0.05)
+time.sleep(1.0)
+os.kill(plugin, signal.SIGKILL)
+killed = time.monotonic()
+while time.monotonic() - killed < 30 and os.path.exists(f"/proc/{worker}"):
+    try:
+        with open(f"/proc/{worker}/stat") as handle:
+            if handle.read().rsplit(")", 1)[1].split()[0] == "Z":
+                break
+    except OSError:
+        break
+    time.sleep(0.1)
+gone = not os.path.exists(f"/proc/{worker}") or open(f"/proc/{worker}/stat").read().rsplit(")", 1)[1].split()[0] == "Z"
+print(f"killed plug-in {plugin} while its worker {worker} was upscaling; worker gone {time.monotonic() - killed:.1f}s later: {gone}")
+sys.exit(0 if gone else 5)
+"""
+
+
+@step("cancel")
+def cancel():
+    """GIMP cancels a running plug-in by killing it: the worker must stop, the image stay as it was."""
+    import subprocess
+
+    image = load(task["big_input"])
+    before = describe(image)
+    watcher = subprocess.Popen(["python3", "-c", CANCEL_WATCHER], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    status, _, error = pdb_run(
+        UPSCALE, image=image, drawables=[image.get_layers()[0]], model="", scale="x4", device="cpu", tile=64, output="layer"
+    )
+    watched = watcher.communicate(timeout=90)[0].strip()
+    after = describe(image)
+    say(f"cancel: {watched}; the call returned {status}; image {after['width']}x{after['height']}, "
+        f"{len(after['layers'])} layer(s), unchanged: {after == before}")
+    image.delete()
+    return {"status": status, "error": error, "before": before, "after": after, "watcher": watched, "watcher_rc": watcher.returncode}
+
+
+@step("worker_failure")
+def worker_failure():
+    image = load(task["input"])
+    before = describe(image)
+    source = image.get_layers()[0]
+    status, _, error = pdb_run(
+        UPSCALE, image=image, drawables=[source], model=task["bogus_model"], scale="x4", device="cpu", tile=256, output="layer"
+    )
+    after = describe(image)
+    say(f"bogus model {task['bogus_model']}: status {status}: {error}")
+    say(f"image after the failure: {after['width']}x{after['height']}, {len(after['layers'])} layer(s), "
+        f"parasite {after['parasite']}, pixels unchanged: {after == before}")
+    image.delete()
+    return {"status": status, "error": error, "before": before, "after": after}
+
+
+@step("worker_unavailable")
+def worker_unavailable():
+    """avow.json naming a Python that is gone: an error that says what to run, nothing changed."""
+    config_path = task["avow_json"]
+    with open(config_path, encoding="utf-8") as handle:
+        original = handle.read()
+    broken = dict(json.loads(original), python="/nonexistent/avow-venv/bin/python")
+    image = load(task["input"])
+    before = describe(image)
+    try:
+        with open(config_path, "w", encoding="utf-8") as handle:
+            json.dump(broken, handle)
+        status, _, error = pdb_run(
+            UPSCALE, image=image, drawables=[image.get_layers()[0]], model="", scale="x4", device="cpu", tile=256, output="layer"
+        )
+    finally:
+        with open(config_path, "w", encoding="utf-8") as handle:
+            handle.write(original)
+    after = describe(image)
+    say(f"worker unavailable: status {status}: {error}")
+    image.delete()
+    return {"status": status, "error": error, "before": before, "after": after}
+
+
+# --- phase "reopen": a second GIMP session ------------------------------------------------------
+
+
+@step("reopen_xcf")
+def reopen_xcf():
+    image = load(task["xcf"])
+    state = describe(image)
+    say(f"XCF reopened: {state['width']}x{state['height']}, layers {[l['name'] for l in state['layers']]}, "
+        f"image parasite records {len(state['parasite'] or [])}, synthesized layers "
+        f"{[l['name'] for l in state['layers'] if l['parasite']]}")
+    status, _, error = pdb_run(EXPORT, image=image, file=Gio.File.new_for_path(task["signed_jpg"]))
+    say(f"export with Content Credentials -> {task['signed_jpg']}: status {status} {error or ''}")
+    state["export_status"], state["export_error"] = status, error
+    status, _, error = pdb_run(EXPORT, image=image, file=Gio.File.new_for_path(task["signed_png"]))
+    say(f"export with Content Credentials -> {task['signed_png']}: status {status} {error or ''}")
+    state["export_png_status"], state["export_png_error"] = status, error
+    state["layers_after_export"] = len(image.get_layers())
+    image.delete()
+    return state
+
+
+@step("export_plain_image")
+def export_plain_image():
+    """No upscale in this image: signed as edited in GIMP, no AI claimed."""
+    image = load(task["input"])
+    status, _, error = pdb_run(EXPORT, image=image, file=Gio.File.new_for_path(task["unmarked_jpg"]))
+    say(f"export with Content Credentials of an image without upscales -> {task['unmarked_jpg']}: status {status} {error or ''}")
+    image.delete()
+    return {"status": status, "error": error}
+
+
+@step("export_bad_extension")
+def export_bad_extension():
+    image = load(task["input"])
+    status, _, error = pdb_run(EXPORT, image=image, file=Gio.File.new_for_path(task["bad_export"]))
+    say(f"export with Content Credentials to {os.path.basename(task['bad_export'])}: status {status}: {error}")
+    image.delete()
+    return {"status": status, "error": error}
+
+
+# --- phase "dialog": GIMP under a virtual X server (xvfb-run), the dialog driven by xdotool ------
+
+
+def press_in_dialog(title, keys):
+    """A background process that waits for the dialog, then presses ``keys`` in it (as a user would)."""
+    import subprocess
+
+    # If the keys do not close it, the window is killed so GIMP's call returns instead of hanging.
+    script = (
+        'find() { xdotool search --name "$0" 2>/dev/null | head -n1; }; '
+        'for i in $(seq 120); do W=$(find); [ -n "$W" ] && break; sleep 0.5; done; '
+        '[ -n "$W" ] || { echo "no dialog window"; exit 3; }; echo "dialog window $W"; '
+        'xdotool windowfocus --sync "$W"; sleep 1; xdotool key $1; '
+        'for i in $(seq 40); do [ -z "$(find)" ] && exit 0; sleep 0.5; done; '
+        'echo "the dialog did not close: killed"; xdotool windowkill "$W"; exit 4'
+    )
+    return subprocess.Popen(["sh", "-c", script, title, keys], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def interactive_upscale(keys):
+    image = load(task["input"])
+    before = describe(image)
+    driver = press_in_dialog("^AI Upscale \\(disclosed\\)$", keys)
+    status, _, error = pdb_run_mode(
+        Gimp.RunMode.INTERACTIVE, UPSCALE, image=image, drawables=[image.get_layers()[0]], scale="x2", device="cpu"
+    )
+    driver_output = driver.communicate(timeout=60)[0].strip()
+    after = describe(image)
+    image.delete()
+    return {"status": status, "error": error, "before": before, "after": after, "driver": driver_output, "driver_rc": driver.returncode}
+
+
+@step("dialog_cancel")
+def dialog_cancel():
+    result = interactive_upscale("Escape")
+    say(f"dialog ({result['driver']}), Escape: status {result['status']}; image {result['after']['width']}x"
+        f"{result['after']['height']}, {len(result['after']['layers'])} layer(s)")
+    return result
+
+
+@step("dialog_ok")
+def dialog_ok():
+    result = interactive_upscale("alt+o")
+    say(f"dialog ({result['driver']}), OK: status {result['status']} {result['error'] or ''}; image "
+        f"{result['after']['width']}x{result['after']['height']}, layers {[l['name'] for l in result['after']['layers']]}")
+    return result
+
+
+PHASES = {
+    "upscale": [registration, upscale_layer, upscale_new_image, upscale_gray_alpha, cancel, worker_failure, worker_unavailable],
+    "reopen": [reopen_xcf, export_plain_image, export_bad_extension],
+    "dialog": [dialog_cancel, dialog_ok],
+}
+
+save_report()
+for run in PHASES[task["phase"]]:
+    run()
+report["done"] = True
+save_report()
+say(f"phase {task['phase']} done")

@@ -1,0 +1,116 @@
+"""Test-only pykrita plugin (tests/test_krita.py installs it into a throwaway Krita profile).
+
+Once Krita's first main window exists it (1) looks for Avow's actions in Krita's action
+collection and in the Tools > Scripts menu; (2) if ``$AVOW_KRITA_PROBE_INPUT`` names a picture,
+opens it in a view, triggers Tools > Scripts > AI Upscale (disclosed)... as a user would, accepts
+the settings dialog as shown (recording its choices) and records what the action did to the
+document; then writes everything to ``$AVOW_KRITA_PROBE_OUT`` (JSON) and quits Krita.
+"""
+
+import json
+import os
+import traceback
+
+from krita import Extension, Krita
+from PyQt5.QtCore import QTimer
+from PyQt5.QtWidgets import QApplication, QMessageBox
+
+NAMES = ("avow_upscale", "avow_export_c2pa")
+
+
+def _title(action) -> str:
+    return action.text().replace("&", "")
+
+
+def _menu_paths(menu, prefix):
+    for action in menu.actions():
+        path = prefix + [_title(action)]
+        if action.menu() is not None:
+            yield from _menu_paths(action.menu(), path)
+        elif action.objectName():
+            yield action.objectName(), path
+
+
+class DialogWatcher:
+    """Plays the user: accepts Avow's settings dialog and dismisses message boxes, noting both."""
+
+    def __init__(self, found: dict) -> None:
+        self.found = found
+        self.timer = QTimer()
+        self.timer.setInterval(100)
+        self.timer.timeout.connect(self.poll)
+        self.timer.start()
+
+    def poll(self) -> None:
+        for widget in QApplication.topLevelWidgets():
+            if not widget.isVisible():
+                continue
+            if type(widget).__name__ == "UpscaleDialog":
+                self.found["dialog"] = {
+                    "models": [widget.model.itemText(i) for i in range(widget.model.count())],
+                    "chosen_model": widget.model.currentText(),
+                    "scale": widget.scale.currentText(),
+                    "devices": [widget.device.itemText(i) for i in range(widget.device.count())],
+                    "tile": widget.tile.value(),
+                }
+                widget.accept()
+            elif isinstance(widget, QMessageBox):
+                self.found.setdefault("message_boxes", []).append(widget.text())
+                widget.done(QMessageBox.Ok)
+            elif type(widget).__name__ == "QProgressDialog":
+                self.found["progress_dialog_seen"] = True
+
+
+def report() -> None:
+    app = Krita.instance()
+    found = {
+        "windows": len(app.windows()),
+        "actions": {},
+        "menu_paths": {},
+        "plugin_loaded": "avow_krita" in {type(e).__module__.split(".")[0] for e in app.extensions()},
+    }
+    try:
+        for name in NAMES:
+            action = app.action(name)
+            found["actions"][name] = None if action is None else _title(action)
+        window = app.activeWindow() or (app.windows()[0] if app.windows() else None)
+        if window is not None:
+            for name, path in _menu_paths(window.qwindow().menuBar(), []):
+                if name in NAMES:
+                    found["menu_paths"][name] = path
+        picture = os.environ.get("AVOW_KRITA_PROBE_INPUT")
+        if picture and window is not None and app.action("avow_upscale") is not None:
+            doc = app.openDocument(picture)
+            window.addView(doc)
+            found["before"] = {"size": [doc.width(), doc.height()], "layers": [n.name() for n in doc.topLevelNodes()]}
+            watcher = DialogWatcher(found)
+            app.action("avow_upscale").trigger()  # runs the whole action, dialogs included
+            watcher.timer.stop()
+            extension = next(e for e in app.extensions() if type(e).__name__ == "AvowExtension")
+            found["after"] = {
+                "size": [doc.width(), doc.height()],
+                "layers": [n.name() for n in doc.topLevelNodes()],
+                "annotations": doc.annotationTypes(),
+                "last_info": extension.last_info,
+                "last_error": extension.last_error,
+            }
+            doc.setModified(False)
+            doc.close()
+    except Exception:
+        found["probe_error"] = traceback.format_exc()
+    with open(os.environ["AVOW_KRITA_PROBE_OUT"], "w", encoding="utf-8") as handle:
+        json.dump(found, handle)
+    print("avow_gui_probe: " + json.dumps(found), flush=True)
+    quit_action = app.action("file_quit")
+    QTimer.singleShot(200, quit_action.trigger if quit_action is not None else QApplication.instance().quit)
+
+
+class Probe(Extension):
+    def setup(self) -> None:
+        Krita.instance().notifier().windowCreated.connect(lambda: QTimer.singleShot(1500, report))
+
+    def createActions(self, window) -> None:
+        pass
+
+
+Krita.instance().addExtension(Probe(Krita.instance()))

@@ -1,0 +1,406 @@
+"""The GIMP 3 plug-in, in real GIMP: headless gimp-console-3.0 in a Debian 13 chroot, no mocks.
+
+`pytest -m gimp` runs these alone. The chroot is built once by scripts/setup-gimp.sh (needs root and
+the Debian mirror; cached in <repo>/.chroot/trixie); the plug-in is installed with `avow install
+gimp` into a temp config dir; GIMP is driven through the PDB by tests/gimp/session.py, as a script
+or batch job would drive it, in two GIMP sessions (the second reopens the first one's XCF). Each
+session writes a JSON report the tests below check; the transcript goes to the test log.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import photo
+from PIL import Image
+
+pytestmark = pytest.mark.gimp
+
+ROOT = Path(__file__).resolve().parents[1]
+SESSION = ROOT / "tests" / "gimp" / "session.py"
+COMPOSITE_WITH_AI = "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia"
+GIMP_TIMEOUT = 300
+WIDTH, HEIGHT = 48, 40
+
+
+class Transcript:
+    """Lines for the CI log: printed past pytest's capture, so they show on success too."""
+
+    def __init__(self, config) -> None:
+        self._capture = config.pluginmanager.getplugin("capturemanager")
+
+    def __call__(self, text: str) -> None:
+        if self._capture is not None:
+            with self._capture.global_and_fixture_disabled():
+                print(text, flush=True)
+        else:
+            print(text, flush=True)
+
+
+@pytest.fixture(scope="module")
+def say(pytestconfig):
+    return Transcript(pytestconfig)
+
+
+@pytest.fixture(scope="module")
+def gimp(say):
+    """The chroot (built if missing), a private workdir under /tmp (shared with the chroot), the plug-in installed."""
+    started = time.monotonic()
+    setup = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "setup-gimp.sh")], check=False, capture_output=True, text=True, timeout=900
+    )
+    say(f"\n--- GIMP chroot: setup-gimp.sh ({time.monotonic() - started:.1f}s)\n{setup.stdout.strip()}")
+    assert setup.returncode == 0, f"scripts/setup-gimp.sh failed:\n{setup.stdout}\n{setup.stderr}"
+
+    work = Path(tempfile.mkdtemp(prefix="avow-gimp-test-", dir="/tmp"))  # /tmp: one path inside and outside
+    home = work / "home"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("XDG_")},
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "XDG_DATA_HOME": str(home / ".local" / "share"),
+        "XDG_CACHE_HOME": str(home / ".cache"),
+        "AVOW_CONFIG_DIR": str(work / "avow-config"),  # one signing identity for GIMP's exports and verify
+        "AVOW_VENV": sys.prefix,  # the venv running these tests is the one the plug-in's worker uses
+    }
+    install = subprocess.run(
+        [sys.executable, "-m", "avow", "install", "gimp"], check=False, capture_output=True, text=True, env=env, timeout=60
+    )
+    assert install.returncode == 0, install.stderr
+    plugin_dir = home / ".config" / "GIMP" / "3.0" / "plug-ins" / "avow-upscale"
+    say(f"--- avow install gimp\n{install.stdout.strip()}")
+    assert (plugin_dir / "avow-upscale.py").stat().st_mode & 0o111
+    Image.fromarray(photo(HEIGHT, WIDTH)).save(work / "input.png")
+    rgba = photo(HEIGHT, WIDTH, channels=4)
+    gray = np.stack([rgba[..., :3].mean(axis=2).astype(np.uint8), rgba[..., 3]], axis=2)
+    Image.fromarray(gray, "LA").save(work / "gray-alpha.png")
+    Image.fromarray(photo(480, 640, seed=1)).save(work / "big.png")  # long enough to cancel mid-way
+    (work / "bogus.safetensors").write_bytes(b"this is not a model\x00" * 8)
+    yield {"work": work, "env": env, "plugin_dir": plugin_dir}
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def kill_session(sid: int) -> None:
+    """Kill every process of the session GIMP was started in (plug-ins may run in their own process groups)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid:  # after the name: state, ppid, pgrp, session
+            try:
+                os.kill(int(stat.parent.name), signal.SIGKILL)
+            except OSError:
+                pass
+
+
+def run_gimp(
+    gimp, say, phase: str, env: dict | None = None, wrapper: tuple = (), timeout: int = GIMP_TIMEOUT, **paths
+) -> dict:
+    work = gimp["work"]
+    report = work / f"report-{phase}.json"
+    task = work / f"task-{phase}.json"
+    task.write_text(json.dumps({"phase": phase, "report": str(report), **{k: str(v) for k, v in paths.items()}}))
+    command = [
+        str(ROOT / "scripts" / "gimp-run.sh"),
+        *wrapper,
+        "gimp-console-3.0",
+        "-i",
+        "--batch-interpreter=python-fu-eval",
+        "-b",
+        f"exec(open({str(SESSION)!r}).read(), {{'__name__': 'avow_gimp'}})",
+        "--quit",
+    ]
+    env = {**(env or gimp["env"]), "AVOW_GIMP_TASK": str(task)}
+    started = time.monotonic()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_session(process.pid)
+        try:
+            output, _ = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            output = "(no output: the GIMP processes did not end)"
+        pytest.fail(f"GIMP ({phase}) ran past {timeout}s:\n{output}")
+    seconds = time.monotonic() - started
+    lines = [line for line in output.splitlines() if line.startswith(("[gimp]", "GIMP-Error", "Traceback", "  File "))]
+    say(f"--- GIMP session '{phase}' ({seconds:.1f}s, exit {process.returncode})\n" + "\n".join(lines))
+    assert report.exists(), f"GIMP wrote no report:\n{output}"
+    result = json.loads(report.read_text())
+    result["output"] = output
+    assert result.get("done"), f"GIMP session {phase} did not finish:\n{output}"
+    for name, step in result["steps"].items():
+        assert "exception" not in step, f"{name}: {step['exception']}"
+    return result
+
+
+@pytest.fixture(scope="module")
+def first(gimp, say):
+    work = gimp["work"]
+    return run_gimp(
+        gimp,
+        say,
+        "upscale",
+        input=work / "input.png",
+        pixels=work / "layer.f32",
+        plain_png=work / "plain-gimp-export.png",
+        xcf=work / "upscaled.xcf",
+        bogus_model=work / "bogus.safetensors",
+        gray_input=work / "gray-alpha.png",
+        gray_pixels=work / "gray-layer.f32",
+        big_input=work / "big.png",
+        avow_json=gimp["plugin_dir"] / "avow.json",
+    )
+
+
+@pytest.fixture(scope="module")
+def second(gimp, first, say):
+    work = gimp["work"]
+    return run_gimp(
+        gimp,
+        say,
+        "reopen",
+        input=work / "input.png",
+        xcf=work / "upscaled.xcf",
+        signed_jpg=work / "signed.jpg",
+        signed_png=work / "signed.png",
+        unmarked_jpg=work / "unmarked.jpg",
+        bad_export=work / "refused.bmp",
+    )
+
+
+@pytest.fixture(scope="module")
+def dialog(gimp, say):
+    """GIMP under xvfb-run; its own GIMP config, so no "last used values" of the other sessions fill the dialog."""
+    home = gimp["work"] / "home-dialog"
+    env = {
+        **gimp["env"],
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "XDG_DATA_HOME": str(home / ".local" / "share"),
+        "XDG_CACHE_HOME": str(home / ".cache"),
+    }
+    install = subprocess.run(
+        [sys.executable, "-m", "avow", "install", "gimp"], check=False, capture_output=True, text=True, env=env, timeout=60
+    )
+    assert install.returncode == 0, install.stderr
+    wrapper = ("xvfb-run", "--auto-servernum", "--server-args=-screen 0 1280x1024x24")
+    return run_gimp(gimp, say, "dialog", env=env, wrapper=wrapper, timeout=180, input=gimp["work"] / "input.png")
+
+
+def avow_cli(gimp, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "avow", *args], check=False, capture_output=True, text=True, env=gimp["env"], timeout=300
+    )
+
+
+def verify(gimp, path: Path) -> dict:
+    result = avow_cli(gimp, "verify", "--json", str(path))
+    return json.loads(result.stdout.splitlines()[0])
+
+
+def manifest_title(path: Path) -> str:
+    import c2pa
+
+    with c2pa.Reader(str(path)) as reader:
+        store = json.loads(reader.json())
+    return store["manifests"][store["active_manifest"]]["title"]
+
+
+def test_procedures_registered_in_the_menus(first):
+    found = first["steps"]["registration"]
+    upscale = found["python-fu-avow-upscale"]
+    assert upscale is not None, "python-fu-avow-upscale is not in GIMP's PDB"
+    assert upscale["menu_paths"] == ["<Image>/Filters/Enhance"]
+    assert upscale["menu_label"] == "AI Upscale (disclosed)..."
+    assert {"model", "scale", "device", "tile", "output"} <= set(upscale["arguments"])
+    export = found["python-fu-avow-export-signed"]
+    assert export is not None, "python-fu-avow-export-signed is not in GIMP's PDB"
+    assert export["menu_paths"] == ["<Image>/File/[Export]"]
+    assert export["menu_label"] == "Export with Content Credentials..."
+    assert "file" in export["arguments"]
+
+
+def test_upscale_adds_a_named_layer_matching_avows_own_output(gimp, first, say):
+    step = first["steps"]["upscale_layer"]
+    assert step["status"] == "success", step["error"]
+    after = step["after"]
+    assert (after["width"], after["height"]) == (WIDTH * 4, HEIGHT * 4)
+    assert [layer["name"] for layer in after["layers"]] == ["Background (AI-upscaled x4, avow-compact-x4)", "Background"]
+    new, original = after["layers"]
+    assert (new["width"], new["height"], new["offsets"]) == (WIDTH * 4, HEIGHT * 4, [0, 0])
+    assert original["pixels_sha256"] == step["before"]["layers"][0]["pixels_sha256"], "the source layer was changed"
+    assert step["same_image"]
+
+    # The same picture through Avow's own command line: the plug-in must give the same pixels.
+    core = gimp["work"] / "core.png"
+    result = avow_cli(gimp, "upscale", str(gimp["work"] / "input.png"), "-o", str(core), "--device", "cpu", "--force")
+    assert result.returncode == 0, result.stderr
+    expected = np.asarray(Image.open(core).convert("RGB"), dtype=np.float32) / 255.0
+    pixels = step["pixels"]
+    got = np.fromfile(pixels["path"], dtype="<f4").reshape(pixels["height"], pixels["width"], 4)
+    difference = np.abs(got[..., :3] - expected) * 255.0
+    say(f"--- pixels: GIMP layer vs `avow upscale`: max |diff| {difference.max():.3f}/255, mean {difference.mean():.4f}/255")
+    assert got.shape[:2] == expected.shape[:2]
+    assert difference.max() <= 2.0 and difference.mean() <= 0.5
+    assert np.all(got[..., 3] == 1.0)
+
+
+def test_upscale_marks_the_image_layer_and_metadata(gimp, first):
+    step = first["steps"]["upscale_layer"]
+    after = step["after"]
+    records = after["parasite"]
+    assert isinstance(records, list) and len(records) == 1
+    record = records[0]
+    name = "Background (AI-upscaled x4, avow-compact-x4)"
+    assert record["layer"] == name and record["model"] == "avow-compact-x4" and record["scale"] == 4
+    assert len(record["sha256"]) == 64 and record["time"]
+    assert record["provenance"]["model_sha256"] == record["sha256"]
+    assert record["provenance"]["digital_source_type"] == COMPOSITE_WITH_AI
+    assert (record["provenance"]["input_width"], record["provenance"]["input_height"]) == (WIDTH, HEIGHT)
+    assert after["layers"][0]["parasite"] == record  # the synthesized layer carries its own record
+    assert after["layers"][1]["parasite"] is None  # the source layer is not marked
+    assert after["xmp_digital_source_type"] == COMPOSITE_WITH_AI
+
+    # GIMP's ordinary export (no Avow involved) already declares it through the image metadata.
+    import pyexiv2
+
+    assert step["plain_export"] == "success"
+    with pyexiv2.Image(str(gimp["work"] / "plain-gimp-export.png")) as exported:
+        xmp = exported.read_xmp()
+    assert xmp.get("Xmp.iptcExt.DigitalSourceType") == COMPOSITE_WITH_AI
+
+
+def test_upscale_to_a_new_image_leaves_the_source_alone(first):
+    step = first["steps"]["upscale_new_image"]
+    assert step["status"] == "success", step["error"]
+    assert step["distinct"]
+    new = step["new_image"]
+    assert (new["width"], new["height"]) == (WIDTH * 2, HEIGHT * 2)
+    assert [layer["name"] for layer in new["layers"]] == ["Background (AI-upscaled x2, avow-compact-x2)"]
+    assert new["parasite"][0]["scale"] == 2 and new["parasite"][0]["output"] == "image"
+    assert new["layers"][0]["parasite"] == new["parasite"][0]
+    assert new["xmp_digital_source_type"] == COMPOSITE_WITH_AI
+    source = step["source_after"]
+    assert (source["width"], source["height"], len(source["layers"])) == (WIDTH, HEIGHT, 1)
+    assert source["parasite"] is None
+
+
+def test_gray_with_alpha_keeps_both_channels(gimp, first, say):
+    step = first["steps"]["upscale_gray_alpha"]
+    assert step["status"] == "success", step["error"]
+    assert step["base_type"] == "gray"
+    assert (step["after"]["width"], step["after"]["height"]) == (WIDTH * 2, HEIGHT * 2)
+    core = gimp["work"] / "gray-core.png"
+    result = avow_cli(
+        gimp, "upscale", str(gimp["work"] / "gray-alpha.png"), "-o", str(core), "--model", "avow-compact-x2", "--tile", "0"
+    )
+    assert result.returncode == 0, result.stderr
+    expected = np.asarray(Image.open(core).convert("LA"), dtype=np.float32) / 255.0
+    pixels = step["pixels"]
+    got = np.fromfile(pixels["path"], dtype="<f4").reshape(pixels["height"], pixels["width"], 2)
+    difference = np.abs(got - expected) * 255.0
+    say(f"--- gray+alpha: GIMP layer vs `avow upscale`: max |diff| {difference.max():.3f}/255 (gray, alpha)")
+    assert difference.max() <= 2.0
+    assert got[..., 1].min() < 0.1 and got[..., 1].max() > 0.9  # the transparency gradient survived
+
+
+def test_cancel_stops_the_worker_and_leaves_the_image(first):
+    """GIMP's Cancel kills the plug-in (gimp_plug_in_close): the worker must stop and nothing change."""
+    step = first["steps"]["cancel"]
+    assert step["watcher_rc"] == 0, step["watcher"]
+    assert step["status"] != "success"
+    assert step["after"] == step["before"]
+    plugin_pid = int(step["watcher"].split("killed plug-in ")[1].split()[0])
+    # The next run of the plug-in (worker_failure, after this one) removed the killed run's temp dir.
+    assert not list(Path("/tmp").glob(f"avow-gimp-{plugin_pid}-*"))
+
+
+def test_worker_failure_is_an_error_return_and_changes_nothing(first):
+    step = first["steps"]["worker_failure"]
+    assert step["status"] == "execution-error"
+    assert step["error"] and step["error"].startswith("Avow:")
+    assert step["after"] == step["before"]  # same size, layers, pixels, no parasite, no metadata
+    assert len(step["after"]["layers"]) == 1 and step["after"]["parasite"] is None
+
+
+def test_worker_unavailable_says_what_to_run(first):
+    step = first["steps"]["worker_unavailable"]
+    assert step["status"] == "execution-error"
+    assert "avow install gimp" in step["error"]
+    assert step["after"] == step["before"]
+
+
+def test_parasites_survive_xcf_save_and_load(first, second):
+    saved = first["steps"]["upscale_layer"]
+    assert saved["xcf_saved"]
+    reopened = second["steps"]["reopen_xcf"]
+    assert reopened["parasite"] == saved["after"]["parasite"]
+    assert [layer["parasite"] for layer in reopened["layers"]] == [layer["parasite"] for layer in saved["after"]["layers"]]
+    assert reopened["xmp_digital_source_type"] == COMPOSITE_WITH_AI
+
+
+def test_export_with_content_credentials_is_trusted_and_ai_synthesized(gimp, second, say):
+    reopened = second["steps"]["reopen_xcf"]
+    assert reopened["export_status"] == "success", reopened["export_error"]
+    assert reopened["export_png_status"] == "success", reopened["export_png_error"]
+    for name in ("signed.jpg", "signed.png"):
+        report = verify(gimp, gimp["work"] / name)
+        say(f"--- avow verify {name}: {report['verdict']}, {report['validation_state']}: {report['summary']}")
+        assert report["verdict"] == "ai-synthesized"
+        assert report["validation_state"] == "Trusted" and report["signer_trusted"]
+        assert report["ai_declared"] and report["model"]["model"] == "avow-compact-x4"
+        assert report["xmp"]["digital_source_type"] == COMPOSITE_WITH_AI and report["metadata_agrees"] is True
+        assert manifest_title(gimp["work"] / name) == name  # signed under its own name, not a staging name
+    with Image.open(gimp["work"] / "signed.jpg") as exported:
+        assert exported.size == (WIDTH * 4, HEIGHT * 4)
+    assert not list(gimp["work"].glob(".avow-export-*")), "a staged export was left behind"
+
+
+def test_export_without_upscales_claims_no_ai(gimp, second, say):
+    step = second["steps"]["export_plain_image"]
+    assert step["status"] == "success", step["error"]
+    report = verify(gimp, gimp["work"] / "unmarked.jpg")
+    say(f"--- avow verify unmarked.jpg: {report['verdict']}, {report['validation_state']}: {report['summary']}")
+    assert report["verdict"] == "signed" and report["validation_state"] == "Trusted"
+    assert not report["ai_declared"]
+
+
+def test_export_refuses_other_formats(gimp, second):
+    step = second["steps"]["export_bad_extension"]
+    assert step["status"] == "calling-error"
+    assert ".bmp" in step["error"]
+    assert not (gimp["work"] / "refused.bmp").exists()
+
+
+def test_dialog_cancel_changes_nothing_and_ok_upscales(dialog):
+    cancel = dialog["steps"]["dialog_cancel"]
+    assert cancel["driver_rc"] == 0 and "dialog window" in cancel["driver"], cancel["driver"]
+    assert cancel["status"] == "cancel"
+    assert cancel["after"] == cancel["before"]
+    ok = dialog["steps"]["dialog_ok"]
+    assert ok["driver_rc"] == 0, ok["driver"]
+    assert ok["status"] == "success", ok["error"]
+    after = ok["after"]
+    assert (after["width"], after["height"]) == (WIDTH * 2, HEIGHT * 2)
+    assert [layer["name"] for layer in after["layers"]] == ["Background (AI-upscaled x2, avow-compact-x2)", "Background"]
+    assert after["parasite"][0]["model"] == "avow-compact-x2"
+
+
+def test_verify_reads_gimps_xcf(gimp, first, say):
+    """`avow verify` on the XCF GIMP 3 itself saved: the parasites name the synthesized layer."""
+    report = verify(gimp, gimp["work"] / "upscaled.xcf")
+    say(f"--- avow verify upscaled.xcf: {report['verdict']}: {report['summary']}")
+    assert report["verdict"] == "no-provenance", report["summary"]
+    assert report["xcf"]["synthesized_layers"] == ["Background (AI-upscaled x4, avow-compact-x4)"]
