@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from avow_c2pa.isolation import VerifierPool
-from avow_c2pa.verify import trust_anchors
+from avow_c2pa.verify import trust_anchors, verify_file
 
 from hostile import HOSTILE_TITLE, corpus, signed
 
@@ -103,3 +103,26 @@ def test_folders_recursively_with_a_summary(tmp_path):
                           text=True, timeout=120)
     assert done.returncode == 3, done.stderr  # highest: the unreadable one
     assert done.stdout.strip().splitlines()[-1] == "ai-synthesized: 2  unreadable: 1"
+
+
+XCF = Path(__file__).parent / "data" / "avow-layers.xcf"  # saved by real GIMP 3.0.4: see make_avow_layers_xcf.py
+
+
+def test_xcf_parasites_name_the_synthesized_layers_and_a_garbage_parasite_is_noted():
+    report = verify_file(XCF, "")
+    assert report.verdict == "no-provenance" and report.format == "xcf"
+    assert report.xcf["synthesized_layers"] == ["Background (AI-upscaled x4, avow-compact-x4)"]
+    assert report.xcf["records"] == [{"model_name": "avow-compact-x4", "scale": 4}]
+    assert report.notes == ["the Background parasite avow-provenance is not valid JSON"]
+    assert "AI-upscaled pixels: Background (AI-upscaled x4, avow-compact-x4)" in report.summary
+
+
+def test_truncated_xcf_files_get_a_verdict(tmp_path):
+    data = XCF.read_bytes()
+    cuts = [tmp_path / f"cut-{n}.xcf" for n in (12, 40, len(data) // 3, len(data) // 2, len(data) - 20)]
+    for cut in cuts:
+        cut.write_bytes(data[: int(cut.stem.split("-")[1])])
+    reports = list(VerifierPool("", processes=2, timeout=10).verify(cuts))
+    for report in reports:
+        print(f"{Path(report.file).name:12} {report.verdict:15} {report.summary[:90]!r}")
+        assert report.verdict in ("unreadable", "no-provenance") and report.summary
