@@ -223,3 +223,19 @@ def test_contradictions_are_reported(tmp_path):
     assert report.verdict == NO_PROVENANCE
     assert "Unsigned XMP metadata says the pixels were AI-synthesized" in report.summary
     assert any("camera make/model" in note for note in report.notes)
+
+
+def test_an_expired_signing_certificate_is_not_relied_on(tmp_path, monkeypatch):
+    import datetime
+    import time
+
+    import avow_c2pa.keys as keys
+
+    monkeypatch.setenv("AVOW_CONFIG_DIR", str(tmp_path / "short-lived"))
+    monkeypatch.setattr(keys, "LEAF_LIFETIME", datetime.timedelta(seconds=3))
+    out = signed_output(tmp_path, "png")
+    assert verify_file(out, trust_anchors()).verdict == AI_SYNTHESIZED
+    time.sleep(4)
+    report = verify_file(out, trust_anchors())
+    assert report.verdict == TAMPERED and "signingCredential.expired" in report.status_codes
+    assert report.summary.startswith("Signature not valid (") and "had expired" in report.summary

@@ -249,7 +249,12 @@ def _judge(report: Report) -> None:
     if report.manifest_present and report.validation_state not in ("Valid", "Trusted"):
         report.verdict = TAMPERED
         codes = ", ".join(report.status_codes) or "manifest unreadable"
-        report.summary = f"Tampered after signing ({codes}): do not rely on what this file claims."
+        if report.status_codes and all(code.startswith("signingCredential.") for code in report.status_codes):
+            # The bytes are as signed, but the signature cannot be relied on (expired, revoked, ...).
+            reasons = "; ".join(report.explanations.get(code, code) for code in report.status_codes)
+            report.summary = f"Signature not valid ({reasons}): do not rely on what this file claims."
+        else:
+            report.summary = f"Tampered after signing ({codes}): do not rely on what this file claims."
         return
     if not report.manifest_present:
         report.verdict = NO_PROVENANCE
