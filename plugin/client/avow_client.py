@@ -86,7 +86,10 @@ class Worker:
                 bufsize=1,
             )
         except OSError as exc:
-            raise WorkerUnavailable(f"cannot start Avow's worker with {self.python}: {exc}. Run: avow install gimp") from exc
+            raise WorkerUnavailable(
+                f"cannot start Avow's worker with {self.python}: {exc}. "
+                "From Avow's environment, run: avow install gimp (or: avow install krita)"
+            ) from exc
         threading.Thread(target=self._pump, daemon=True).start()
         ready = self._next_event(START_TIMEOUT)
         if ready.get("event") != "ready":
