@@ -292,8 +292,13 @@ def test_a_camera_signed_input_shows_as_history_not_as_verdict(tmp_path, model_x
 
 
 def test_ctrl_c_mid_run_leaves_no_file(tmp_path):
+    """SIGINT once the progress bar shows tiles done: the run is stopped mid-way, whatever the CPU speed."""
+    import fcntl
+    import os
+    import pty
+    import select
     import signal
-    import time
+    import termios
 
     torch.manual_seed(0)
     slow = tmp_path / "slow-x4.safetensors"
@@ -302,13 +307,31 @@ def test_ctrl_c_mid_run_leaves_no_file(tmp_path):
     Image.fromarray(photo(600, 800)).save(source)
     outdir = tmp_path / "out"
     outdir.mkdir()
+    terminal, stderr_end = pty.openpty()  # a terminal on stderr turns the progress bar on
+    fcntl.ioctl(stderr_end, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))  # a 0-column one shows nothing
     process = subprocess.Popen(
         [sys.executable, "-m", "avow", "upscale", str(source), "-o", str(outdir / "big-x4.png"), "--model", str(slow),
-         "--tile", "64"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+         "--tile", "32"], stdout=subprocess.PIPE, stderr=stderr_end, text=True,
     )
-    time.sleep(6)  # imports, model load, then tiles
-    assert process.poll() is None, process.communicate()
+    os.close(stderr_end)
+    shown = b""
+    while b"/475" not in shown:  # tqdm shows "k/475": the run is under way (19 x 25 tiles)
+        ready, _, _ = select.select([terminal], [], [], 60)
+        assert ready, f"no progress shown: {shown!r}"
+        shown += os.read(terminal, 4096)
+        shown = shown[-200:]
     process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130 and "cancelled; no file was written" in stderr and "Traceback" not in stderr
+    process.wait(timeout=60)
+    rest = b""
+    while select.select([terminal], [], [], 1)[0]:
+        try:
+            chunk = os.read(terminal, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        rest += chunk
+    os.close(terminal)
+    assert process.returncode == 130, rest
+    assert b"cancelled; no file was written" in rest and b"Traceback" not in rest
     assert list(outdir.iterdir()) == []

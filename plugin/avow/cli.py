@@ -120,7 +120,8 @@ def _upscale(args) -> int:
     with tqdm(total=0, unit="tile", disable=not sys.stderr.isatty(), leave=False) as bar:
 
         def progress(done: int, total: int) -> None:
-            bar.total = total
+            if bar.total != total:  # the tile count is known only once the model runs
+                bar.reset(total=total)
             bar.update(done - bar.n)
 
         result = upscale_file(args.input, args.output, options, on_progress=progress)

@@ -182,18 +182,23 @@ def write_npy(path: str | os.PathLike, width: int, height: int, channels: int, d
         handle.write(data)
 
 
+def read_npy_header(handle, path: str | os.PathLike) -> tuple[int, int, int]:
+    """Shape (height, width, channels) of a float32 H x W x C .npy file; leaves ``handle`` at the first pixel."""
+    if handle.read(6) != NPY_MAGIC:
+        raise ValueError(f"{path}: not a .npy file")
+    major = handle.read(2)[0]
+    size_format = "<H" if major == 1 else "<I"
+    (length,) = struct.unpack(size_format, handle.read(struct.calcsize(size_format)))
+    header = ast.literal_eval(handle.read(length).decode("latin1"))
+    if header.get("descr") != "<f4" or header.get("fortran_order") or len(header.get("shape", ())) != 3:
+        raise ValueError(f"{path}: expected float32 H x W x C pixels, got {header}")
+    return header["shape"]
+
+
 def read_npy(path: str | os.PathLike) -> tuple[int, int, int, bytes]:
     """Read a float32 H x W x C .npy file: (width, height, channels, little-endian bytes)."""
     with open(path, "rb") as handle:
-        if handle.read(6) != NPY_MAGIC:
-            raise ValueError(f"{path}: not a .npy file")
-        major = handle.read(2)[0]
-        size_format = "<H" if major == 1 else "<I"
-        (length,) = struct.unpack(size_format, handle.read(struct.calcsize(size_format)))
-        header = ast.literal_eval(handle.read(length).decode("latin1"))
-        if header.get("descr") != "<f4" or header.get("fortran_order") or len(header.get("shape", ())) != 3:
-            raise ValueError(f"{path}: expected float32 H x W x C pixels, got {header}")
-        height, width, channels = header["shape"]
+        height, width, channels = read_npy_header(handle, path)
         data = handle.read()
     if len(data) != width * height * channels * 4:
         raise ValueError(f"{path}: truncated pixel data")

@@ -20,13 +20,11 @@ this file. Pixels travel as float32 .npy files in a private temp dir. Only gi an
 library are used here; ``avow_client.py`` is copied beside this file by ``avow install gimp``.
 """
 
-import ast
 import datetime
 import json
 import os
 import re
 import shutil
-import struct
 import sys
 import tempfile
 import traceback
@@ -146,19 +144,6 @@ def _read_drawable(drawable, path):
     return width, height, channels
 
 
-def _npy_header(handle, path):
-    """Shape of a float32 H x W x C .npy file; leaves ``handle`` at the first pixel."""
-    if handle.read(6) != avow_client.NPY_MAGIC:
-        raise ValueError(f"{path}: not a .npy file")
-    major = handle.read(2)[0]
-    size_format = "<H" if major == 1 else "<I"
-    (length,) = struct.unpack(size_format, handle.read(struct.calcsize(size_format)))
-    header = ast.literal_eval(handle.read(length).decode("latin1"))
-    if header.get("descr") != "<f4" or header.get("fortran_order") or len(header.get("shape", ())) != 3:
-        raise ValueError(f"{path}: expected float32 H x W x C pixels, got {header}")
-    return header["shape"]
-
-
 def _write_layer(layer, path, channels):
     """Copy the worker's .npy into the layer, in strips, so a big result is never held twice."""
     width, height = layer.get_width(), layer.get_height()
@@ -167,7 +152,7 @@ def _write_layer(layer, path, channels):
     row_bytes = width * channels * 4
     rows = max(1, STRIP_BYTES // row_bytes)
     with open(path, "rb") as handle:
-        shape = _npy_header(handle, path)
+        shape = avow_client.read_npy_header(handle, path)
         if tuple(shape) != (height, width, channels):
             raise ValueError(f"the worker's result is {shape}, expected {(height, width, channels)}")
         for top in range(0, height, rows):
