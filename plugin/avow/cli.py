@@ -226,7 +226,8 @@ def _install(args) -> int:
         if not args.dry_run:
             step.action()
     if not args.dry_run:
-        print(f"avow: {args.editor} hook installed; restart {args.editor.capitalize()} to load it")
+        editor = {"gimp": "GIMP", "krita": "Krita"}[args.editor]
+        print(f"avow: {editor} hook installed; restart {editor} to load it")
     return 0
 
 
