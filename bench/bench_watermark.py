@@ -252,7 +252,7 @@ def attacks(sample: dict, rng: np.random.Generator) -> dict:
 def make_sample(index: int, rng: np.random.Generator, upscaler: Upscaler, sizes=(320, 768)) -> dict:
     category = list(CATEGORIES)[index % len(CATEGORIES)]
     spec = CATEGORIES[category][int(rng.integers(0, len(CATEGORIES[category])))]
-    scale = 2 if index % 2 == 0 else 4
+    scale = 2 if (index // len(CATEGORIES)) % 2 == 0 else 4  # every kind of picture at both scales
     out_w, out_h = (int(rng.integers(sizes[0] // scale, sizes[1] // scale + 1)) * scale for _ in range(2))
     source = source_picture(spec, rng, out_h // scale, out_w // scale)
     output = upscaler(source, scale)
@@ -297,7 +297,8 @@ def robustness(args, upscaler: Upscaler) -> dict:
                 row[3] += found.score
                 short = min(sample["source_size"])
                 size_group = "input <128 px" if short < 128 else "input 128-191 px" if short < 192 else "input >=192 px"
-                for group in (sample["category"], f"x{sample['scale']}", size_group):
+                for group in (sample["category"], f"x{sample['scale']}", size_group,
+                              f"{sample['category']} x{sample['scale']}"):
                     cell = results["groups"][group]
                     cell[0] += 1
                     cell[1] += found.found
@@ -327,8 +328,10 @@ def print_matrix(results: dict) -> None:
         print(f"{name:24s} {cells[0]:>22s}   {cells[1]:>22s}")
     groups = results.get("groups", {})
     if groups:
-        print("all attacks pooled, by kind of picture, scale and input size (found / right payload): " + ", ".join(
-            f"{name} {100 * g[1] / g[0]:.1f}%/{100 * g[2] / g[0]:.1f}%" for name, g in groups.items()))
+        print("All attacks pooled (found / found with the right payload, over samples x 40 attacks):")
+        for name in sorted(groups, key=lambda n: (" x" in n and n[0] != "x", n)):
+            g = groups[name]
+            print(f"  {name:24s} {100 * g[1] / g[0]:5.1f}% {100 * g[2] / g[0]:5.1f}%  ({g[0] // 40} pictures)")
     quality = results["quality"]
     for field, label in (("psnr", "PSNR float (dB)"), ("psnr8", "PSNR 8-bit (dB)"), ("ssim", "SSIM")):
         values = np.array([q[field] for q in quality])
@@ -339,9 +342,13 @@ def print_matrix(results: dict) -> None:
     print("PSNR by category: " + ", ".join(f"{c} {np.mean(v):.1f}" for c, v in by.items()))
     print(f"wrong key found: {sum(results['wrong_key'])} of {len(results['wrong_key'])}")
     if results["failures"]:
-        print(f"misses ({len(results['failures'])}):")
-        for line in results["failures"][:40]:
-            print("  " + line)
+        per_picture = defaultdict(list)
+        for line in results["failures"]:
+            attack, _, picture = line.partition(": ")
+            per_picture[picture.rsplit(" z=", 1)[0]].append(attack)
+        print(f"misses: {len(results['failures'])} detections on {len(per_picture)} pictures; the worst:")
+        for picture, missed in sorted(per_picture.items(), key=lambda item: -len(item[1]))[:25]:
+            print(f"  {picture}: {len(missed)} of 40 missed")
 
 
 def unmarked_images(count: int, rng: np.random.Generator, upscaler: Upscaler):
