@@ -29,11 +29,16 @@ import png
 import pytest
 import tifffile
 import torch
-from PIL import Image
-
-from avow.engine import UpscaleOptions, prepare_model, synthesize, upscale_file
+from avow.engine import (
+    UpscaleOptions,
+    prepare_model,
+    synthesize,
+    upscale_file,
+    watermark_payload,
+)
 from avow.images import read_picture, to_array
 from conftest import photo
+from PIL import Image
 
 pytestmark = pytest.mark.krita
 
@@ -226,7 +231,8 @@ def test_float_layer_matches_the_core(request, krita_run):
     width, height = scenario["size"]
     ours = np.frombuffer((krita_run.work / "rgbaf32.raw").read_bytes(), dtype="<f4").reshape(height, width, 4)
     model = prepare_model(UpscaleOptions(scale=2, device="cpu", tile=TILE))
-    core = to_array(synthesize(read_picture(krita_run.inputs["rgba8"]), model, torch.device("cpu"), TILE))
+    picture = read_picture(krita_run.inputs["rgba8"])
+    core = to_array(synthesize(picture, model, torch.device("cpu"), TILE, watermark_payload(model, picture)))
     difference = np.abs(ours - core)
     show(request, f"\n[pixels] rgbaf32: Krita layer {width}x{height} F32 vs the core's float output: max |diff| {float(difference.max()):.2e}")
     assert difference.max() < 2e-3

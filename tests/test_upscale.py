@@ -15,21 +15,20 @@ import png
 import pytest
 import tifffile
 import torch
+from avow import tiling
+from avow.engine import UpscaleOptions, upscale_file
+from avow.errors import Cancelled, ImageError, UsageError
+from avow_c2pa import watermark
+from avow_c2pa.errors import SigningError
+from avow_c2pa.metadata import read_metadata
+from avow_c2pa.verify import AI_SYNTHESIZED, trust_anchors, verify_file
+from avow_models.archs.srvgg import SRVGGNetCompact
+from conftest import photo
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from PIL import Image, ImageCms
 from safetensors.torch import save_file
-
-from avow import tiling
-from avow.engine import UpscaleOptions, upscale_file
-from avow.errors import Cancelled, ImageError, UsageError
-from avow_c2pa.errors import SigningError
-from avow_c2pa.metadata import read_metadata
-from avow_c2pa.verify import AI_SYNTHESIZED, trust_anchors, verify_file
-from avow_models.archs.srvgg import SRVGGNetCompact
-
-from conftest import photo
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,6 +59,15 @@ def nearest(array: np.ndarray, scale: int) -> np.ndarray:
     return array.repeat(scale, axis=0).repeat(scale, axis=1)
 
 
+def marked(levels: np.ndarray, scale: int, result, peak: int) -> np.ndarray:
+    """What the engine must write for the nearest model: the nearest-neighbour upscale of
+    ``levels`` plus Avow's mark with the payload the disclosure names (alpha left alone)."""
+    up = nearest(levels, scale).astype(np.float32) / peak
+    payload = int(result.disclosure.watermark_id, 16)
+    color = watermark.embed(up[..., :3], payload, source_size=(levels.shape[1], levels.shape[0]))
+    return np.concatenate([color, up[..., 3:]], axis=2) * peak
+
+
 def leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
 
@@ -68,8 +76,10 @@ def test_jpeg_to_png_is_disclosed_signed_and_exact(tmp_path, jpeg_in, model_x4):
     out = tmp_path / "out.png"
     result = upscale_file(jpeg_in, out, UpscaleOptions(model=str(model_x4), tile=16))
     assert result.output_size == (192, 160)
-    expected = nearest(np.asarray(Image.open(jpeg_in).convert("RGB")), 4)
-    assert np.abs(np.asarray(Image.open(out)).astype(int) - expected).max() <= 1
+    levels = np.asarray(Image.open(jpeg_in).convert("RGB"))
+    written = np.asarray(Image.open(out)).astype(float)
+    assert np.abs(written - marked(levels, 4, result, 255)).max() <= 0.5 + 1e-3
+    assert np.abs(written - nearest(levels, 4)).max() >= 2  # the mark is there
     report = verify_file(out, trust_anchors())
     assert report.verdict == AI_SYNTHESIZED and report.validation_state == "Trusted"
     assert report.model["model"] == "nearest-x4" and report.model["scale"] == "4"
@@ -85,11 +95,11 @@ def test_16bit_png_with_alpha_stays_16bit_with_alpha(tmp_path, model_x2):
     with open(source, "wb") as handle:
         png.Writer(24, 20, greyscale=False, alpha=True, bitdepth=16).write(handle, levels.reshape(20, -1))
     out = tmp_path / "deep-x2.png"
-    upscale_file(source, out, UpscaleOptions(model=str(model_x2)))
+    result = upscale_file(source, out, UpscaleOptions(model=str(model_x2)))
     width, height, rows, info = png.Reader(filename=str(out)).asDirect()
     assert (width, height, info["bitdepth"], info["planes"]) == (48, 40, 16, 4)
     written = np.vstack([np.asarray(r, dtype=np.uint16) for r in rows]).reshape(40, 48, 4)
-    assert np.abs(written.astype(int) - nearest(levels, 2)).max() <= 2  # 16-bit precision, not 8-bit steps
+    assert np.abs(written - marked(levels, 2, result, 65535)).max() <= 2  # 16-bit precision, not 8-bit steps
     assert verify_file(out, trust_anchors()).verdict == AI_SYNTHESIZED
 
 
@@ -98,10 +108,10 @@ def test_16bit_tiff_stays_16bit(tmp_path, model_x2):
     source = tmp_path / "deep.tif"
     tifffile.imwrite(source, levels, photometric="rgb")
     out = tmp_path / "deep-x2.tiff"
-    upscale_file(source, out, UpscaleOptions(model=str(model_x2)))
+    result = upscale_file(source, out, UpscaleOptions(model=str(model_x2)))
     written = tifffile.imread(out)
     assert written.dtype == np.uint16 and written.shape == (32, 40, 3)
-    assert np.abs(written.astype(int) - nearest(levels, 2)).max() <= 2
+    assert np.abs(written - marked(levels, 2, result, 65535)).max() <= 2
     assert verify_file(out, trust_anchors()).verdict == AI_SYNTHESIZED
 
 

@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from avow_c2pa import watermark
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugin" / "client"))
 import avow_client  # noqa: E402
@@ -61,8 +63,10 @@ def test_upscale_with_progress_and_provenance(worker, pixels, tmp_path):
     assert (result["width"], result["height"], result["channels"]) == (20, 24, 4)
     assert events[-1] == (18, 18) and len(events) == 18  # 3x3 tiles, colour then alpha
     out = np.load(result["output"])
-    assert np.abs(out - array.repeat(2, 0).repeat(2, 1)).max() < 1e-5
     record = result["provenance"]
+    expected = array.repeat(2, 0).repeat(2, 1)
+    expected[..., :3] = watermark.embed(expected[..., :3], int(record["watermark_id"], 16), source_size=(10, 12))
+    assert np.abs(out - expected).max() < 1e-5  # the nearest model's pixels, marked
     assert record["model_name"] == "nearest-x2" and record["scale"] == 2
     assert (record["input_width"], record["input_height"]) == (10, 12)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

@@ -26,7 +26,8 @@ def user_models_dir() -> Path:
 
 
 def load_settings() -> dict:
-    """The optional ``config.toml``: ``[signing] key/cert`` and ``[verify] trust`` (list of PEM files)."""
+    """The optional ``config.toml``: ``[signing] key/cert``, ``[verify] trust`` (list of PEM files),
+    ``[watermark] keys`` (the user's own watermark keys, beside Avow's public one)."""
     path = config_dir() / "config.toml"
     if not path.exists():
         return {}
@@ -34,3 +35,12 @@ def load_settings() -> dict:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ProvenanceError(f"{path}: cannot read settings: {exc}") from exc
+
+
+def user_watermark_keys() -> tuple[str, ...]:
+    """``[watermark] keys``: a private key lets its owner recognise their own outputs even if someone
+    learns to scrub the public mark; the public key is always used as well."""
+    keys = load_settings().get("watermark", {}).get("keys", [])
+    if not isinstance(keys, list) or not all(isinstance(k, str) and k.strip() for k in keys):
+        raise ProvenanceError(f"{config_dir() / 'config.toml'}: [watermark] keys must be a list of non-empty strings")
+    return tuple(keys)

@@ -31,6 +31,7 @@ class Disclosure:
     input_width: int
     input_height: int
     input_sha256: str
+    watermark_id: str | None = None  # the pixel watermark's payload, 8 hex digits (None: unmarked)
     software_version: str = __version__
     digital_source_type: str = COMPOSITE_WITH_AI
 

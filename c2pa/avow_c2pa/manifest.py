@@ -2,12 +2,14 @@
 
 The actions assertion is a *created* assertion (the signer vouches for it, rather than merely
 gathering it): ``c2pa.opened`` on the input as parent ingredient (its own manifest, if any, kept
-as history), ``c2pa.edited`` with the AI digital source type, then ``c2pa.resized``. Parameters
-are strings: the SDK corrupts numeric arrays in action parameters.
+as history), ``c2pa.edited`` with the AI digital source type, ``c2pa.resized``, then
+``c2pa.watermarked`` with a ``c2pa.soft-binding`` assertion naming the pixel mark's payload.
+Parameters are strings: the SDK corrupts numeric arrays in action parameters.
 """
 
 from __future__ import annotations
 
+import base64
 import os
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from .errors import SigningError
 from .formats import MIME_TYPES, SUFFIXES, sniff_format
 from .keys import Identity
 from .metadata import write_disclosure
+from .watermark import WATERMARK_ALG, WATERMARK_ALG_NAME
 
 HUMAN_EDITS = "http://cv.iptc.org/newscodes/digitalsourcetype/humanEdits"
 
@@ -48,9 +51,21 @@ def upscale_manifest(disclosure: Disclosure, title: str) -> dict:
                 "label": "c2pa.actions.v2",
                 "created": True,
                 "data": {"actions": [opened, *_upscale_actions(disclosure)]},
-            }
+            },
+            *_soft_binding([disclosure]),
         ],
     }
+
+
+def _soft_binding(records: list[Disclosure]) -> list[dict]:
+    """The pixel watermark declared as a soft binding: a reader that finds the mark in a stripped
+    copy can look this manifest up again by its identifier. The value is the payload's 4 bytes."""
+    ids = list(dict.fromkeys(r.watermark_id for r in records if r.watermark_id))
+    if not ids:
+        return []
+    blocks = [{"scope": {}, "value": base64.b64encode(bytes.fromhex(i)).decode("ascii")} for i in ids]
+    data = {"alg": WATERMARK_ALG, "name": WATERMARK_ALG_NAME, "blocks": blocks}
+    return [{"label": "c2pa.soft-binding", "created": True, "data": data}]
 
 
 def _upscale_actions(disclosure: Disclosure) -> list[dict]:
@@ -78,7 +93,17 @@ def _upscale_actions(disclosure: Disclosure) -> list[dict]:
                 "to": f"{disclosure.input_width * disclosure.scale}x{disclosure.input_height * disclosure.scale}",
             },
         },
-    ]
+    ] + (
+        [
+            {
+                "action": "c2pa.watermarked",
+                "softwareAgent": agent,
+                "parameters": {"alg": WATERMARK_ALG, "identifier": disclosure.watermark_id},
+            }
+        ]
+        if disclosure.watermark_id
+        else []
+    )
 
 
 def sign_file(source: Path, dest: Path, manifest: dict, identity: Identity, parent: Path | None) -> None:
@@ -146,5 +171,8 @@ def editor_export_manifest(records: list[Disclosure], title: str, editor: str) -
     return {
         "claim_generator_info": [{"name": SOFTWARE, "version": __version__}],
         "title": title,
-        "assertions": [{"label": "c2pa.actions.v2", "created": True, "data": {"actions": actions}}],
+        "assertions": [
+            {"label": "c2pa.actions.v2", "created": True, "data": {"actions": actions}},
+            *_soft_binding(records),
+        ],
     }

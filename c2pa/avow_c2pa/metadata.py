@@ -53,6 +53,8 @@ def disclosure_fields(disclosure: Disclosure) -> tuple[dict, dict]:
         "Xmp.avow.inputHeight": str(disclosure.input_height),
         "Xmp.avow.inputSha256": disclosure.input_sha256,
     }
+    if disclosure.watermark_id:
+        xmp["Xmp.avow.watermark"] = disclosure.watermark_id
     exif = {
         "Exif.Image.ImageDescription": sentence.encode("ascii", "replace").decode("ascii"),
         "Exif.Photo.UserComment": f"charset=Unicode {sentence}",

@@ -1,35 +1,50 @@
 """What a received file says about itself, and what that is worth.
 
 The verdict comes from the *active* C2PA manifest and its validation; EXIF/XMP is reported beside
-it, never instead of it, because anyone can write XMP. A signature that checks out against an
+it, never instead of it, because anyone can write XMP. Avow's pixel watermark is looked for in
+every image: it speaks when the metadata is gone, and it contradicts a manifest that hides an
+upscale. A signature that checks out against an
 unknown key is "valid, signer unknown", never "authentic".
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+
 import c2pa
 
-from .config import load_settings
+from .config import load_settings, user_watermark_keys
 from .disclosure import AI_SOURCE_TYPES
 from .errors import DisclosureError, ProvenanceError, UnreadableFileError
 from .formats import sniff_format
 from .keys import local_identity
 from .metadata import read_metadata
+from .watermark import DEFAULT_KEY, DETECT_SIDE, PAYLOAD_BITS, WATERMARK_ALG, detect
 
 SCHEMA_VERSION = 1
 
 # Verdicts, from the most to the least informative; each has a documented exit code.
 AI_SYNTHESIZED = "ai-synthesized"
+AI_WATERMARKED = "ai-watermarked"  # no manifest, but Avow's pixel mark is there
 SIGNED = "signed"
+CONTRADICTION = "contradiction"  # a valid manifest claims no AI, the pixels carry Avow's mark
 TAMPERED = "tampered"
 NO_PROVENANCE = "no-provenance"
 UNREADABLE = "unreadable"
-EXIT_CODES = {AI_SYNTHESIZED: 0, SIGNED: 0, TAMPERED: 1, NO_PROVENANCE: 2, UNREADABLE: 3}
+EXIT_CODES = {
+    AI_SYNTHESIZED: 0, AI_WATERMARKED: 0, SIGNED: 0, CONTRADICTION: 1, TAMPERED: 1, NO_PROVENANCE: 2, UNREADABLE: 3,
+}
+
+# Watermark detection decodes the pixels: bounded, so a huge PNG cannot exhaust the verifier
+# (JPEG is decoded at a reduced DCT scale, so any JPEG qualifies).
+WATERMARK_MAX_PIXELS = 64_000_000
 
 # Plain words for the codes people meet most; any other code is shown as c2pa reports it.
 EXPLANATIONS = {
@@ -82,6 +97,8 @@ class Report:
     xmp: dict = field(default_factory=dict)
     exif: dict = field(default_factory=dict)
     metadata_agrees: bool | None = None  # XMP disclosure matches the manifest; None if nothing to compare
+    soft_bindings: list[str] = field(default_factory=list)  # Avow watermark identifiers the manifest declares
+    watermark: dict | None = None  # found, score, false_positive_probability, identifier, key, matches_manifest
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -124,7 +141,9 @@ def verify_file(path: Path, anchors: str, allow_remote: bool = False) -> Report:
         return _judge_xcf(path, report)
     _read_manifest(path, anchors, allow_remote, report)
     _read_metadata(path, report)
+    _read_watermark(path, report)
     _judge(report)
+    _weigh_watermark(report)
     return report
 
 
@@ -178,6 +197,24 @@ def _read_manifest(path: Path, anchors: str, allow_remote: bool, report: Report)
         report.claim_generator = " ".join(str(generator.get(k, "")) for k in ("name", "version")).strip()
     for action in _actions(active):
         _note_action(action, report)
+    report.soft_bindings = _soft_bindings(active)
+
+
+def _soft_bindings(manifest: dict) -> list[str]:
+    """Identifiers of Avow's mark declared by ``c2pa.soft-binding`` assertions, as 8 hex digits."""
+    found = []
+    for assertion in map(_dict, _list(manifest.get("assertions"))):
+        data = _dict(assertion.get("data"))
+        if not str(assertion.get("label", "")).startswith("c2pa.soft-binding") or data.get("alg") != WATERMARK_ALG:
+            continue
+        for block in map(_dict, _list(data.get("blocks"))):
+            try:
+                value = base64.b64decode(str(block.get("value")), validate=True)
+            except ValueError:
+                continue
+            if len(value) == PAYLOAD_BITS // 8:
+                found.append(value.hex())
+    return found
 
 
 def _actions(manifest: dict) -> list[dict]:
@@ -242,6 +279,71 @@ def _read_metadata(path: Path, report: Report) -> None:
         return
     report.exif = {name: exif[key] for name, key in EXIF_FIELDS.items() if key in exif}
     report.xmp = {name: xmp[key] for name, key in XMP_FIELDS.items() if key in xmp}
+
+
+def _read_watermark(path: Path, report: Report) -> None:
+    """Look for Avow's mark with the public key, then the user's own keys: on every image, since a
+    stripped copy has nothing else left to say what it is."""
+    try:
+        pixels = _pixels(path)
+        keys = (("public", DEFAULT_KEY), *(("user", key) for key in user_watermark_keys()))
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, ProvenanceError) as exc:
+        report.notes.append(f"watermark not checked: {exc}")
+        return
+    for name, key in keys:
+        found = detect(pixels, key)
+        if found.found or name == "public":
+            report.watermark = {
+                "found": found.found,
+                "score": round(found.score, 2),
+                "false_positive_probability": found.false_positive_probability,
+                "identifier": None if found.payload is None else f"{found.payload:08x}",
+                "key": name,
+                "matches_manifest": None,
+            }
+        if found.found:
+            return
+
+
+def _pixels(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        if image.format == "JPEG":
+            image.draft("RGB", (DETECT_SIDE, DETECT_SIDE))  # decode at 1/2..1/8 scale: the mark lives well below
+        width, height = image.size
+        if width * height > WATERMARK_MAX_PIXELS and image.format != "JPEG":
+            raise ValueError(f"{width}x{height} is above the {WATERMARK_MAX_PIXELS // 1_000_000} MP checked")
+        if image.mode.startswith(("I", "F")):  # 16-bit or float grey
+            pixels = np.asarray(image, dtype=np.float32)
+            return pixels / (65535.0 if pixels.max(initial=0) > 255 or image.mode.startswith("I;16") else 255.0)
+        return np.asarray(image.convert("RGB"))
+
+
+def _weigh_watermark(report: Report) -> None:
+    mark = report.watermark
+    if not mark or not mark["found"]:
+        if report.soft_bindings and report.verdict == AI_SYNTHESIZED:
+            report.notes.append("the manifest declares Avow's pixel watermark, but it was not found in these pixels")
+        return
+    certainty = f"false-positive probability {mark['false_positive_probability']:.0e}"
+    if report.verdict == NO_PROVENANCE:
+        report.verdict = AI_WATERMARKED
+        report.summary = f"AI-upscaled by Avow (metadata removed): the pixels carry Avow's synthesis mark ({certainty})."
+    elif report.verdict == SIGNED:
+        report.verdict = CONTRADICTION
+        report.summary = (
+            f"Contradiction: the pixels carry Avow's synthesis mark ({certainty}), but the signed manifest "
+            f"declares no AI synthesis. {_signer_phrase(report)}"
+        )
+    elif report.verdict == TAMPERED:
+        report.summary += " The pixels carry Avow's synthesis mark."
+    if report.soft_bindings and mark["identifier"] is not None:
+        mark["matches_manifest"] = mark["identifier"] in report.soft_bindings
+        if not mark["matches_manifest"]:
+            report.summary += (
+                f" The watermark's identifier {mark['identifier']} does not match the manifest's soft binding "
+                f"({', '.join(report.soft_bindings)}): the pixels come from another Avow output than the one "
+                "this manifest describes."
+            )
 
 
 def _judge(report: Report) -> None:

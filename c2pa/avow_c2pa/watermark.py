@@ -57,17 +57,25 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["DEFAULT_KEY", "FOUND_FALSE_POSITIVE", "PAYLOAD_BITS", "Detection", "detect", "embed"]
+__all__ = [
+    "DEFAULT_KEY", "FOUND_FALSE_POSITIVE", "PAYLOAD_BITS", "WATERMARK_ALG", "WATERMARK_ALG_NAME",
+    "Detection", "detect", "embed",
+]
 
 #: The documented public key of Avow's mark: anyone's ``avow verify`` can detect Avow output with it.
 DEFAULT_KEY = "avow.dev/watermark/v1/public"
 #: Identifier bits carried (e.g. the first 32 bits of a hash recorded in the manifest).
 PAYLOAD_BITS = 32
+#: The soft-binding algorithm name in C2PA manifests: reverse DNS under Avow's own domain, since
+#: this is not one of the algorithms registered with the C2PA.
+WATERMARK_ALG = "dev.avow.watermark.1"
+WATERMARK_ALG_NAME = f"Avow pixel watermark v1 (not a registered C2PA soft-binding algorithm; public key {DEFAULT_KEY})"
 #: ``found`` when the calibrated false-positive probability is at most this.
 FOUND_FALSE_POSITIVE = 1e-6
 
@@ -368,10 +376,16 @@ def _mask(luma: np.ndarray, cell: float) -> np.ndarray:
 
 
 def embed(
-    rgb: np.ndarray, payload: int, key: str = DEFAULT_KEY, source_size: tuple[int, int] | None = None
+    rgb: np.ndarray,
+    payload: int,
+    key: str | Sequence[str] = DEFAULT_KEY,
+    source_size: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """Mark ``rgb`` (float H x W x 3 in [0, 1], the synthesized output before quantisation) with
     ``payload`` (an integer of PAYLOAD_BITS bits); returns the same shape and dtype, in [0, 1].
+
+    Several keys (the public one plus a user's own) give superposed marks that share the same
+    amplitude budget, each detectable with its key alone, each about 3 dB weaker than one mark.
 
     ``source_size`` is the (width, height) of the upscaler's input: the mark lives in frequencies
     that survive scaling back down to it (unknown: a x2 upscale is assumed). A fourth (alpha)
@@ -385,14 +399,17 @@ def embed(
     payload = int(payload)
     if not 0 <= payload < (1 << PAYLOAD_BITS):
         raise ValueError(f"payload must fit in {PAYLOAD_BITS} bits")
-    layout = _layout(key)
+    layouts = [_layout(k) for k in ((key,) if isinstance(key, str) else tuple(dict.fromkeys(key)))]
+    if not layouts:
+        raise ValueError("at least one watermark key is needed")
     height, width = image.shape[:2]
     out = image.astype(np.float32, copy=True)
     if height == 0 or width == 0:
         return out.astype(image.dtype, copy=False)
     np.nan_to_num(out, copy=False, nan=0.0, posinf=1.0, neginf=0.0)
     period = _period(height, width, source_size)
-    pattern = _pattern(height, width, period, _coefficients(layout, payload), layout)
+    pattern = sum(_pattern(height, width, period, _coefficients(layout, payload), layout) for layout in layouts)
+    pattern *= np.float32(1 / math.sqrt(len(layouts)))  # independent keys: unit RMS again
     delta = _mask(_luma(np.clip(out[..., :3], 0.0, 1.0)), period / TILE_SOURCE_PX) * pattern
     rms = float(np.sqrt(np.mean(np.square(delta, dtype=np.float64))))
     if rms > _MAX_RMS:

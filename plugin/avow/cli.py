@@ -200,6 +200,17 @@ def _print_report(report, printable) -> None:
             f"  XMP DigitalSourceType: {printable(report.xmp['digital_source_type'])} "
             f"({agreement[report.metadata_agrees]})"
         )
+    mark = report.watermark
+    if mark is not None:
+        if mark["found"]:
+            identifier = mark["identifier"] or "unreadable"
+            match = {True: ", as the manifest declares", False: ", NOT the manifest's", None: ""}[mark["matches_manifest"]]
+            print(
+                f"  watermark: Avow's mark found ({mark['key']} key), score {mark['score']}, false-positive "
+                f"probability {mark['false_positive_probability']:.0e}; identifier {identifier}{match}"
+            )
+        else:
+            print(f"  watermark: none found (score {mark['score']})")
     for note in report.notes:
         print(f"  note: {printable(note)}")
 

@@ -1,5 +1,6 @@
 """Upscale -> disclose -> sign: the one path by which Avow writes a synthesized image.
 
+The synthesized pixels carry Avow's watermark from the moment they exist (``synthesize``).
 Fail closed. Pixels go to a temp file beside the target, EXIF/XMP is written into it, the C2PA
 manifest is signed last into a second temp file, and only that fully disclosed file is moved onto
 the target with ``os.replace``. Any failure or cancellation removes the temp files, so no
@@ -9,6 +10,7 @@ undisclosed output can ever exist under the target's name.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import secrets
 import time
@@ -18,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-from avow_c2pa.config import user_models_dir
+from avow_c2pa import watermark
+from avow_c2pa.config import user_models_dir, user_watermark_keys
 from avow_c2pa.disclosure import Disclosure, sha256_file
 from avow_c2pa.keys import signing_identity
 from avow_c2pa.manifest import seal, upscale_manifest
@@ -72,8 +74,9 @@ def upscale_file(
     check_budget(source.name, header.width, header.height, model.descriptor.scale)
     picture = read_picture(source)
     device = pick_device(options.device)
-    result = synthesize(picture, model, device, options.tile, on_progress, should_stop)
-    disclosure = disclose(model, picture, sha256_file(source))
+    payload = watermark_payload(model, picture)
+    result = synthesize(picture, model, device, options.tile, payload, on_progress, should_stop)
+    disclosure = disclose(model, picture, sha256_file(source), payload)
     staged = target.with_name(f".{target.stem}.{secrets.token_hex(4)}{target.suffix}")
     try:
         write_picture(result, staged)
@@ -101,7 +104,20 @@ def check_budget(name: str, width: int, height: int, scale: int) -> None:
         )
 
 
-def disclose(model: LoadedModel, picture: Picture, input_sha256: str) -> Disclosure:
+def watermark_payload(model: LoadedModel, picture: Picture) -> int:
+    """The identifier the pixel mark carries and the manifest's soft binding repeats.
+
+    Derived from the input's pixels (rounded to 16 bits, so the CLI and an editor's float copy
+    agree) and the model: the same upscale always gives the same pixels, and different inputs
+    give different identifiers, which is what lets a stripped copy be matched to its manifest."""
+    digest = hashlib.sha256(f"{model.descriptor.sha256}\0{model.descriptor.scale}\0".encode())
+    for plane in (picture.color, picture.alpha):
+        if plane is not None:
+            digest.update(np.round(plane * 65535).astype("<u2").tobytes())
+    return int.from_bytes(digest.digest()[:4], "big")
+
+
+def disclose(model: LoadedModel, picture: Picture, input_sha256: str, payload: int) -> Disclosure:
     return Disclosure(
         model_name=model.descriptor.name,
         model_sha256=model.descriptor.sha256,
@@ -110,6 +126,7 @@ def disclose(model: LoadedModel, picture: Picture, input_sha256: str) -> Disclos
         input_width=picture.size[0],
         input_height=picture.size[1],
         input_sha256=input_sha256,
+        watermark_id=f"{payload:08x}",
     )
 
 
@@ -136,8 +153,12 @@ def _check_scale(model: LoadedModel, requested: int | None) -> None:
         )
 
 
-def synthesize(picture: Picture, model: LoadedModel, device, tile: int, on_progress=None, should_stop=None) -> Picture:
-    """Run the model over the colour planes, and over the alpha plane as grey, as one progress run."""
+def synthesize(
+    picture: Picture, model: LoadedModel, device, tile: int, payload: int, on_progress=None, should_stop=None
+) -> Picture:
+    """Run the model over the colour planes, and over the alpha plane as grey, as one progress run;
+    then mark the colour with ``payload`` (Avow's public key plus the user's own keys), before
+    anything is quantised or written, so no path yields unmarked synthesized pixels."""
     dtype = inference_dtype(device, model.descriptor.fp16_safe)
     module = model.module.to(device=device, dtype=dtype)
     planes = [picture.color] + ([np.repeat(picture.alpha[..., None], 3, axis=2)] if picture.alpha is not None else [])
@@ -154,5 +175,7 @@ def synthesize(picture: Picture, model: LoadedModel, device, tile: int, on_progr
         )
         outputs.append(upscaled.squeeze(0).permute(1, 2, 0).clamp_(0.0, 1.0).numpy())
     alpha = outputs[1].mean(axis=2) if len(outputs) > 1 else None
-    return dataclasses.replace(picture, color=outputs[0], alpha=alpha)
+    keys = (watermark.DEFAULT_KEY, *user_watermark_keys())
+    color = watermark.embed(outputs[0], payload, keys, source_size=picture.size)
+    return dataclasses.replace(picture, color=color, alpha=alpha)
 

@@ -25,7 +25,6 @@ import traceback
 from pathlib import Path
 
 import numpy as np
-
 from avow_c2pa.config import user_models_dir
 from avow_c2pa.disclosure import Disclosure, sha256_file
 from avow_c2pa.errors import ProvenanceError
@@ -34,9 +33,17 @@ from avow_c2pa.manifest import editor_export_manifest, seal
 from avow_c2pa.verify import trust_anchors, verify_file
 
 from . import __version__
-from .devices import DEVICES, describe as describe_devices, pick_device
-from .engine import UpscaleOptions, check_budget, disclose, prepare_model, synthesize
-from .errors import AvowError, Cancelled, UsageError
+from .devices import DEVICES, pick_device
+from .devices import describe as describe_devices
+from .engine import (
+    UpscaleOptions,
+    check_budget,
+    disclose,
+    prepare_model,
+    synthesize,
+    watermark_payload,
+)
+from .errors import AvowError, UsageError
 from .images import from_array, to_array
 
 PROTOCOL = 1
@@ -138,8 +145,10 @@ def op_upscale(
         raise UsageError(f"{source}: pixels must be H x W x C, not {pixels.shape}")
     check_budget(source.name, pixels.shape[1], pixels.shape[0], loaded.descriptor.scale)
     picture = from_array(np.asarray(pixels, dtype=np.float32), "npy")
+    payload = watermark_payload(loaded, picture)
     result = synthesize(
-        picture, loaded, pick_device(device), int(tile), worker.progress(job_id), lambda: worker.should_stop(job_id)
+        picture, loaded, pick_device(device), int(tile), payload, worker.progress(job_id),
+        lambda: worker.should_stop(job_id),
     )
     pixels_out = to_array(result)
     staged = target.with_name(f".{target.name}.{secrets.token_hex(4)}.npy")
@@ -149,7 +158,7 @@ def op_upscale(
     finally:
         staged.unlink(missing_ok=True)
     height, width, channels = pixels_out.shape
-    provenance = disclose(loaded, picture, sha256_file(source)).to_dict()
+    provenance = disclose(loaded, picture, sha256_file(source), payload).to_dict()
     return {"output": str(target), "width": width, "height": height, "channels": channels, "provenance": provenance}
 
 

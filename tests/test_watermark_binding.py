@@ -1,0 +1,147 @@
+"""The pixel watermark as part of Avow's provenance: embedded by every upscale, declared in the
+signed manifest as a soft binding, and read by ``avow verify`` when the metadata is gone or lies.
+
+Real model, real c2pa-python and pyexiv2 throughout; the attacks are real re-encodes with Pillow.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from avow.engine import UpscaleOptions, upscale_file
+from avow_c2pa import watermark
+from avow_c2pa.keys import signing_identity
+from avow_c2pa.manifest import sign_file, upscale_manifest
+from avow_c2pa.metadata import read_metadata
+from avow_c2pa.verify import (
+    AI_SYNTHESIZED,
+    AI_WATERMARKED,
+    CONTRADICTION,
+    NO_PROVENANCE,
+    reader_settings,
+    trust_anchors,
+    verify_file,
+)
+from PIL import Image
+
+import c2pa
+
+SAMPLE = Path(__file__).resolve().parents[1] / "models" / "samples" / "chelsea.jpg"
+CAPTURE = "http://cv.iptc.org/newscodes/digitalsourcetype/digitalCapture"
+
+
+@pytest.fixture(scope="module")
+def upscaled(tmp_path_factory, shared_home):
+    """A real x2 upscale of a 240x180 photograph, as ``avow upscale`` writes it."""
+    folder = tmp_path_factory.mktemp("marked")
+    source = folder / "cat.png"
+    Image.open(SAMPLE).convert("RGB").crop((100, 40, 340, 220)).save(source)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AVOW_CONFIG_DIR", str(shared_home))
+        result = upscale_file(source, folder / "cat-x2.png", UpscaleOptions(scale=2, device="cpu"))
+    return source, result
+
+
+def laundered(path: Path, out: Path, size: tuple[int, int] | None = None) -> Path:
+    """The cheapest laundering: shrink (back to the input's size, or by half) and save as JPEG q75."""
+    with Image.open(path) as image:
+        image = image.convert("RGB")
+        size = size or (image.width // 2, image.height // 2)
+        image.resize(size, Image.Resampling.BICUBIC).save(out, quality=75)
+    return out
+
+
+def test_the_manifest_declares_the_mark_and_xmp_repeats_it(upscaled):
+    _, result = upscaled
+    identifier = result.disclosure.watermark_id
+    assert identifier is not None and len(identifier) == 8
+    with c2pa.Context.from_dict(reader_settings(trust_anchors())) as context, c2pa.Reader(
+        str(result.output), context=context
+    ) as reader:
+        store = json.loads(reader.json())
+    assertions = store["manifests"][store["active_manifest"]]["assertions"]
+    actions = next(a for a in assertions if a["label"].startswith("c2pa.actions"))["data"]["actions"]
+    watermarked = next(a for a in actions if a["action"] == "c2pa.watermarked")
+    assert watermarked["parameters"] == {"alg": watermark.WATERMARK_ALG, "identifier": identifier}
+    binding = next(a for a in assertions if a["label"].startswith("c2pa.soft-binding"))["data"]
+    assert binding["alg"] == "dev.avow.watermark.1" and "not a registered" in binding["name"]
+    assert read_metadata(result.output)[1]["Xmp.avow.watermark"] == identifier
+
+    report = verify_file(result.output, trust_anchors())
+    assert report.verdict == AI_SYNTHESIZED and report.validation_state == "Trusted"
+    assert report.soft_bindings == [identifier]
+    assert report.watermark["found"] and report.watermark["identifier"] == identifier
+    assert report.watermark["matches_manifest"] is True and report.watermark["false_positive_probability"] < 1e-12
+
+
+def test_marked_output_is_found_after_jpeg_q75_and_half_size_an_unmarked_one_is_not(upscaled, tmp_path):
+    source, result = upscaled
+    stripped = verify_file(laundered(result.output, tmp_path / "stripped.jpg"), trust_anchors())
+    assert stripped.verdict == AI_WATERMARKED and stripped.exit_code == 0 and not stripped.manifest_present
+    assert stripped.summary.startswith("AI-upscaled by Avow (metadata removed)")
+    assert stripped.watermark["identifier"] == result.disclosure.watermark_id
+
+    back = verify_file(laundered(result.output, tmp_path / "back.jpg", size=Image.open(source).size), trust_anchors())
+    assert back.verdict == AI_WATERMARKED
+
+    plain = tmp_path / "bicubic-x2.png"
+    with Image.open(source) as image:
+        image.resize((image.width * 2, image.height * 2), Image.Resampling.BICUBIC).save(plain)
+    for path in (plain, laundered(plain, tmp_path / "bicubic-stripped.jpg"), SAMPLE):
+        report = verify_file(path, trust_anchors())
+        assert report.verdict == NO_PROVENANCE and report.watermark["found"] is False, path.name
+        assert report.watermark["false_positive_probability"] > 1e-6
+
+
+def test_stripped_and_resigned_as_a_camera_original_is_a_contradiction(upscaled, tmp_path, monkeypatch):
+    _, result = upscaled
+    stripped = laundered(result.output, tmp_path / "stripped.jpg")
+    monkeypatch.setenv("AVOW_CONFIG_DIR", str(tmp_path / "forger"))  # someone else's valid credentials
+    forged = tmp_path / "camera-original.jpg"
+    manifest = {
+        "claim_generator_info": [{"name": "Camera", "version": "1"}],
+        "title": forged.name,
+        "assertions": [
+            {"label": "c2pa.actions.v2", "created": True,
+             "data": {"actions": [{"action": "c2pa.created", "digitalSourceType": CAPTURE}]}}
+        ],
+    }
+    sign_file(stripped, forged, manifest, signing_identity(), parent=None)
+    report = verify_file(forged, trust_anchors())
+    assert report.validation_state == "Trusted" and not report.ai_declared  # the signature itself is fine
+    assert report.verdict == CONTRADICTION and report.exit_code == 1
+    assert report.summary.startswith("Contradiction: the pixels carry Avow's synthesis mark")
+
+
+def test_a_manifest_naming_another_identifier_is_called_out(upscaled, tmp_path):
+    source, result = upscaled
+    other = result.disclosure.__class__(**{**result.disclosure.to_dict(), "watermark_id": "0badf00d"})
+    out = tmp_path / "transplanted.png"
+    sign_file(result.output, out, upscale_manifest(other, out.name), signing_identity(), parent=source)
+    report = verify_file(out, trust_anchors())
+    assert report.verdict == AI_SYNTHESIZED and report.soft_bindings == ["0badf00d"]
+    assert report.watermark["matches_manifest"] is False
+    assert f"identifier {result.disclosure.watermark_id} does not match the manifest's soft binding" in report.summary
+
+
+def test_a_users_own_key_marks_too_and_the_public_mark_stays(tmp_path, monkeypatch, shared_home):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "config.toml").write_text('[watermark]\nkeys = ["studio-secret-1"]\n')
+    monkeypatch.setenv("AVOW_CONFIG_DIR", str(home))
+    source = tmp_path / "cat.png"
+    Image.open(SAMPLE).convert("RGB").crop((100, 40, 340, 220)).save(source)
+    result = upscale_file(source, tmp_path / "cat-x2.png", UpscaleOptions(scale=2, device="cpu"))
+    # Two marks share one amplitude budget, so each is weaker: checked after JPEG q75 at full size.
+    with Image.open(result.output) as image:
+        image.save(tmp_path / "stripped.jpg", quality=75)
+    pixels = np.asarray(Image.open(tmp_path / "stripped.jpg"))
+    payload = int(result.disclosure.watermark_id, 16)
+    for key in (watermark.DEFAULT_KEY, "studio-secret-1"):
+        found = watermark.detect(pixels, key)
+        assert found.found and found.payload == payload, key
+    assert not watermark.detect(pixels, "somebody-else").found
+    assert verify_file(tmp_path / "stripped.jpg", trust_anchors()).watermark["key"] == "public"
