@@ -83,58 +83,6 @@ def synthetic(seed: int, size: int = 384) -> np.ndarray:
     )
 
 
-def dead_leaves(seed: int, size: int = 384) -> np.ndarray:
-    """A "dead leaves" picture: occluding shapes whose sizes follow a power law.
-
-    Nine photographs are too few to learn natural-image statistics from; dead leaves share the
-    ones that matter to an upscaler (scale invariance, occlusion edges in every orientation,
-    shading and texture inside regions) and are free of licences and endless (Achddou et al.,
-    "Synthetic images as a regularity prior for image restoration neural networks", 2021).
-    Drawn at twice the size and MATLAB-shrunk, so edges are as soft as a lens makes them."""
-    rng = np.random.default_rng(seed)
-    side = 2 * size
-    canvas = np.zeros((side, side, 3), dtype=np.float32)
-    covered = np.zeros((side, side), dtype=bool)
-    r_min, r_max = 4.0, side / 3
-    # Front to back: each new leaf lies under those already drawn, so the loop ends once the
-    # canvas is covered. Radii have density ∝ r^-3 (inverse transform sampling).
-    for _ in range(200_000):
-        if covered.all():
-            break
-        radius = 1 / np.sqrt(r_min**-2 - rng.uniform() * (r_min**-2 - r_max**-2))
-        cy, cx = rng.uniform(-radius / 2, side + radius / 2, 2)
-        top, bottom = int(max(0, cy - radius)), int(min(side, cy + radius + 1))
-        left, right = int(max(0, cx - radius)), int(min(side, cx + radius + 1))
-        if bottom <= top or right <= left or covered[top:bottom, left:right].all():
-            continue
-        y, x = np.mgrid[top:bottom, left:right].astype(np.float32)
-        dy, dx = (y - cy) / radius, (x - cx) / radius
-        if rng.random() < 0.6:  # disk
-            inside = dx**2 + dy**2 <= 1
-        else:  # rotated rectangle: straight edges and corners
-            angle, aspect = rng.uniform(0, np.pi), rng.uniform(0.2, 1.0)
-            c, s_ = np.cos(angle), np.sin(angle)
-            inside = (np.abs(c * dx + s_ * dy) <= 0.9) & (np.abs(-s_ * dx + c * dy) <= 0.9 * aspect)
-        inside &= ~covered[top:bottom, left:right]
-        # Natural colours are mostly muted: a grey level plus a small chroma.
-        colour = np.clip(rng.uniform(0.05, 0.95) + rng.normal(0, 0.12, 3), 0, 1).astype(np.float32)
-        fill = np.broadcast_to(colour, dx.shape + (3,)).copy()
-        kind = rng.random()
-        if kind < 0.4:  # shading: a linear gradient towards another level
-            theta = rng.uniform(0, 2 * np.pi)
-            t = np.clip(0.5 + 0.5 * (np.cos(theta) * dx + np.sin(theta) * dy), 0, 1)
-            fill += (t * rng.uniform(-0.4, 0.4))[..., None]
-        elif kind < 0.6:  # stripes at a random frequency: fine oriented texture
-            theta, period = rng.uniform(0, np.pi), rng.uniform(3, 24)
-            wave = np.sin((np.cos(theta) * (x - cx) + np.sin(theta) * (y - cy)) * 2 * np.pi / period)
-            fill += (rng.uniform(0.05, 0.3) * wave)[..., None]
-        elif kind < 0.75:  # grain
-            fill += rng.normal(0, rng.uniform(0.02, 0.1), dx.shape + (1,)).astype(np.float32)
-        canvas[top:bottom, left:right][inside] = fill[inside]
-        covered[top:bottom, left:right] |= inside
-    return quantize(imresize(np.clip(canvas, 0, 1), size, size))
-
-
 def training_images() -> list[np.ndarray]:
     return [load_rgb(name) for name in TRAIN_FILES] + [
         synthetic(seed) for seed in TRAIN_SYNTHETIC_SEEDS

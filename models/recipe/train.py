@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -65,46 +65,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--checkpoint", type=Path, default=None, help="resumable training state (.pt)"
     )
     parser.add_argument("--save-every", type=int, default=500)
-    parser.add_argument(
-        "--dead-leaves", type=int, default=0,
-        help="add this many dead-leaves pictures (seeds 100, 101, ...)",
-    )
-    parser.add_argument(
-        "--dead-leaves-share", type=float, default=0.3,
-        help="fraction of crops drawn from the dead-leaves pictures",
-    )
-    parser.add_argument(
-        "--init", type=Path, default=None,
-        help="start from these weights (a previous stage's safetensors) instead of at random",
-    )
     return parser.parse_args(argv)
 
 
 class PairSampler:
     """Random aligned (LR, HR) crops with flips/rot90/channel order, pictures drawn ∝ sqrt(area)."""
 
-    def __init__(
-        self, scale: int, lr_patch: int, seed: int, dead_leaves: int = 0, dead_leaves_share: float = 0.0
-    ) -> None:
+    def __init__(self, scale: int, lr_patch: int, seed: int) -> None:
         self.scale, self.lr_patch = scale, lr_patch
         self.pairs = []
-        groups = [data.training_images(), [data.dead_leaves(100 + i) for i in range(dead_leaves)]]
-        weights = []
-        for pictures, share in zip(groups, (1 - dead_leaves_share if dead_leaves else 1.0, dead_leaves_share)):
-            areas = []
-            for picture in pictures:
-                for factor in HR_FACTORS:
-                    hr = picture if factor == 1.0 else data.rescale(picture, factor)
-                    if min(hr.shape[:2]) < 2 * lr_patch * scale:
-                        continue
-                    hr = data.crop_to_multiple(hr, scale)
-                    self.pairs.append((data.degrade(hr, scale), hr))
-                    areas.append(hr.shape[0] * hr.shape[1])
-            if areas:
-                root = np.sqrt(np.array(areas, dtype=np.float64))
-                weights.append(share * root / root.sum())
-        self.weights = np.concatenate(weights)
-        self.weights /= self.weights.sum()
+        for picture in data.training_images():
+            for factor in HR_FACTORS:
+                hr = picture if factor == 1.0 else data.rescale(picture, factor)
+                if min(hr.shape[:2]) < 2 * lr_patch * scale:
+                    continue
+                hr = data.crop_to_multiple(hr, scale)
+                self.pairs.append((data.degrade(hr, scale), hr))
+        areas = np.array(
+            [lr.shape[0] * lr.shape[1] for lr, _ in self.pairs], dtype=np.float64
+        )
+        self.weights = np.sqrt(areas) / np.sqrt(areas).sum()
         self.rng = np.random.default_rng(seed)
 
     def crop(self) -> tuple[np.ndarray, np.ndarray]:
@@ -149,11 +129,9 @@ def main(argv: list[str] | None = None) -> None:
     model = SRVGGNetCompact(
         num_feat=args.num_feat, num_conv=args.num_conv, scale=args.scale
     ).to(device)
-    if args.init is not None:
-        model.load_state_dict(load_file(str(args.init)))
     ema = copy.deepcopy(model).requires_grad_(False)
     params = sum(p.numel() for p in model.parameters())
-    sampler = PairSampler(args.scale, lr_patch, args.seed, args.dead_leaves, args.dead_leaves_share)
+    sampler = PairSampler(args.scale, lr_patch, args.seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer,
@@ -244,8 +222,6 @@ def recipe(args: argparse.Namespace, lr_patch: int) -> str:
         f"train.py --scale {args.scale} --num-feat {args.num_feat} --num-conv {args.num_conv} "
         f"--iters {args.iters} --batch {args.batch} --lr-patch {lr_patch} --lr {args.lr} "
         f"--l2-from {args.l2_from} --clip {args.clip} --ema {args.ema} --seed {args.seed}"
-        + (f" --dead-leaves {args.dead_leaves} --dead-leaves-share {args.dead_leaves_share}" if args.dead_leaves else "")
-        + (f" --init {args.init.name}" if args.init else "")
     )
 
 
