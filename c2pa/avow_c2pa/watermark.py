@@ -39,7 +39,7 @@ Why this method
   computed at the input's scale: a small floor proportional to brightness on flat areas and
   gradients (dark skies get least), more where there is texture in the mark's band, with the
   texture required to surround the pixel (so the paper next to a letter or the sky next to a
-  roof stays quiet); then capped so that no 7 x 7 window loses more than 1.5 % SSIM and the
+  roof stays quiet); then capped so that no 7 x 7 window loses more than 2 % SSIM and the
   whole image stays above 40 dB PSNR.
 * **Fast, light detection.** A luma copy at most ``DETECT_SIDE`` pixels long (area resampling);
   the embedder makes the tile large enough that the band stays below that copy's Nyquist limit
@@ -95,12 +95,12 @@ _CODED_BITS = 3 * (_INFO_BITS + _TAIL)
 _GENERATORS = (0o133, 0o171, 0o165)
 
 # Perceptual mask: amplitude (RMS of the unit pattern times this) as a fraction of full scale.
-_FLOOR = 0.0025  # flat areas: RMS amplitude per unit of (0.1 + brightness)
+_FLOOR = 0.004  # flat areas: RMS amplitude per unit of (0.1 + brightness)
 _GAIN = 0.6  # per unit of local texture (luma RMS in the mark's band), see _TEXTURE_EXPONENT
 _TEXTURE_REF = 3.0 / 255  # texture masking: linear below this level, texture^exponent above
 _TEXTURE_EXPONENT = 0.6
 _CAP = 5.0 / 255
-_SSIM_LOSS = 0.015  # at most this much local SSIM lost anywhere
+_SSIM_LOSS = 0.02  # at most this much local SSIM lost anywhere
 _MAX_RMS = 2.4 / 255  # overall cap: PSNR >= 40.5 dB against the unmarked output
 
 

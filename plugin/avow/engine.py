@@ -107,13 +107,14 @@ def check_budget(name: str, width: int, height: int, scale: int) -> None:
 def watermark_payload(model: LoadedModel, picture: Picture) -> int:
     """The identifier the pixel mark carries and the manifest's soft binding repeats.
 
-    Derived from the input's pixels (rounded to 16 bits, so the CLI and an editor's float copy
-    agree) and the model: the same upscale always gives the same pixels, and different inputs
-    give different identifiers, which is what lets a stripped copy be matched to its manifest."""
+    Derived from the input's pixels and the model: the same upscale always gives the same pixels,
+    and different inputs give different identifiers, which is what lets a stripped copy be matched
+    to its manifest. The pixels are rounded to 8 bits first, so the CLI's copy and an editor's
+    float copy of the same picture (Krita's F32 differs in the last bits) give the same mark."""
     digest = hashlib.sha256(f"{model.descriptor.sha256}\0{model.descriptor.scale}\0".encode())
     for plane in (picture.color, picture.alpha):
         if plane is not None:
-            digest.update(np.round(plane * 65535).astype("<u2").tobytes())
+            digest.update(np.round(plane * 255).astype(np.uint8).tobytes())
     return int.from_bytes(digest.digest()[:4], "big")
 
 
