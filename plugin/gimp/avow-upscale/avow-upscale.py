@@ -45,9 +45,9 @@ PARASITE = "avow-provenance"
 COMPOSITE_WITH_AI = "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia"
 EXPORT_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff")
 UPSCALE_NOTE = (
-    "The model invents plausible detail; it does not recover it. The new layer is named as AI-upscaled, and the "
-    "image is marked (parasite and XMP DigitalSourceType) so exports say so. File > Export with Content "
-    "Credentials signs that declaration."
+    "The model invents plausible detail; it does not recover it. The new layer is named as AI-upscaled, its "
+    "pixels carry Avow's invisible watermark, and the image is marked (parasite and XMP DigitalSourceType) so "
+    "exports say so. File > Export with Content Credentials signs that declaration."
 )
 EXPORT_NOTE = (
     "Exports a merged copy (JPEG, PNG, WebP or TIFF, by extension) and signs it with C2PA Content Credentials, "
@@ -511,7 +511,8 @@ class AvowUpscale(Gimp.PlugIn):
             "Upscale a layer with an AI model; the result says it is synthesized",
             "Upscales the selected layer with Avow's super-resolution model (in Avow's worker process) and adds "
             "the result as a new layer named as AI-upscaled (the canvas grows by the scale), or as a new image. "
-            "The pixels are invented by the model, not recovered: the image is marked with an 'avow-provenance' "
+            "The pixels are invented by the model, not recovered: they carry Avow's invisible watermark (which "
+            "'avow verify' finds even after the metadata is stripped), the image is marked with an 'avow-provenance' "
             "parasite and XMP DigitalSourceType compositeWithTrainedAlgorithmicMedia, and "
             "File > Export with Content Credentials signs that declaration into the exported file. "
             "Returns the image holding the result and the new layer.",
