@@ -102,6 +102,8 @@ _TEXTURE_EXPONENT = 0.6
 _CAP = 5.0 / 255
 _SSIM_LOSS = 0.02  # at most this much local SSIM lost anywhere
 _MAX_RMS = 2.4 / 255  # overall cap: PSNR >= 40.5 dB against the unmarked output
+_SSIM_RADIUS = 3
+_STRIP_ROWS = 256  # embedding works on bands of rows
 
 
 @dataclass(frozen=True)
@@ -279,14 +281,15 @@ def _period(height: int, width: int, source_size: tuple[int, int] | None) -> flo
     return max(TILE_SOURCE_PX * scale, needed)
 
 
-def _pattern(height: int, width: int, period: float, coefficients: np.ndarray, layout: _Layout) -> np.ndarray:
-    """sum_k Re(c_k exp(2 pi i (kx x / px + ky y / py))), unit RMS, by two separable matrix products."""
+def _pattern(rows: range, width: int, period: float, coefficients: np.ndarray, layout: _Layout) -> np.ndarray:
+    """sum_k Re(c_k exp(2 pi i (kx x / px + ky y / py))) on ``rows``, unit RMS, by two separable
+    matrix products."""
     grid = np.zeros((K_HI + 1, 2 * K_HI + 1), np.complex128)
     grid[layout.ky, layout.kx + K_HI] = coefficients
     ex = np.exp(2j * np.pi * np.outer(np.arange(-K_HI, K_HI + 1), np.arange(width)) / period)  # (2K+1, W)
-    ey = np.exp(2j * np.pi * np.outer(np.arange(height), np.arange(K_HI + 1)) / period)  # (H, K+1)
-    rows = grid @ ex  # (K+1, W)
-    pattern = ey.real @ rows.real - ey.imag @ rows.imag
+    ey = np.exp(2j * np.pi * np.outer(np.arange(rows.start, rows.stop), np.arange(K_HI + 1)) / period)  # (R, K+1)
+    columns = grid @ ex  # (K+1, W)
+    pattern = ey.real @ columns.real - ey.imag @ columns.imag
     pattern *= 1.0 / math.sqrt(np.sum(np.abs(coefficients) ** 2) / 2)
     return pattern.astype(np.float32)
 
@@ -314,21 +317,19 @@ def _box(image: np.ndarray, radius: int) -> np.ndarray:
     return out
 
 
-def _upsample(image: np.ndarray, height: int, width: int, step: int) -> np.ndarray:
-    """Bilinear interpolation of a grid whose cells are ``step`` pixels, to height x width."""
-    if step == 1 and image.shape == (height, width):
-        return image
+def _upsample(image: np.ndarray, rows: range, width: int, step: int) -> np.ndarray:
+    """Bilinear interpolation of a grid whose cells are ``step`` pixels, on ``rows`` x ``width``."""
 
-    def axis_weights(n: int, size: int):
-        pos = np.clip((np.arange(n) + 0.5) / step - 0.5, 0, size - 1)
+    def axis_weights(positions: np.ndarray, size: int):
+        pos = np.clip((positions + 0.5) / step - 0.5, 0, size - 1)
         low = np.floor(pos).astype(np.int64)
         high = np.minimum(low + 1, size - 1)
         return low, high, (pos - low).astype(np.float32)
 
-    low, high, frac = axis_weights(height, image.shape[0])
-    rows = image[low] * (1 - frac[:, None]) + image[high] * frac[:, None]
-    low, high, frac = axis_weights(width, image.shape[1])
-    return rows[:, low] * (1 - frac[None, :]) + rows[:, high] * frac[None, :]
+    low, high, frac = axis_weights(np.arange(rows.start, rows.stop), image.shape[0])
+    band = image[low] * (1 - frac[:, None]) + image[high] * frac[:, None]
+    low, high, frac = axis_weights(np.arange(width), image.shape[1])
+    return band[:, low] * (1 - frac[None, :]) + band[:, high] * frac[None, :]
 
 
 def _max_filter(image: np.ndarray, radius: int) -> np.ndarray:
@@ -343,20 +344,16 @@ def _max_filter(image: np.ndarray, radius: int) -> np.ndarray:
     return out
 
 
-def _mask(luma: np.ndarray, cell: float) -> np.ndarray:
-    """Amplitude the mark may have at each pixel (a just-noticeable-difference model).
+def _coarse_amplitude(small: np.ndarray) -> np.ndarray:
+    """Amplitude the mark may have, a just-noticeable-difference model on the luma at about the
+    input's resolution (where the mark lives).
 
-    Computed at about the input's resolution (``cell`` output pixels per input pixel), where the
-    mark lives: flat areas get a floor proportional to brightness (in sRGB code values the
-    visibility threshold grows roughly with the value, so dark skies get least); texture in the
-    mark's own band (a high-pass, so smooth gradients do not count as texture) raises it; the
-    texture must surround a pixel (a minimum filter), so the paper next to a letter or the sky
-    next to a roof keeps the flat allowance.
+    Flat areas get a floor proportional to brightness (in sRGB code values the visibility
+    threshold grows roughly with the value, so dark skies get least); texture in the mark's own
+    band (a high-pass, so smooth gradients do not count as texture) raises it; the texture must
+    surround a pixel (a minimum filter), so the paper next to a letter or the sky next to a roof
+    keeps the flat allowance.
     """
-    height, width = luma.shape
-    step = max(1, min(round(cell), height, width))
-    h, w = height // step, width // step
-    small = luma[: h * step, : w * step].reshape(h, step, w, step).mean(axis=(1, 3), dtype=np.float32)
     detail = small - _box(small, 2)
     texture = np.sqrt(_box(detail * detail, 3))
     texture = -_max_filter(-texture, 3)
@@ -366,13 +363,27 @@ def _mask(luma: np.ndarray, cell: float) -> np.ndarray:
     strong = texture > _TEXTURE_REF
     texture[strong] = _TEXTURE_REF * np.power(texture[strong] / _TEXTURE_REF, _TEXTURE_EXPONENT)
     amplitude = np.sqrt((_FLOOR * (0.1 + brightness)) ** 2 + (_GAIN * texture) ** 2)
-    amplitude = _upsample(_box(np.minimum(amplitude, _CAP), 2), height, width, step)
-    # Structural similarity: adding noise of variance a^2 where the picture's local variance is
-    # s^2 costs SSIM about a^2 / (2 s^2 + C2) there; cap it everywhere (7 x 7 windows, as SSIM).
-    mean = _box(luma, 3)
-    variance = np.maximum(_box(luma * luma, 3) - mean * mean, 0.0)
-    limit = np.sqrt(_SSIM_LOSS * (2 * variance + 0.03**2))
-    return np.minimum(amplitude, limit)
+    return _box(np.minimum(amplitude, _CAP), 2)
+
+
+def _ssim_limit(luma: np.ndarray) -> np.ndarray:
+    """Adding noise of variance a^2 where the picture's local variance is s^2 costs SSIM about
+    a^2 / (2 s^2 + C2) there: the amplitude that costs _SSIM_LOSS (7 x 7 windows, as SSIM)."""
+    mean = _box(luma, _SSIM_RADIUS)
+    variance = np.maximum(_box(luma * luma, _SSIM_RADIUS) - mean * mean, 0.0)
+    return np.sqrt(_SSIM_LOSS * (2 * variance + 0.03**2))
+
+
+def _block_means(rgb: np.ndarray, step: int) -> np.ndarray:
+    """Luma averaged over step x step cells (the input's scale), a band of rows at a time."""
+    h, w = rgb.shape[0] // step, rgb.shape[1] // step
+    small = np.empty((h, w), np.float32)
+    cells = max(1, _STRIP_ROWS // step)
+    for top in range(0, h, cells):
+        bottom = min(h, top + cells)
+        luma = _luma(np.clip(rgb[top * step : bottom * step, : w * step, :3], 0.0, 1.0))
+        small[top:bottom] = luma.reshape(bottom - top, step, w, step).mean(axis=(1, 3), dtype=np.float32)
+    return small
 
 
 def embed(
@@ -408,9 +419,19 @@ def embed(
         return out.astype(image.dtype, copy=False)
     np.nan_to_num(out, copy=False, nan=0.0, posinf=1.0, neginf=0.0)
     period = _period(height, width, source_size)
-    pattern = sum(_pattern(height, width, period, _coefficients(layout, payload), layout) for layout in layouts)
-    pattern *= np.float32(1 / math.sqrt(len(layouts)))  # independent keys: unit RMS again
-    delta = _mask(_luma(np.clip(out[..., :3], 0.0, 1.0)), period / TILE_SOURCE_PX) * pattern
+    coefficients = [_coefficients(layout, payload) for layout in layouts]
+    step = max(1, min(round(period / TILE_SOURCE_PX), height, width))
+    coarse = _coarse_amplitude(_block_means(out, step))
+    # Bands of rows keep the working memory to the output plus one float per pixel, whatever the size.
+    delta = np.empty((height, width), np.float32)
+    for top in range(0, height, _STRIP_ROWS):
+        rows = range(top, min(height, top + _STRIP_ROWS))
+        above, below = min(top, _SSIM_RADIUS), min(height - rows.stop, _SSIM_RADIUS)
+        luma = _luma(np.clip(out[top - above : rows.stop + below, :, :3], 0.0, 1.0))
+        limit = _ssim_limit(luma)[above : above + len(rows)]
+        pattern = sum(_pattern(rows, width, period, c, layout) for c, layout in zip(coefficients, layouts))
+        pattern *= np.float32(1 / math.sqrt(len(layouts)))  # independent keys: unit RMS again
+        delta[top : rows.stop] = np.minimum(_upsample(coarse, rows, width, step), limit) * pattern
     rms = float(np.sqrt(np.mean(np.square(delta, dtype=np.float64))))
     if rms > _MAX_RMS:
         delta *= np.float32(_MAX_RMS / rms)

@@ -38,6 +38,10 @@ def main(argv: list[str] | None = None) -> int:
     except (AvowError, ProvenanceError, LookupError, ValueError) as exc:
         print(f"avow: error: {_message(exc)}", file=sys.stderr)
         return EXIT_USAGE if _is_usage(exc) else EXIT_FAILED
+    except MemoryError:
+        print("avow: error: out of memory (the output and its watermark are held in RAM); no file was written. "
+              "Try --scale 2 or a smaller input.", file=sys.stderr)
+        return EXIT_FAILED
     except BrokenPipeError:
         return 0
 
