@@ -6,14 +6,17 @@
 
 Marked outputs are made from varied pictures (faces, text, foliage, flat sky and gradients, night
 scenes, general photos): random crops, at random content scales, of the photographs shipped in
-scikit-image's wheel plus synthetic gradients and text, upscaled x2 or x4 to 320-768 px sides by
+scikit-image's wheel plus synthetic gradients and text, upscaled x2 or x4 to 768-1536 px sides by
 Avow's own model (``--upscaler model``, the default; the weights in models/avow_models/weights)
 or by plain bicubic, then marked with a random 32-bit payload and saved as 8-bit pixels. Each is
 attacked (alone, and followed by JPEG q75) and detected with the public default key.
 
 Printed:
   * the robustness matrix: per attack, the detection rate (found) and the payload rate (found with
-    the right 32 bits), alone and with JPEG q75, with the mean score;
+    the right 32 bits), alone and with JPEG q75, with the mean score; for all pictures, then for
+    the photographs and the synthetic pictures (clean digital text, flat gradients) apart;
+    outputs have 768-1536 px sides by default (inputs of 192-768 px); ``--sizes 320 768`` gives
+    the harder case of small inputs (80-384 px);
   * false positives on unmarked images (originals, bicubic, Lanczos and model upscales, some of
     them JPEG-compressed), and the check that the reported false-positive probability is
     calibrated (fraction of unmarked images with probability <= 1e-2 and <= 1e-3); with
@@ -249,7 +252,7 @@ def attacks(sample: dict, rng: np.random.Generator) -> dict:
 # --------------------------------------------------------------------------- runs
 
 
-def make_sample(index: int, rng: np.random.Generator, upscaler: Upscaler, sizes=(320, 768)) -> dict:
+def make_sample(index: int, rng: np.random.Generator, upscaler: Upscaler, sizes=(768, 1536)) -> dict:
     category = list(CATEGORIES)[index % len(CATEGORIES)]
     spec = CATEGORIES[category][int(rng.integers(0, len(CATEGORIES[category])))]
     scale = 2 if (index // len(CATEGORIES)) % 2 == 0 else 4  # every kind of picture at both scales
@@ -271,6 +274,7 @@ def robustness(args, upscaler: Upscaler) -> dict:
 
     rng = np.random.default_rng(args.seed)
     results = {"rows": defaultdict(lambda: [0, 0, 0, 0.0]), "groups": defaultdict(lambda: [0, 0, 0]),
+               "kinds": defaultdict(lambda: defaultdict(lambda: [0, 0, 0, 0.0])),
                "quality": [], "wrong_key": [], "failures": []}
     started = time.perf_counter()
     for index in range(args.images):
@@ -290,11 +294,12 @@ def robustness(args, upscaler: Upscaler) -> dict:
             attacked = attack(marked8, marked)
             for combo, image in ((name, attacked), (name + " + JPEG q75", _encode(attacked, "JPEG", quality=75))):
                 found = watermark.detect(image)
-                row = results["rows"][combo]
-                row[0] += 1
-                row[1] += found.found
-                row[2] += found.found and found.payload == sample["payload"]
-                row[3] += found.score
+                kind = "synthetic pictures" if sample["picture"].startswith("synthetic") else "photographs"
+                for row in (results["rows"][combo], results["kinds"][kind][combo]):
+                    row[0] += 1
+                    row[1] += found.found
+                    row[2] += found.found and found.payload == sample["payload"]
+                    row[3] += found.score
                 short = min(sample["source_size"])
                 size_group = "input <128 px" if short < 128 else "input 128-191 px" if short < 192 else "input >=192 px"
                 for group in (sample["category"], f"x{sample['scale']}", size_group,
@@ -310,15 +315,15 @@ def robustness(args, upscaler: Upscaler) -> dict:
             print(f"  sample {index + 1}/{args.images} ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
     results["rows"] = dict(results["rows"])
     results["groups"] = dict(results["groups"])
+    results["kinds"] = {kind: dict(rows) for kind, rows in results["kinds"].items()}
     results["seconds"] = time.perf_counter() - started
     return results
 
 
-def print_matrix(results: dict) -> None:
-    rows = results["rows"]
+def print_rows(rows: dict, title: str) -> None:
     names = [n for n in rows if not n.endswith(" + JPEG q75")]
     total = rows[names[0]][0]
-    print(f"\nRobustness: {total} marked outputs, default key; found / found with the right payload, mean score")
+    print(f"\nRobustness, {title}: {total} marked outputs, default key; found / found with the right payload, mean score")
     print(f"{'attack':24s} {'alone':>22s}   {'then JPEG q75':>22s}")
     for name in names:
         cells = []
@@ -326,6 +331,12 @@ def print_matrix(results: dict) -> None:
             n, found, payload, score = rows[key]
             cells.append(f"{100 * found / n:6.1f}% {100 * payload / n:6.1f}% z={score / n:5.1f}")
         print(f"{name:24s} {cells[0]:>22s}   {cells[1]:>22s}")
+
+
+def print_matrix(results: dict) -> None:
+    print_rows(results["rows"], "all pictures")
+    for kind, rows in sorted(results.get("kinds", {}).items()):
+        print_rows(rows, kind)
     groups = results.get("groups", {})
     if groups:
         print("All attacks pooled (found / found with the right payload, over samples x 40 attacks):")
@@ -471,7 +482,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=40, help="marked outputs for the robustness matrix")
     parser.add_argument("--unmarked", type=int, default=1000, help="unmarked images for the false-positive figure")
     parser.add_argument("--upscaler", choices=["model", "bicubic"], default="model")
-    parser.add_argument("--sizes", type=int, nargs=2, default=(320, 768), metavar=("MIN", "MAX"),
+    parser.add_argument("--sizes", type=int, nargs=2, default=(768, 1536), metavar=("MIN", "MAX"),
                         help="range of the marked outputs' sides in pixels")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--calibrate-keys", type=int, default=0, help="extra random keys per unmarked image")
@@ -484,6 +495,7 @@ def main() -> None:
 
     if args.merge:
         merged = {"rows": defaultdict(lambda: [0, 0, 0, 0.0]), "groups": defaultdict(lambda: [0, 0, 0]),
+                  "kinds": defaultdict(lambda: defaultdict(lambda: [0, 0, 0, 0.0])),
                   "quality": [], "wrong_key": [], "failures": []}
         fp = None
         for path in args.merge:
@@ -492,6 +504,9 @@ def main() -> None:
                 merged["rows"][name] = [a + b for a, b in zip(merged["rows"][name], row)]
             for name, row in part.get("robustness", {}).get("groups", {}).items():
                 merged["groups"][name] = [a + b for a, b in zip(merged["groups"][name], row)]
+            for kind, rows in part.get("robustness", {}).get("kinds", {}).items():
+                for name, row in rows.items():
+                    merged["kinds"][kind][name] = [a + b for a, b in zip(merged["kinds"][kind][name], row)]
             for field in ("quality", "wrong_key", "failures"):
                 merged[field] += part.get("robustness", {}).get(field, [])
             if part.get("false_positives"):
