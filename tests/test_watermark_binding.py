@@ -7,6 +7,8 @@ Real model, real c2pa-python and pyexiv2 throughout; the attacks are real re-enc
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -145,3 +147,24 @@ def test_a_users_own_key_marks_too_and_the_public_mark_stays(tmp_path, monkeypat
         assert found.found and found.payload == payload, key
     assert not watermark.detect(pixels, "somebody-else").found
     assert verify_file(tmp_path / "stripped.jpg", trust_anchors()).watermark["key"] == "public"
+
+
+def test_the_editors_path_marks_the_layer_and_the_signed_export_declares_it(tmp_path, shared_home):
+    """What GIMP and Krita do through the worker: upscale pixels, export them, sign the export."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugin" / "client"))
+    import avow_client
+
+    layer = np.asarray(Image.open(SAMPLE).convert("RGBA").crop((100, 40, 340, 220)), dtype=np.float32) / 255
+    source = tmp_path / "layer.npy"
+    avow_client.write_npy(source, 240, 180, 4, layer.astype("<f4").tobytes())
+    with avow_client.Worker(sys.executable, env={**os.environ, "AVOW_CONFIG_DIR": str(shared_home)}) as worker:
+        result = worker.request("upscale", input=str(source), output=str(tmp_path / "up.npy"), scale=2, device="cpu")
+        identifier = result["provenance"]["watermark_id"]
+        upscaled = np.load(result["output"])
+        exported = tmp_path / "export.jpg"
+        Image.fromarray((np.clip(upscaled[..., :3], 0, 1) * 255 + 0.5).astype(np.uint8)).save(exported, quality=90)
+        worker.request("sign", file=str(exported), provenance=[result["provenance"]], editor="GIMP 3.0.4")
+        report = worker.request("verify", file=str(exported))
+    assert report["verdict"] == AI_SYNTHESIZED and report["soft_bindings"] == [identifier]
+    assert report["watermark"]["found"] and report["watermark"]["identifier"] == identifier
+    assert report["watermark"]["matches_manifest"] is True
