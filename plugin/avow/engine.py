@@ -69,6 +69,7 @@ def upscale_file(
     source, target = Path(source), Path(target)
     _check_paths(source, target, options.force)
     identity = signing_identity(options.key, options.cert)  # before the heavy work: a bad key fails fast
+    user_watermark_keys()  # likewise a malformed [watermark] setting
     model = prepare_model(options)
     header = read_header(source)
     check_budget(source.name, header.width, header.height, model.descriptor.scale)
