@@ -59,12 +59,11 @@ def nearest(array: np.ndarray, scale: int) -> np.ndarray:
     return array.repeat(scale, axis=0).repeat(scale, axis=1)
 
 
-def marked(levels: np.ndarray, scale: int, result, peak: int) -> np.ndarray:
+def marked(levels: np.ndarray, scale: int, watermark_id: str, peak: int) -> np.ndarray:
     """What the engine must write for the nearest model: the nearest-neighbour upscale of
-    ``levels`` plus Avow's mark with the payload the disclosure names (alpha left alone)."""
+    ``levels`` plus Avow's mark carrying ``watermark_id`` (alpha left alone)."""
     up = nearest(levels, scale).astype(np.float32) / peak
-    payload = int(result.disclosure.watermark_id, 16)
-    color = watermark.embed(up[..., :3], payload, source_size=(levels.shape[1], levels.shape[0]))
+    color = watermark.embed(up[..., :3], int(watermark_id, 16), source_size=(levels.shape[1], levels.shape[0]))
     return np.concatenate([color, up[..., 3:]], axis=2) * peak
 
 
@@ -78,7 +77,7 @@ def test_jpeg_to_png_is_disclosed_signed_and_exact(tmp_path, jpeg_in, model_x4):
     assert result.output_size == (192, 160)
     levels = np.asarray(Image.open(jpeg_in).convert("RGB"))
     written = np.asarray(Image.open(out)).astype(float)
-    assert np.abs(written - marked(levels, 4, result, 255)).max() <= 0.5 + 1e-3
+    assert np.abs(written - marked(levels, 4, result.disclosure.watermark_id, 255)).max() <= 0.5 + 1e-3
     assert np.abs(written - nearest(levels, 4)).max() >= 2  # the mark is there
     report = verify_file(out, trust_anchors())
     assert report.verdict == AI_SYNTHESIZED and report.validation_state == "Trusted"
@@ -99,7 +98,7 @@ def test_16bit_png_with_alpha_stays_16bit_with_alpha(tmp_path, model_x2):
     width, height, rows, info = png.Reader(filename=str(out)).asDirect()
     assert (width, height, info["bitdepth"], info["planes"]) == (48, 40, 16, 4)
     written = np.vstack([np.asarray(r, dtype=np.uint16) for r in rows]).reshape(40, 48, 4)
-    assert np.abs(written - marked(levels, 2, result, 65535)).max() <= 2  # 16-bit precision, not 8-bit steps
+    assert np.abs(written - marked(levels, 2, result.disclosure.watermark_id, 65535)).max() <= 2  # 16-bit precision, not 8-bit steps
     assert verify_file(out, trust_anchors()).verdict == AI_SYNTHESIZED
 
 
@@ -111,7 +110,7 @@ def test_16bit_tiff_stays_16bit(tmp_path, model_x2):
     result = upscale_file(source, out, UpscaleOptions(model=str(model_x2)))
     written = tifffile.imread(out)
     assert written.dtype == np.uint16 and written.shape == (32, 40, 3)
-    assert np.abs(written - marked(levels, 2, result, 65535)).max() <= 2
+    assert np.abs(written - marked(levels, 2, result.disclosure.watermark_id, 65535)).max() <= 2
     assert verify_file(out, trust_anchors()).verdict == AI_SYNTHESIZED
 
 

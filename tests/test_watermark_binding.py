@@ -35,12 +35,17 @@ SAMPLE = Path(__file__).resolve().parents[1] / "models" / "samples" / "chelsea.j
 CAPTURE = "http://cv.iptc.org/newscodes/digitalsourcetype/digitalCapture"
 
 
+def cat(mode: str = "RGB") -> Image.Image:
+    """A 240x180 crop of the sample photograph: a real picture, small enough to upscale quickly."""
+    return Image.open(SAMPLE).convert(mode).crop((100, 40, 340, 220))
+
+
 @pytest.fixture(scope="module")
 def upscaled(tmp_path_factory, shared_home):
-    """A real x2 upscale of a 240x180 photograph, as ``avow upscale`` writes it."""
+    """A real x2 upscale of ``cat()``, as ``avow upscale`` writes it."""
     folder = tmp_path_factory.mktemp("marked")
     source = folder / "cat.png"
-    Image.open(SAMPLE).convert("RGB").crop((100, 40, 340, 220)).save(source)
+    cat().save(source)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("AVOW_CONFIG_DIR", str(shared_home))
         result = upscale_file(source, folder / "cat-x2.png", UpscaleOptions(scale=2, device="cpu"))
@@ -135,7 +140,7 @@ def test_a_users_own_key_marks_too_and_the_public_mark_stays(tmp_path, monkeypat
     (home / "config.toml").write_text('[watermark]\nkeys = ["studio-secret-1"]\n')
     monkeypatch.setenv("AVOW_CONFIG_DIR", str(home))
     source = tmp_path / "cat.png"
-    Image.open(SAMPLE).convert("RGB").crop((100, 40, 340, 220)).save(source)
+    cat().save(source)
     result = upscale_file(source, tmp_path / "cat-x2.png", UpscaleOptions(scale=2, device="cpu"))
     # Two marks share one amplitude budget, so each is weaker: checked after JPEG q75 at full size.
     with Image.open(result.output) as image:
@@ -154,7 +159,7 @@ def test_the_editors_path_marks_the_layer_and_the_signed_export_declares_it(tmp_
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugin" / "client"))
     import avow_client
 
-    layer = np.asarray(Image.open(SAMPLE).convert("RGBA").crop((100, 40, 340, 220)), dtype=np.float32) / 255
+    layer = np.asarray(cat("RGBA"), dtype=np.float32) / 255
     source = tmp_path / "layer.npy"
     avow_client.write_npy(source, 240, 180, 4, layer.astype("<f4").tobytes())
     with avow_client.Worker(sys.executable, env={**os.environ, "AVOW_CONFIG_DIR": str(shared_home)}) as worker:

@@ -13,13 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from avow_c2pa import watermark
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugin" / "client"))
 import avow_client  # noqa: E402
 
-from test_upscale import nearest_model  # noqa: E402
+from test_upscale import marked, nearest_model  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -64,9 +62,7 @@ def test_upscale_with_progress_and_provenance(worker, pixels, tmp_path):
     assert events[-1] == (18, 18) and len(events) == 18  # 3x3 tiles, colour then alpha
     out = np.load(result["output"])
     record = result["provenance"]
-    expected = array.repeat(2, 0).repeat(2, 1)
-    expected[..., :3] = watermark.embed(expected[..., :3], int(record["watermark_id"], 16), source_size=(10, 12))
-    assert np.abs(out - expected).max() < 1e-5  # the nearest model's pixels, marked
+    assert np.abs(out - marked(array, 2, record["watermark_id"], 1)).max() < 1e-5  # the nearest model's pixels, marked
     assert record["model_name"] == "nearest-x2" and record["scale"] == 2
     assert (record["input_width"], record["input_height"]) == (10, 12)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
