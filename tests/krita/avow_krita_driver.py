@@ -20,31 +20,6 @@ def say(message: str) -> None:
     print(f"[krita] {message}", flush=True)
 
 
-class CancelAfterFirstTile:
-    """A progress sink that presses Cancel as soon as the first tile is reported."""
-
-    def __init__(self) -> None:
-        self.seen = 0
-
-    def update(self, done: int, total: int) -> None:
-        self.seen = max(self.seen, done)
-
-    def status(self, text: str) -> None:
-        pass
-
-    def cancelled(self) -> bool:
-        return self.seen >= 1
-
-    def hide(self) -> None:
-        pass
-
-    def show(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
 def snapshot(doc) -> dict:
     """What 'the document is unchanged' means here: size, layers, every layer's pixels, annotations."""
     layers = []
@@ -84,6 +59,18 @@ def main(args):
 def run(job: dict, work: Path, app, results: dict) -> None:
     import avow_krita
     from avow_krita import core, extension
+
+    class CancelAfterFirstTile(core.Progress):
+        """A progress sink that presses Cancel as soon as the first tile is reported."""
+
+        def __init__(self) -> None:
+            self.seen = 0
+
+        def update(self, done: int, total: int) -> None:
+            self.seen = max(self.seen, done)
+
+        def cancelled(self) -> bool:
+            return self.seen >= 1
 
     registered = [e for e in app.extensions() if isinstance(e, extension.AvowExtension)]
     results["plugin_file"] = avow_krita.__file__

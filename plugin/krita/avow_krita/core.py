@@ -73,7 +73,9 @@ class UpscaleOutcome:
 
 
 class Progress:
-    """Where progress goes; the dialog in the GUI, nothing (or a log) in batch mode."""
+    """Where progress goes; the dialog in the GUI, nothing (or a log) in batch mode. ``hide``,
+    ``show`` and ``close`` are the dialog's lifecycle, which the extension drives; without a
+    window they do nothing."""
 
     def update(self, done: int, total: int) -> None:
         pass
@@ -83,6 +85,15 @@ class Progress:
 
     def cancelled(self) -> bool:
         return False
+
+    def hide(self) -> None:
+        pass
+
+    def show(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def editor_name() -> str:

@@ -88,15 +88,6 @@ class LogProgress(core.Progress):
     def status(self, text: str) -> None:
         log(text)
 
-    def hide(self) -> None:
-        pass
-
-    def show(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
 
 class UpscaleDialog(QDialog):
     """Model, scale, device, tile; remembers the last choice in kritarc."""
