@@ -94,6 +94,28 @@ def test_cropped_marked_output_found(marked):
     assert found.found and found.payload == PAYLOAD
 
 
+def test_native_periods_cover_avow_outputs_at_their_size_and_back_at_input_size():
+    """A copy that kept its size (re-saved, cropped, retouched) or was shrunk back to the input is
+    searched at the exact period first, with a far smaller multiple test than the scan's."""
+    for source in ((128, 96), (512, 341), (1000, 750)):
+        for scale in (1, 2, 3, 4):
+            width, height = source[0] * scale, source[1] * scale
+            period = watermark._period(height, width, source)
+            assert min(abs(p / period - 1) for p in watermark._native_periods(height, width)) < 1e-3
+            back = period * source[0] / width
+            assert min(abs(p / back - 1) for p in watermark._native_periods(source[1], source[0])) < 1e-3
+
+
+def test_reduced_decode_is_searched_at_the_full_size_periods(marked):
+    """verify decodes a large JPEG at reduced scale; the native periods are the full picture's."""
+    height, width = marked.shape[:2]
+    reduced = np.asarray(Image.fromarray(_to8(marked)).reduce(2))
+    found = detect(reduced, full_size=(width, height))
+    assert found.found and found.payload == PAYLOAD
+    wrong_size = detect(reduced, full_size=(width * 3, height * 3))  # only the scan finds it
+    assert found.false_positive_probability < wrong_size.false_positive_probability / 10
+
+
 def test_unmarked_output_not_found(output):
     for image in (_to8(output), _jpeg(_to8(output), 75)):
         found = detect(image)

@@ -285,13 +285,13 @@ def _read_watermark(path: Path, report: Report) -> None:
     """Look for Avow's mark with the public key, then the user's own keys: on every image, since a
     stripped copy has nothing else left to say what it is."""
     try:
-        pixels = _pixels(path)
+        pixels, full_size = _pixels(path)
         keys = (("public", DEFAULT_KEY), *(("user", key) for key in user_watermark_keys()))
     except Exception as exc:  # Pillow's decoders raise a zoo on damaged data; the verdict must not depend on it
         report.notes.append(f"watermark not checked: {type(exc).__name__}: {exc}")
         return
     for name, key in keys:
-        found = detect(pixels, key)
+        found = detect(pixels, key, full_size=full_size)
         if found.found or name == "public":
             report.watermark = {
                 "found": found.found,
@@ -305,8 +305,10 @@ def _read_watermark(path: Path, report: Report) -> None:
             return
 
 
-def _pixels(path: Path) -> np.ndarray:
+def _pixels(path: Path) -> tuple[np.ndarray, tuple[int, int]]:
+    """The pixels to search, and the picture's full size (a JPEG is decoded at reduced scale)."""
     with Image.open(path) as image:
+        full_size = image.size
         if image.format == "JPEG":
             image.draft("RGB", (DETECT_SIDE, DETECT_SIDE))  # decode at 1/2..1/8 scale: the mark lives well below
         width, height = image.size
@@ -314,8 +316,8 @@ def _pixels(path: Path) -> np.ndarray:
             raise ValueError(f"{width}x{height} is above the {WATERMARK_MAX_PIXELS // 1_000_000} MP checked")
         if image.mode.startswith(("I", "F")):  # 16-bit or float grey
             pixels = np.asarray(image, dtype=np.float32)
-            return pixels / (65535.0 if pixels.max(initial=0) > 255 or image.mode.startswith("I;16") else 255.0)
-        return np.asarray(image.convert("RGB"))
+            return pixels / (65535.0 if pixels.max(initial=0) > 255 or image.mode.startswith("I;16") else 255.0), full_size
+        return np.asarray(image.convert("RGB")), full_size
 
 
 def _weigh_watermark(report: Report) -> None:
