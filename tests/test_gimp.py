@@ -398,9 +398,35 @@ def test_dialog_cancel_changes_nothing_and_ok_upscales(dialog):
     assert after["parasite"][0]["model"] == "avow-compact-x2"
 
 
+def test_verify_finds_the_mark_in_an_xcf_layer_without_parasites(gimp, say):
+    """An Avow output opened in GIMP and saved as XCF has no Content Credentials and none of Avow's
+    parasites: the layer's pixels still say what it is, with the identifier the output declared."""
+    work = gimp["work"]
+    upscaled = avow_cli(gimp, "upscale", str(ROOT / "models" / "samples" / "chelsea.jpg"), "-o", str(work / "cat.png"), "--scale", "2")
+    assert upscaled.returncode == 0, upscaled.stderr
+    script = (
+        "from gi.repository import Gimp, Gio\n"
+        f"image = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path({str(work / 'cat.png')!r}))\n"
+        f"Gimp.file_save(Gimp.RunMode.NONINTERACTIVE, image, Gio.File.new_for_path({str(work / 'cat.xcf')!r}), None)\n"
+    )
+    saved = subprocess.run(
+        [str(ROOT / "scripts" / "gimp-run.sh"), "gimp-console-3.0", "-i", "--batch-interpreter=python-fu-eval", "-b", script, "--quit"],
+        check=False, capture_output=True, text=True, env=gimp["env"], timeout=GIMP_TIMEOUT,
+    )
+    assert (work / "cat.xcf").exists(), saved.stdout + saved.stderr
+    report = verify(gimp, work / "cat.xcf")
+    say(f"--- avow verify cat.xcf (an Avow output saved by GIMP as XCF): {report['verdict']}: {report['summary']}")
+    assert report["verdict"] == "ai-watermarked", report["summary"]
+    assert "(metadata removed)" in report["summary"]
+    assert report["watermark"]["found"] and report["watermark"]["layer"]
+    assert [report["watermark"]["identifier"]] == verify(gimp, work / "cat.png")["soft_bindings"]
+
+
 def test_verify_reads_gimps_xcf(gimp, first, say):
     """`avow verify` on the XCF GIMP 3 itself saved: the parasites name the synthesized layer."""
     report = verify(gimp, gimp["work"] / "upscaled.xcf")
     say(f"--- avow verify upscaled.xcf: {report['verdict']}: {report['summary']}")
     assert report["verdict"] == "no-provenance", report["summary"]
     assert report["xcf"]["synthesized_layers"] == ["Background (AI-upscaled x4, avow-compact-x4)"]
+    assert report["watermark"]["layer"] == "Background (AI-upscaled x4, avow-compact-x4)"  # searched first
+    assert not report["watermark"]["found"]  # 160 x 192 pixels: less than one period of an x4 mark

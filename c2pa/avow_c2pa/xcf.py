@@ -2,14 +2,18 @@
 parasites instead (one on the image listing every upscale, one on each synthesized layer).
 
 Parasites are unsigned, like XMP: they tell which layers hold synthesized pixels, never that a
-file is authentic. gimpformats parses the file in pure Python; it runs in the verifier's
-isolated child like every other parser.
+file is authentic. Parasites can be removed; the pixels of a synthesized layer still carry Avow's
+watermark, so ``layer_pixels`` hands the layers to the detector. gimpformats parses the file in
+pure Python; it runs in the verifier's isolated child like every other parser.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+
+import numpy as np
 
 import gimpformats.GimpIOBase as _gimp_io
 from gimpformats.gimpXcfDocument import GimpDocument
@@ -55,3 +59,16 @@ def _parasite_json(parasites, problems: list[str], owner: str):
                 problems.append(f"the {owner} parasite {PARASITE} is not valid JSON")
                 return None
     return None
+
+
+def layer_pixels(path: Path, first: Sequence[str], budget: int) -> Iterator[tuple[str, np.ndarray]]:
+    """Each pixel layer as an H x W x C array (the layers named in ``first`` first, then the rest
+    from the top), until ``budget`` pixels are decoded: gimpformats decodes tiles in pure Python,
+    about half a second per megapixel, and the verifier's child has 30 s."""
+    layers = [layer for layer in GimpDocument(str(path)).raw_layers if not layer.isGroup]
+    layers.sort(key=lambda layer: str(layer.name) not in first)  # stable: otherwise the stack's order
+    for layer in layers:
+        budget -= int(layer.width) * int(layer.height)
+        if budget < 0:
+            return
+        yield str(layer.name), np.asarray(layer.image)

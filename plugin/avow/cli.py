@@ -209,8 +209,9 @@ def _print_report(report, printable) -> None:
         if mark["found"]:
             identifier = mark["identifier"] or "unreadable"
             match = {True: ", as the manifest declares", False: ", NOT the manifest's", None: ""}[mark["matches_manifest"]]
+            where = f" in layer {printable(mark['layer'])!r}" if mark.get("layer") else ""
             print(
-                f"  watermark: Avow's mark found ({mark['key']} key), score {mark['score']}, false-positive "
+                f"  watermark: Avow's mark found{where} ({mark['key']} key), score {mark['score']}, false-positive "
                 f"probability {mark['false_positive_probability']:.0e}; identifier {identifier}{match}"
             )
         else:
