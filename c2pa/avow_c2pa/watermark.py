@@ -26,6 +26,11 @@ Why this method
   distribution is known up to the number of effectively independent tries, which is fitted on
   unmarked pictures (see ``bench/bench_watermark.py``) and turned into the reported
   false-positive probability.
+* **Avow's own periods first.** Most copies keep their size (a re-save, recompression, tone
+  change, screenshot or crop) or are shrunk back to the input's. The periods Avow gives x1 to x4
+  outputs of that size are tried exactly before the scan: four periods instead of a few thousand,
+  so the same score is far more significant there, and a weaker mark is still found. Every
+  candidate of both searches is decoded; each search is charged for its own tries.
 * **Payload with strong soft-decision error correction.** 32 identifier bits + a keyed CRC-24,
   rate-1/3 constraint-length-7 convolutional code (133, 171, 165 octal), ~6 chips per coded
   bit over the other three quarters of the coefficients, soft Viterbi decoding. The CRC is an
