@@ -385,6 +385,7 @@ def false_positives(args, upscaler: Upscaler) -> dict:
     rng = np.random.default_rng(args.seed + 10_000)
     keys = [watermark.DEFAULT_KEY] + [f"calibration-{i}" for i in range(args.calibrate_keys)]
     scores, probabilities, found, kinds = [], [], 0, defaultdict(lambda: [0, 0])
+    searches = defaultdict(list)  # search -> its best score per image and key, to fit its number of tests
     started = time.perf_counter()
     for kind, image in unmarked_images(args.unmarked, rng, upscaler):
         for key in keys:
@@ -395,8 +396,14 @@ def false_positives(args, upscaler: Upscaler) -> dict:
                 found += detection.found
                 kinds[kind][0] += 1
                 kinds[kind][1] += detection.found
+            if args.calibrate_keys:
+                best = {}
+                for candidate in watermark._examine(image, watermark._layout(key)):
+                    best[candidate.search] = max(best.get(candidate.search, -math.inf), candidate.z)
+                for search, z in best.items():
+                    searches[search].append(z)
     return {"count": args.unmarked, "found": found, "scores": scores, "probabilities": probabilities,
-            "kinds": dict(kinds), "keys": len(keys), "seconds": time.perf_counter() - started}
+            "kinds": dict(kinds), "keys": len(keys), "searches": dict(searches), "seconds": time.perf_counter() - started}
 
 
 def print_false_positives(fp: dict) -> None:
@@ -408,22 +415,27 @@ def print_false_positives(fp: dict) -> None:
     print(f"calibration over {p.size} searches ({fp['keys']} key(s) per image): "
           f"P(fpp <= 1e-1) = {np.mean(p <= 0.1):.4f}, P(fpp <= 1e-2) = {np.mean(p <= 1e-2):.4f}, "
           f"P(fpp <= 1e-3) = {np.mean(p <= 1e-3):.4f} (calibrated: at most 0.1, 0.01, 0.001)")
+    needed = ", ".join(f"{threshold(tests):.2f} ({search})" for search, tests in watermark._SEARCH_TESTS.items())
     print(f"unmarked scores: median {np.median(z):.2f}, 99th percentile {np.percentile(z, 99):.2f}, max {z.max():.2f}; "
-          f"found at score >= {threshold(watermark.FOUND_FALSE_POSITIVE):.2f} (pilot alone), or >= "
-          f"{threshold(watermark.FOUND_FALSE_POSITIVE * 2**watermark._CRC_BITS):.2f} with a payload whose keyed CRC checks")
-    if fp["keys"] > 1 or p.size >= 200:
-        # Fit the effective number of independent tests: P(max > z) = 1 - (1 - Q(z))^A.
+          f"found at score >= {needed} by the pilot alone, at any score with a payload whose keyed CRC checks")
+    for search, best in sorted(fp.get("searches", {}).items()):
+        # Fit each search's effective number of independent tests: P(max > z) = 1 - (1 - Q(z))^A.
+        fits = []
         for quantile in (0.5, 0.9, 0.99):
-            zq = float(np.quantile(z, quantile))
+            zq = float(np.quantile(best, quantile))
             tail = 0.5 * math.erfc(zq / math.sqrt(2))
-            print(f"  effective tests from the {quantile:.0%} quantile (z={zq:.2f}): {math.log(quantile) / math.log1p(-tail):.3g}")
+            fits.append(f"{quantile:.0%} quantile z={zq:.2f}: {math.log(quantile) / math.log1p(-tail):.3g}")
+        print(f"  {search} search, effective tests ({len(best)} searches; watermark uses "
+              f"{watermark._SEARCH_TESTS[search]:.3g}): " + ", ".join(fits))
 
 
-def threshold(probability: float) -> float:
+def threshold(tests: float) -> float:
+    """The score at which a search of ``tests`` effective tests reports "found" by its pilot alone."""
+    probability = watermark.FOUND_FALSE_POSITIVE / len(watermark._SEARCH_TESTS)
     low, high = 0.0, 40.0
     for _ in range(100):
         mid = (low + high) / 2
-        if watermark._false_positive(mid, watermark._EFFECTIVE_TESTS) > probability:
+        if watermark._false_positive(mid, tests) > probability:
             low = mid
         else:
             high = mid
@@ -517,6 +529,8 @@ def main() -> None:
                 fp["found"] += f["found"]
                 fp["scores"] += f["scores"]
                 fp["probabilities"] += f["probabilities"]
+                for search, best in f.get("searches", {}).items():
+                    fp.setdefault("searches", {}).setdefault(search, []).extend(best)
                 for k, v in f["kinds"].items():
                     fp["kinds"][k] = [a + b for a, b in zip(fp["kinds"].get(k, [0, 0]), v)]
         if merged["rows"]:

@@ -116,8 +116,17 @@ def test_reduced_decode_is_searched_at_the_full_size_periods(marked):
     assert found.false_positive_probability < wrong_size.false_positive_probability / 10
 
 
+@pytest.mark.parametrize("turn", ["rot90", "rot180", "rot270", "mirror", "flip", "transpose"])
+def test_turned_or_mirrored_copy_found(marked, turn):
+    image = _to8(marked)
+    turned = {"rot90": np.rot90(image), "rot180": np.rot90(image, 2), "rot270": np.rot90(image, 3),
+              "mirror": image[:, ::-1], "flip": image[::-1], "transpose": image.transpose(1, 0, 2)}[turn]
+    found = detect(_jpeg(np.ascontiguousarray(turned), 75))
+    assert found.found and found.payload == PAYLOAD
+
+
 def test_unmarked_output_not_found(output):
-    for image in (_to8(output), _jpeg(_to8(output), 75)):
+    for image in (_to8(output), _jpeg(_to8(output), 75), np.ascontiguousarray(np.rot90(_to8(output)))):
         found = detect(image)
         assert not found.found
         assert found.payload is None

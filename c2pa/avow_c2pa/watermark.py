@@ -699,16 +699,25 @@ def _decode(coeffs: np.ndarray, layout: _Layout, tx: float, ty: float) -> int | 
 # bicubic, Lanczos and model upscales, some JPEG-compressed) x 3 keys: 3.7e6 at the median,
 # 2.2e7 at the 99th percentile; twice that, for margin (bench/bench_watermark.py --calibrate-keys).
 # The native periods are four periods x every translation: 7.1e4 at the median, 8.8e4 at the 99th
-# percentile of 1,000 such pictures x 6 keys; _NATIVE_TESTS is about twice that.
+# percentile of 1,000 such pictures x 6 keys; _NATIVE_TESTS is about twice that. The same periods
+# turned or mirrored (seven more orientations): _TURNED_TESTS, fitted the same way.
 _CANDIDATES = 3
 _REFINE = ((1.5, 5), (0.5, 3))  # (half-span in scan steps, points per axis) per refinement pass
 _EFFECTIVE_TESTS = 6.0e7
 #: Upscale factors whose periods are tried exactly before any scan (see _native_periods).
 _NATIVE_SCALES = (1, 2, 3, 4)
 _NATIVE_TESTS = 2.0e5
-# Every candidate of either search is decoded; under "no mark" each decoded word passes the keyed
-# CRC with probability 2^-24, so a pass anywhere has probability at most this:
-_CRC_FALSE_PASS = (_CANDIDATES + len(_NATIVE_SCALES)) * 2.0**-_CRC_BITS
+_TURNED_TESTS = 1.4e6
+_SEARCH_TESTS = {"scan": _EFFECTIVE_TESTS, "native": _NATIVE_TESTS, "turned": _TURNED_TESTS}
+# Every scan and native candidate is decoded, a turned one only when its own score is already
+# unusual (its search's false-positive probability at most _TURNED_DECODE). Under "no mark" each
+# decoded word passes the keyed CRC with probability 2^-24, so a pass anywhere has probability at
+# most this (the turned ones add at most _TURNED_DECODE * 2^-24):
+_CRC_FALSE_PASS = (_CANDIDATES + len(_NATIVE_SCALES) + 1) * 2.0**-_CRC_BITS
+_TURNED_DECODE = 0.5
+#: A copy turned by 90, 180 or 270 degrees or mirrored carries the coefficient the mark has at
+#: lattice point k at M^T k, for one of these matrices (the identity is the native search).
+_TURNS = ((0, -1, 1, 0), (-1, 0, 0, -1), (0, 1, -1, 0), (-1, 0, 0, 1), (1, 0, 0, -1), (0, 1, 1, 0), (0, -1, -1, 0))
 
 
 def _tail(z: float) -> float:
@@ -728,12 +737,13 @@ class _Found:
     coefficients: np.ndarray  # at the period found, one per lattice point
     tx: float  # translation, in periods
     ty: float
-    native: bool  # at one of the periods Avow embeds (_native_periods), not found by the scan
+    search: str  # "native" (the periods Avow embeds, _native_periods), "turned" (the same, turned
+    # or mirrored) or "scan"
 
     def false_positive(self, decoded: bool) -> float:
         """Probability that an unmarked picture gives a candidate this good in the same search
         (each search is charged for its own multiple testing; ``detect`` adds them up)."""
-        probability = _false_positive(self.z, _NATIVE_TESTS if self.native else _EFFECTIVE_TESTS)
+        probability = _false_positive(self.z, _SEARCH_TESTS[self.search])
         return probability * _CRC_FALSE_PASS if decoded else probability
 
 
@@ -755,10 +765,10 @@ class _Resolutions:
         return self._images[factor]
 
 
-def _measure(image: np.ndarray, layout: _Layout, qx: float, qy: float, native: bool) -> _Found:
+def _measure(image: np.ndarray, layout: _Layout, qx: float, qy: float, search: str) -> _Found:
     exact, _, _ = _block_dft(image, layout, qx, qy, 1, 1)
     z, tx, ty = _peak(exact[0, 0], layout)
-    return _Found(z, exact[0, 0], tx, ty, native)
+    return _Found(z, exact[0, 0], tx, ty, search)
 
 
 def _scan_search(resolutions: _Resolutions, layout: _Layout) -> list[_Found]:
@@ -788,7 +798,7 @@ def _scan_search(resolutions: _Resolutions, layout: _Layout) -> list[_Found]:
             surfaces = _surfaces(_retune(blocks, cx, cy, layout, qx, qy, gx.ravel(), gy.ravel()), layout, 64)
             at = int(np.argmax(surfaces.reshape(gx.size, -1).max(axis=1)))
             dx, dy = float(gx.ravel()[at]), float(gy.ravel()[at])
-        found.append(_measure(image, layout, qx * (1 + dx), qy * (1 + dy), native=False))
+        found.append(_measure(image, layout, qx * (1 + dx), qy * (1 + dy), "scan"))
     return found
 
 
@@ -810,9 +820,28 @@ def _native_search(resolutions: _Resolutions, layout: _Layout, size: tuple[int, 
         if min(qx, qy) < K_HI / 0.48 or max(qx / white.shape[1], qy / white.shape[0]) > 1.1:
             continue
         image = resolutions.at(max(qx, qy))
-        found.append(_measure(image, layout, qx * image.shape[1] / white.shape[1],
-                              qy * image.shape[0] / white.shape[0], native=True))
+        native = _measure(image, layout, qx * image.shape[1] / white.shape[1], qy * image.shape[0] / white.shape[0], "native")
+        found.append(native)
+        for index, conjugate in _turn_maps():
+            coefficients = np.where(conjugate, np.conj(native.coefficients[index]), native.coefficients[index])
+            z, tx, ty = _peak(coefficients, layout)
+            found.append(_Found(z, coefficients, tx, ty, "turned"))
     return found
+
+
+@lru_cache(maxsize=1)
+def _turn_maps() -> list[tuple[np.ndarray, np.ndarray]]:
+    """For each turn M: where M^T k lies among the lattice points (or its mirror -M^T k, whose
+    coefficient is the conjugate: the picture is real), for every point k."""
+    kx, ky = _points()
+    where = {(int(x), int(y)): i for i, (x, y) in enumerate(zip(kx, ky))}
+    maps = []
+    for a, b, c, d in _TURNS:
+        jx, jy = a * kx + c * ky, b * kx + d * ky  # M^T k, M = ((a, b), (c, d))
+        index = np.array([where.get((int(x), int(y)), where.get((-int(x), -int(y)))) for x, y in zip(jx, jy)])
+        conjugate = np.array([(int(x), int(y)) not in where for x, y in zip(jx, jy)])
+        maps.append((index, conjugate))
+    return maps
 
 
 def _examine(rgb: np.ndarray, layout: _Layout, full_size: tuple[int, int] | None = None) -> list[_Found]:
@@ -845,11 +874,13 @@ def detect(rgb: np.ndarray, key: str = DEFAULT_KEY, *, full_size: tuple[int, int
     layout = _layout(key)
     best_fpp, best_z, best_payload = 1.0, 0.0, None
     for candidate in _examine(rgb, layout, full_size):
-        payload = _decode(candidate.coefficients, layout, candidate.tx, candidate.ty)
+        payload = None
+        if candidate.search != "turned" or candidate.false_positive(False) <= _TURNED_DECODE:
+            payload = _decode(candidate.coefficients, layout, candidate.tx, candidate.ty)
         fpp = candidate.false_positive(payload is not None)
         if (fpp, -candidate.z) < (best_fpp, -best_z):
             best_fpp, best_z, best_payload = fpp, candidate.z, payload
-    # Two searches, each charged for its own tests: under "no mark" either may produce the best.
-    fpp = min(1.0, 2.0 * best_fpp)
+    # Three searches, each charged for its own tests: under "no mark" any may produce the best.
+    fpp = min(1.0, len(_SEARCH_TESTS) * best_fpp)
     found = fpp <= FOUND_FALSE_POSITIVE
     return Detection(found, float(best_z), fpp, best_payload if found else None)
