@@ -29,8 +29,10 @@ Why this method
 * **Avow's own periods first.** Most copies keep their size (a re-save, recompression, tone
   change, screenshot or crop) or are shrunk back to the input's. The periods Avow gives x1 to x4
   outputs of that size are tried exactly before the scan: four periods instead of a few thousand,
-  so the same score is far more significant there, and a weaker mark is still found. Every
-  candidate of both searches is decoded; each search is charged for its own tries.
+  so the same score is far more significant there, and a weaker mark is still found. The same
+  measurement, its coefficients permuted, also tests the seven turned or mirrored orientations
+  (a phone's rotate, a mirrored repost) at no extra pass over the pixels. Each of the three
+  searches (native, turned, scan) is charged for its own tries.
 * **Payload with strong soft-decision error correction.** 32 identifier bits + a keyed CRC-24,
   rate-1/3 constraint-length-7 convolutional code (133, 171, 165 octal), ~6 chips per coded
   bit over the other three quarters of the coefficients, soft Viterbi decoding. The CRC is an
@@ -52,7 +54,8 @@ Why this method
   core; no scipy, no torch.
 
 Limits (measured in the benchmark, stated in its report): it is not an adversarially robust mark
-(anyone with the public key can estimate and subtract it; rotation or warping defeat it), and
+(anyone with the public key can estimate and subtract it; rotation by other angles, warping, or
+a quarter turn combined with a resize defeat it), and
 pictures with almost nowhere to hide it (flat synthetic gradients, black text on pure white,
 very dark scenes) or with very few input pixels (x4 from under ~150 px) carry a weak mark that
 heavy recompression can erase.
@@ -845,7 +848,7 @@ def _turn_maps() -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def _examine(rgb: np.ndarray, layout: _Layout, full_size: tuple[int, int] | None = None) -> list[_Found]:
-    """Every candidate of both searches (empty when the picture is too small or blank)."""
+    """Every candidate of the three searches (none when the picture is too small or blank)."""
     image = np.asarray(rgb)
     try:
         luma = _working_luma(image)
