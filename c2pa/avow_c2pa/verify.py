@@ -99,7 +99,7 @@ class Report:
     exif: dict = field(default_factory=dict)
     metadata_agrees: bool | None = None  # XMP disclosure matches the manifest; None if nothing to compare
     soft_bindings: list[str] = field(default_factory=list)  # Avow watermark identifiers the manifest declares
-    watermark: dict | None = None  # found, score, false_positive_probability, identifier, key, matches_manifest
+    watermark: dict | None = None  # found, score, false_positive_probability, identifier, key, matches_manifest, layer
     notes: list[str] = field(default_factory=list)
 
     @property
