@@ -125,6 +125,14 @@ def test_turned_or_mirrored_copy_found(marked, turn):
     assert found.found and found.payload == PAYLOAD
 
 
+@pytest.mark.parametrize("search", ["native", "turned", "scan"])
+def test_a_payload_whose_crc_checks_is_found_whatever_the_pilot_says(search):
+    """The keyed CRC is a second, independent test: a weak but readable mark is reported, from any search."""
+    candidate = watermark._Found(0.0, np.zeros(1, complex), 0.0, 0.0, search)
+    assert candidate.false_positive(decoded=False) == 1.0
+    assert candidate.false_positive(decoded=True) <= watermark.FOUND_FALSE_POSITIVE
+
+
 def test_unmarked_output_not_found(output):
     for image in (_to8(output), _jpeg(_to8(output), 75), np.ascontiguousarray(np.rot90(_to8(output)))):
         found = detect(image)

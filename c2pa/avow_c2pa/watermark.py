@@ -745,9 +745,10 @@ class _Found:
     # or mirrored) or "scan"
 
     def false_positive(self, decoded: bool) -> float:
-        """Probability that an unmarked picture gives a candidate this good in the same search
-        (each search is charged for its own multiple testing; ``detect`` adds them up)."""
-        probability = _false_positive(self.z, _SEARCH_TESTS[self.search])
+        """Probability that an unmarked picture gives a candidate this good: its search is charged
+        for its own multiple testing, and there are three searches; a payload whose keyed CRC
+        checks multiplies that by the chance of a pass in any of the decoded words."""
+        probability = min(1.0, len(_SEARCH_TESTS) * _false_positive(self.z, _SEARCH_TESTS[self.search]))
         return probability * _CRC_FALSE_PASS if decoded else probability
 
 
@@ -876,15 +877,13 @@ def detect(rgb: np.ndarray, key: str = DEFAULT_KEY, *, full_size: tuple[int, int
     (found with payload None: the mark is there but too damaged to read the identifier).
     """
     layout = _layout(key)
-    best_fpp, best_z, best_payload = 1.0, 0.0, None
+    fpp, best_z, best_payload = 1.0, 0.0, None
     for candidate in _examine(rgb, layout, full_size):
         payload = None
         if candidate.search != "turned" or candidate.false_positive(False) <= _TURNED_DECODE:
             payload = _decode(candidate.coefficients, layout, candidate.tx, candidate.ty)
-        fpp = candidate.false_positive(payload is not None)
-        if (fpp, -candidate.z) < (best_fpp, -best_z):
-            best_fpp, best_z, best_payload = fpp, candidate.z, payload
-    # Three searches, each charged for its own tests: under "no mark" any may produce the best.
-    fpp = min(1.0, len(_SEARCH_TESTS) * best_fpp)
+        candidate_fpp = candidate.false_positive(payload is not None)
+        if (candidate_fpp, -candidate.z) < (fpp, -best_z):
+            fpp, best_z, best_payload = candidate_fpp, candidate.z, payload
     found = fpp <= FOUND_FALSE_POSITIVE
     return Detection(found, float(best_z), fpp, best_payload if found else None)
