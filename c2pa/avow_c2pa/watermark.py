@@ -713,7 +713,7 @@ _NATIVE_TESTS = 2.0e5
 _TURNED_TESTS = 1.4e6
 _SEARCH_TESTS = {"scan": _EFFECTIVE_TESTS, "native": _NATIVE_TESTS, "turned": _TURNED_TESTS}
 # Every scan and native candidate is decoded, a turned one only when its own score is already
-# unusual (its search's false-positive probability at most _TURNED_DECODE, which under "no mark"
+# unusual (its pilot's false-positive probability at most _TURNED_DECODE, which under "no mark"
 # lets through fewer than one turned candidate per picture on average: the + 1). Each decoded
 # word of an unmarked picture passes the keyed CRC with probability 2^-24, so a pass anywhere has
 # probability at most:
