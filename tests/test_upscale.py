@@ -321,6 +321,9 @@ def test_ctrl_c_mid_run_leaves_no_file(tmp_path):
     process = subprocess.Popen(
         [sys.executable, "-m", "avow", "upscale", str(source), "-o", str(outdir / "big-x4.png"), "--model", str(slow),
          "--tile", "32"], stdout=subprocess.PIPE, stderr=stderr_end, text=True,
+        # As from an interactive shell: a suite started in the background (`cmd &`) inherits
+        # SIGINT ignored, and then Python installs no Ctrl-C handler at all.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     os.close(stderr_end)
     shown = b""
