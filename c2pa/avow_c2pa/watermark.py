@@ -95,6 +95,10 @@ ASSUMED_SCALE = 2.0  # source_size unknown: assume a x2 upscale, so a x0.5 resiz
 PILOT_FRACTION = 0.25
 _WHITEN_BINS = 4  # half-width of the spectral smoothing that whitening divides by
 _LOCAL_RADIUS = 4  # half-width of the local energy normalisation, detector pixels
+# Periods the detector can measure, in its pixels: the band's top below Nyquist, and at most about
+# one period per side (the coherent DTFT copes with that).
+_SHORTEST_PERIOD = K_HI / 0.48
+_LONGEST_PERIOD_PER_SIDE = 1.1
 
 _CRC_BITS = 24
 _INFO_BITS = PAYLOAD_BITS + _CRC_BITS
@@ -572,7 +576,7 @@ def _scan(white: np.ndarray, layout: _Layout, grid: int = 64, batch: int = 128) 
     padded = np.roll(padded, (-(height // 2), -(width // 2)), axis=(0, 1))
     spectrum = np.fft.rfft2(padded)
     longest = max(height, width)
-    q_min, q_max = K_HI / 0.48, min(height, width) * 1.1  # the coherent DTFT copes with ~1 period
+    q_min, q_max = _SHORTEST_PERIOD, min(height, width) * _LONGEST_PERIOD_PER_SIDE
     periods = [q_min]
     while periods[-1] < q_max:  # half a padded bin at the highest frequency per step
         periods.append(periods[-1] * (1 + periods[-1] / (4 * K_HI * longest)))
@@ -776,14 +780,13 @@ def _measure(image: np.ndarray, layout: _Layout, qx: float, qy: float, search: s
     return _Found(z, exact[0, 0], tx, ty, search)
 
 
-def _scan_search(resolutions: _Resolutions, layout: _Layout) -> list[_Found]:
+def _scan_search(resolutions: _Resolutions, layout: _Layout) -> Iterator[_Found]:
     """The best few periods of the scan, each refined (x and y separately)."""
     white = resolutions.white
     height, width = white.shape
-    if min(height, width) * 1.1 <= K_HI / 0.48:
-        return []
+    if min(height, width) * _LONGEST_PERIOD_PER_SIDE <= _SHORTEST_PERIOD:
+        return
     periods, scores = _scan(white, layout)
-    found = []
     for index in _candidates(periods, scores, _CANDIDATES, 0.015):
         image = resolutions.at(periods[index])
         # Decimation rounds each side separately: the period in its pixels, per axis.
@@ -803,8 +806,7 @@ def _scan_search(resolutions: _Resolutions, layout: _Layout) -> list[_Found]:
             surfaces = _surfaces(_retune(blocks, cx, cy, layout, qx, qy, gx.ravel(), gy.ravel()), layout, 64)
             at = int(np.argmax(surfaces.reshape(gx.size, -1).max(axis=1)))
             dx, dy = float(gx.ravel()[at]), float(gy.ravel()[at])
-        found.append(_measure(image, layout, qx * (1 + dx), qy * (1 + dy), "scan"))
-    return found
+        yield _measure(image, layout, qx * (1 + dx), qy * (1 + dy), "scan")
 
 
 def _native_periods(height: int, width: int) -> list[float]:
@@ -816,22 +818,21 @@ def _native_periods(height: int, width: int) -> list[float]:
     return sorted({_period_at_scale(height, width, scale) for scale in _NATIVE_SCALES})
 
 
-def _native_search(resolutions: _Resolutions, layout: _Layout, size: tuple[int, int], luma_shape) -> list[_Found]:
+def _native_search(resolutions: _Resolutions, layout: _Layout, size: tuple[int, int], luma_shape) -> Iterator[_Found]:
+    """Each native period, then its seven turns; lazily, so a payload read early ends the search."""
     white = resolutions.white
-    found = []
     for period in _native_periods(*size):
         # In the working luma's pixels (it was resampled by possibly different factors per axis).
         qx, qy = period * luma_shape[1] / size[1], period * luma_shape[0] / size[0]
-        if min(qx, qy) < K_HI / 0.48 or max(qx / white.shape[1], qy / white.shape[0]) > 1.1:
+        if min(qx, qy) < _SHORTEST_PERIOD or max(qx / white.shape[1], qy / white.shape[0]) > _LONGEST_PERIOD_PER_SIDE:
             continue
         image = resolutions.at(max(qx, qy))
         native = _measure(image, layout, qx * image.shape[1] / white.shape[1], qy * image.shape[0] / white.shape[0], "native")
-        found.append(native)
+        yield native
         for index, conjugate in _turn_maps():
             coefficients = np.where(conjugate, np.conj(native.coefficients[index]), native.coefficients[index])
             z, tx, ty = _peak(coefficients, layout)
-            found.append(_Found(z, coefficients, tx, ty, "turned"))
-    return found
+            yield _Found(z, coefficients, tx, ty, "turned")
 
 
 @lru_cache(maxsize=1)
@@ -843,8 +844,8 @@ def _turn_maps() -> list[tuple[np.ndarray, np.ndarray]]:
     maps = []
     for a, b, c, d in _TURNS:
         jx, jy = a * kx + c * ky, b * kx + d * ky  # M^T k, M = ((a, b), (c, d))
-        index = np.array([where.get((int(x), int(y)), where.get((-int(x), -int(y)))) for x, y in zip(jx, jy)])
         conjugate = np.array([(int(x), int(y)) not in where for x, y in zip(jx, jy)])
+        index = np.array([where[(-x, -y) if flip else (x, y)] for x, y, flip in zip(jx.tolist(), jy.tolist(), conjugate)])
         maps.append((index, conjugate))
     return maps
 
