@@ -2,10 +2,17 @@
 
 exiv2 and the C2PA parser are native code fed by strangers. Each child is long-lived (a C2PA read
 takes about 2 ms, starting Python far longer), runs under a memory limit, and is restarted after
-it dies; a file that kills or hangs its child is reported ``unreadable``.
+it dies; a file that kills its child is reported ``unreadable``, with the end of the child's
+stderr kept in the report for diagnosis.
+
+Time is budgeted in CPU seconds of the parse and the watermark search, counted by the kernel
+(``RLIMIT_CPU``) from the moment the child starts on a file: start-up, and waiting for a core on
+a busy machine, never count. A file that uses up the budget gets ``over-budget``, a verdict that
+blames Avow's limit, not the file.
 
 Protocol between parent and child (``python -m avow_c2pa.isolation``): the first line is the
-settings, each further line a path; the child answers each path with one report as a JSON line.
+settings; the child answers ``{"ready": true}`` once it has imported everything, then each further
+line is a path, answered with one report as a JSON line.
 """
 
 from __future__ import annotations
@@ -13,25 +20,36 @@ from __future__ import annotations
 import json
 import os
 import queue
+import resource
 import select
+import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from .verify import UNREADABLE, Report, verify_file
+from .verify import OVER_BUDGET, UNREADABLE, Report, verify_file
 
-TIMEOUT = 30.0
+CPU_BUDGET = 60  # CPU seconds per file (parse + watermark search); RLIMIT_CPU counts whole seconds
+STARTUP_CPU = 300  # CPU seconds a child may spend importing before it says ready
+STALL = 600.0  # seconds without an answer while the child uses no CPU: blocked on I/O, not computing
 MEMORY_LIMIT = 2 << 30
+STDERR_TAIL = 2000  # bytes of a crashed child's stderr kept in its report
 
 
 class VerifierPool:
     def __init__(self, anchors: str, allow_remote: bool = False, processes: int | None = None,
-                 timeout: float = TIMEOUT, memory_limit: int = MEMORY_LIMIT) -> None:
-        self.settings = {"anchors": anchors, "allow_remote": allow_remote, "memory_limit": memory_limit}
+                 cpu_budget: int = CPU_BUDGET, memory_limit: int = MEMORY_LIMIT, ocsp: bool = False) -> None:
+        if processes is not None and processes < 1:
+            raise ValueError(f"the number of parser processes must be at least 1, not {processes}")
+        if cpu_budget < 1:
+            raise ValueError(f"the CPU budget must be at least 1 second, not {cpu_budget}")
+        self.settings = {"anchors": anchors, "allow_remote": allow_remote, "ocsp": ocsp,
+                         "memory_limit": memory_limit, "cpu_budget": cpu_budget}
         self.processes = processes or os.cpu_count() or 1
-        self.timeout = timeout
+        self.cpu_budget = cpu_budget
 
     def verify(self, paths: Iterable[Path], on_done: Callable[[Report], None] | None = None) -> Iterator[Report]:
         """Reports in the order of ``paths``; ``on_done`` sees each as soon as it is ready."""
@@ -58,66 +76,141 @@ class VerifierPool:
             thread.join()
 
     def _drive(self, jobs: queue.Queue, results: queue.Queue) -> None:
-        child = None
+        child: _Child | None = None
         try:
             while True:
                 try:
                     index, path = jobs.get_nowait()
                 except queue.Empty:
                     return
-                if child is None or child.poll() is not None:
-                    child = self._spawn()
-                report, child = self._ask(child, path)
+                if child is None or not child.alive():
+                    child = _Child(self.settings)
+                report = child.ask(path, self.cpu_budget)
+                if not child.alive():
+                    child.close()
+                    child = None
                 results.put((index, report))
         finally:
             if child is not None:
-                child.kill()
-                child.wait()
+                child.close()
 
-    def _spawn(self) -> subprocess.Popen:
-        child = subprocess.Popen(
+
+class _Child:
+    """One parser process, its stderr kept in an unnamed temp file."""
+
+    def __init__(self, settings: dict) -> None:
+        self.stderr = tempfile.TemporaryFile()
+        self.process = subprocess.Popen(
             [sys.executable, "-m", "avow_c2pa.isolation"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, encoding="utf-8",
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, text=True, encoding="utf-8",
         )
-        child.stdin.write(json.dumps(self.settings) + "\n")
-        child.stdin.flush()
-        return child
+        if hasattr(resource, "prlimit"):  # bound the start-up too, and never leave core files behind
+            hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
+            startup = STARTUP_CPU if hard == resource.RLIM_INFINITY else min(STARTUP_CPU, hard)
+            try:
+                resource.prlimit(self.process.pid, resource.RLIMIT_CORE, (0, 0))
+                resource.prlimit(self.process.pid, resource.RLIMIT_CPU, (startup, hard))
+            except OSError:
+                pass  # it already died: the handshake below says so
+        self.started = self._send(json.dumps(settings)) and self._read_line(None) == '{"ready": true}\n'
 
-    def _ask(self, child: subprocess.Popen, path: Path) -> tuple[Report, subprocess.Popen | None]:
-        """One report, and the child to use next (None once it had to be killed)."""
-        try:
-            child.stdin.write(json.dumps(str(path)) + "\n")
-            child.stdin.flush()
-            readable, _, _ = select.select([child.stdout], [], [], self.timeout)
-            line = child.stdout.readline() if readable else None
-        except (BrokenPipeError, OSError):
-            line = ""
+    def alive(self) -> bool:
+        return self.started and self.process.poll() is None
+
+    def ask(self, path: Path, cpu_budget: int) -> Report:
+        if not self.started:
+            return self._failed(path, "Not checked: Avow's parser process failed to start")
+        line = self._read_line(STALL) if self._send(json.dumps(str(path))) else ""
         if line:
             try:
                 fields = json.loads(line)
                 fields.pop("schema", None)
-                return Report(**fields), child
+                return Report(**fields)
             except (ValueError, TypeError):
-                line = ""  # a garbled answer means the child is not well: treat it as a crash
-        child.kill()
-        returncode = child.wait()
+                pass  # a garbled answer means the child is not well: treat it as a crash
         if line is None:
-            reason = f"reading it took over {self.timeout:.0f} s; the parser was stopped"
-        else:
-            reason = f"it crashed the parser (exit status {returncode})"
-        return Report(str(path), UNREADABLE, f"Unreadable: {reason}."), None
+            return self._failed(path, f"Unreadable: the parser made no progress for {STALL:.0f} s (it was "
+                                      "waiting, not computing) and was stopped")
+        status = self._stop()
+        if status == -signal.SIGXCPU:
+            return Report(str(path), OVER_BUDGET, (
+                f"Not checked: Avow's budget of {cpu_budget} CPU seconds per file ran out while reading it "
+                "(raise it with --cpu-budget). This says nothing about the file."
+            ))
+        how = f"signal {signal.Signals(-status).name}" if status < 0 else f"exit status {status}"
+        return self._failed(path, f"Unreadable: it crashed the parser ({how})")
+
+    def close(self) -> None:
+        self._stop()
+        self.stderr.close()
+
+    def _send(self, line: str) -> bool:
+        try:
+            self.process.stdin.write(line + "\n")
+            self.process.stdin.flush()
+            return True
+        except (BrokenPipeError, OSError):
+            return False
+
+    def _read_line(self, stall: float | None) -> str | None:
+        """The child's next line ("" once it died); None if it sat idle, using no CPU, for ``stall`` seconds.
+        Only an idle child is stopped this way: a busy one is the kernel's CPU limit's to stop."""
+        while True:
+            before = _cpu_seconds(self.process.pid)
+            readable, _, _ = select.select([self.process.stdout], [], [], stall)
+            if readable:
+                try:
+                    return self.process.stdout.readline()
+                except (OSError, ValueError):
+                    return ""
+            if _cpu_seconds(self.process.pid) <= before:
+                self._stop()
+                return None
+
+    def _stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.kill()
+        return self.process.wait()
+
+    def _failed(self, path: Path, reason: str) -> Report:
+        status = self._stop()
+        report = Report(str(path), UNREADABLE, f"{reason}.")
+        self.stderr.seek(max(0, self.stderr.seek(0, os.SEEK_END) - STDERR_TAIL))
+        tail = self.stderr.read().decode("utf-8", "replace").strip()
+        if tail or status:
+            report.diagnostics = tail or None
+        return report
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a live process (Linux /proc; elsewhere 0, so a stall is never seen as busy)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 def _serve() -> None:
-    import resource
+    import faulthandler
+    import math
 
+    faulthandler.enable()  # a native crash leaves a Python stack in stderr, which the parent keeps
     settings = json.loads(sys.stdin.readline())
     limit = int(settings["memory_limit"])
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    budget = int(settings["cpu_budget"])
+    hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
+    sys.stdout.write(json.dumps({"ready": True}) + "\n")
+    sys.stdout.flush()
     for line in sys.stdin:
         path = Path(json.loads(line))
+        used = resource.getrusage(resource.RUSAGE_SELF)
+        soft = math.ceil(used.ru_utime + used.ru_stime) + budget
+        resource.setrlimit(resource.RLIMIT_CPU, (soft if hard == resource.RLIM_INFINITY else min(soft, hard), hard))
         try:
-            report = verify_file(path, settings["anchors"], settings["allow_remote"])
+            report = verify_file(path, settings["anchors"], settings["allow_remote"], settings["ocsp"])
         except MemoryError:
             report = Report(str(path), UNREADABLE, "Unreadable: it needs more memory than allowed.")
         except Exception as exc:  # a parser's unexpected error is that file's verdict, not the run's end

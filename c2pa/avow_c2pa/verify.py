@@ -21,48 +21,32 @@ from PIL import Image
 import c2pa
 
 from .config import load_settings, user_watermark_keys
-from .disclosure import AI_SOURCE_TYPES
+from .declarations import Declaration, effective_actions, history, manifest_declarations, short_name, source_kind
+from .declarations import as_dict as _dict
+from .declarations import as_list as _list
 from .errors import DisclosureError, ProvenanceError, UnreadableFileError
 from .formats import sniff_format
 from .keys import local_identity
 from .metadata import read_metadata
+from .verdicts import (
+    AI_IN_HISTORY, AI_SYNTHESIZED, AI_WATERMARKED, CONTRADICTION, EXIT_CODES, NO_PROVENANCE, OVER_BUDGET, REMOTE,
+    SIGNED, TAMPERED, UNREADABLE, UNVERIFIABLE, UNVERIFIABLE_CODES, explain, only_credential_problems,
+    unverifiable_error,
+)
 from .watermark import DEFAULT_KEY, DETECT_SIDE, PAYLOAD_BITS, WATERMARK_ALG, detect
 
-SCHEMA_VERSION = 1
+__all__ = [  # the verdicts are re-exported: callers and tests name them from here
+    "AI_IN_HISTORY", "AI_SYNTHESIZED", "AI_WATERMARKED", "CONTRADICTION", "EXIT_CODES", "NO_PROVENANCE",
+    "OVER_BUDGET", "REMOTE", "SIGNED", "TAMPERED", "UNREADABLE", "UNVERIFIABLE", "Report", "printable",
+    "reader_settings", "trust_anchors", "verify_file",
+]
 
-# Verdicts, from the most to the least informative; each has a documented exit code.
-AI_SYNTHESIZED = "ai-synthesized"
-AI_WATERMARKED = "ai-watermarked"  # no manifest, but Avow's pixel mark is there
-SIGNED = "signed"
-CONTRADICTION = "contradiction"  # a valid manifest claims no AI, the pixels carry Avow's mark
-TAMPERED = "tampered"
-NO_PROVENANCE = "no-provenance"
-UNREADABLE = "unreadable"
-EXIT_CODES = {
-    AI_SYNTHESIZED: 0, AI_WATERMARKED: 0, SIGNED: 0, CONTRADICTION: 1, TAMPERED: 1, NO_PROVENANCE: 2, UNREADABLE: 3,
-}
+SCHEMA_VERSION = 2
 
 # Watermark detection decodes the pixels: bounded, so a huge PNG cannot exhaust the verifier
 # (JPEG is decoded at a reduced DCT scale, so any JPEG qualifies).
 WATERMARK_MAX_PIXELS = 64_000_000
 XCF_WATERMARK_PIXELS = 24_000_000  # layers decoded per XCF (pure Python, ~0.5 s per MP)
-
-# Plain words for the codes people meet most; any other code is shown as c2pa reports it.
-EXPLANATIONS = {
-    "assertion.dataHash.mismatch": "the pixels or file bytes changed after signing",
-    "assertion.boxesHash.mismatch": "the file's structure changed after signing",
-    "assertion.bmffHash.mismatch": "the file's contents changed after signing",
-    "assertion.hashedURI.mismatch": "a statement inside the manifest was altered after signing",
-    "assertion.missing": "a statement the manifest vouches for is missing",
-    "claimSignature.mismatch": "the manifest's signature does not match its contents",
-    "claimSignature.missing": "the manifest is not signed",
-    "signingCredential.untrusted": "the signature is valid but the signer is not in your trust list",
-    "signingCredential.expired": "the signing certificate had expired when it signed",
-    "signingCredential.invalid": "the signing certificate is not valid for signing content",
-    "signingCredential.revoked": "the signing certificate was revoked",
-    "ingredient.manifest.mismatch": "an ingredient's own provenance was altered",
-    "manifest.inaccessible": "the manifest is stored elsewhere and was not fetched",
-}
 
 EXIF_FIELDS = {"make": "Exif.Image.Make", "model": "Exif.Image.Model", "software": "Exif.Image.Software"}
 XMP_FIELDS = {
@@ -91,9 +75,16 @@ class Report:
     signer: dict | None = None  # common_name, issuer, alg
     claim_generator: str | None = None
     ai_declared: bool = False
-    ai_actions: list[dict] = field(default_factory=list)
+    ai_actions: list[dict] = field(default_factory=list)  # the active manifest's AI declarations
+    declarations: list[dict] = field(default_factory=list)  # every source type declared, active and ingredients
+    signing_time: str | None = None  # from a time-stamp authority's token; None: not time-stamped
+    timestamp_codes: list[str] = field(default_factory=list)  # timeStamp.* status codes
+    revocation_codes: list[str] = field(default_factory=list)  # signingCredential.ocsp.* (OCSP with --ocsp)
+    identities: list[dict] = field(default_factory=list)  # CAWG identity assertions: label, names, status codes
+    remote_url: str | None = None  # where the credentials are, when they are not in the file
+    diagnostics: str | None = None  # the end of a crashed parser's stderr
     model: dict | None = None  # name, sha256, scale (Avow's edit parameters)
-    ingredients: list[dict] = field(default_factory=list)  # title, relationship, had_manifest, signer, source types
+    ingredients: list[dict] = field(default_factory=list)  # every generation: title, path, signer, source types, failures
     xcf: dict | None = None  # GIMP files: layers, Avow records, synthesized layer names (unsigned parasites)
     xmp: dict = field(default_factory=dict)
     exif: dict = field(default_factory=dict)
@@ -125,14 +116,14 @@ def trust_anchors(extra: list[Path] = ()) -> str:
     return b"\n".join(pems).decode("ascii", "replace")
 
 
-def reader_settings(anchors: str, allow_remote: bool = False) -> dict:
-    settings = {"verify": {"verify_trust": True, "remote_manifest_fetch": allow_remote, "ocsp_fetch": False}}
+def reader_settings(anchors: str, allow_remote: bool = False, ocsp: bool = False) -> dict:
+    settings = {"verify": {"verify_trust": True, "remote_manifest_fetch": allow_remote, "ocsp_fetch": ocsp}}
     if anchors.strip():
         settings["trust"] = {"trust_anchors": anchors}
     return settings
 
 
-def verify_file(path: Path, anchors: str, allow_remote: bool = False) -> Report:
+def verify_file(path: Path, anchors: str, allow_remote: bool = False, ocsp: bool = False) -> Report:
     try:
         fmt = sniff_format(path)
     except UnreadableFileError as exc:
@@ -140,7 +131,7 @@ def verify_file(path: Path, anchors: str, allow_remote: bool = False) -> Report:
     report = Report(str(path), NO_PROVENANCE, "", format=fmt)
     if fmt == "xcf":
         return _judge_xcf(path, report)
-    _read_manifest(path, anchors, allow_remote, report)
+    _read_manifest(path, reader_settings(anchors, allow_remote, ocsp), report)
     _read_metadata(path, report)
     _read_watermark(path, report)
     _judge(report)
@@ -177,9 +168,9 @@ def _judge_xcf(path: Path, report: Report) -> Report:
     return report
 
 
-def _read_manifest(path: Path, anchors: str, allow_remote: bool, report: Report) -> None:
+def _read_manifest(path: Path, settings: dict, report: Report) -> None:
     try:
-        with c2pa.Context.from_dict(reader_settings(anchors, allow_remote)) as context:
+        with c2pa.Context.from_dict(settings) as context:
             reader = c2pa.Reader.try_create(str(path), context=context)
             if reader is None:
                 return
@@ -188,28 +179,82 @@ def _read_manifest(path: Path, anchors: str, allow_remote: bool, report: Report)
                 state = reader.get_validation_state()
                 results = reader.get_validation_results() or {}
     except (c2pa.C2paError, ValueError, OSError) as exc:
-        report.notes.append(f"C2PA data present but unreadable: {exc}")
-        report.manifest_present = _has_c2pa_marker(path)
-        report.validation_state = "Invalid" if report.manifest_present else None
+        _unreadable_store(path, str(exc), settings["verify"]["remote_manifest_fetch"], report)
         return
     report.manifest_present = True
     report.validation_state = state
     report.signer_trusted = state == "Trusted"
-    failures = (results.get("activeManifest") or {}).get("failure") or []
-    report.status_codes = [str(item.get("code", "?")) for item in failures]
-    report.explanations = {code: EXPLANATIONS[code] for code in report.status_codes if code in EXPLANATIONS}
+    active_results = _dict(results.get("activeManifest"))
+    report.status_codes = _codes(active_results, "failure")
+    report.explanations = explain(report.status_codes)
+    every_code = [code for kind in ("success", "informational", "failure") for code in _codes(active_results, kind)]
+    report.timestamp_codes = [code for code in every_code if code.startswith("timeStamp.")]
+    report.revocation_codes = [code for code in every_code if code.startswith("signingCredential.ocsp.")]
     manifests = _dict(store.get("manifests"))
     active = _dict(manifests.get(str(store.get("active_manifest"))))
-    report.ingredients = [_ingredient(_dict(item), manifests) for item in _list(active.get("ingredients"))]
+    ingredient_declarations, report.ingredients = history(store, results)
     signature = _dict(active.get("signature_info"))
     report.signer = {k: signature.get(k) for k in ("common_name", "issuer", "alg")} if signature else None
+    report.signing_time = None if signature.get("time") is None else str(signature["time"])
     generators = _list(active.get("claim_generator_info"))
     if generators:
         generator = _dict(generators[0])
         report.claim_generator = " ".join(str(generator.get(k, "")) for k in ("name", "version")).strip()
-    for action in _actions(active):
-        _note_action(action, report)
+    active_declarations = manifest_declarations(active)
+    for declaration in active_declarations:
+        _note_action(declaration, active, report)
+    report.declarations = [d.to_dict() for d in (*active_declarations, *ingredient_declarations)]
+    report.identities = _identities(active, every_code)
     report.soft_bindings = _soft_bindings(active)
+
+
+def _codes(results: dict, kind: str) -> list[str]:
+    return [str(_dict(item).get("code", "?")) for item in _list(results.get(kind))]
+
+
+def _unreadable_store(path: Path, message: str, fetched: bool, report: Report) -> None:
+    """The SDK refused the store: stored elsewhere, too new or too old for it, or damaged."""
+    url = re.search(r"https?://\S+", message)
+    if "remote" in message.lower() and url:
+        report.verdict = REMOTE
+        report.remote_url = url.group(0).rstrip(".,;)'\"")
+        how = "could not be fetched" if fetched else "were not fetched (add --allow-remote to fetch them)"
+        report.summary = (
+            f"Content Credentials are stored online at {report.remote_url} and {how}: cannot tell from this "
+            "file alone."
+        )
+        return
+    report.notes.append(f"C2PA data present but unreadable: {message}")
+    report.manifest_present = _has_c2pa_marker(path)
+    report.validation_state = "Invalid" if report.manifest_present else None
+    if report.manifest_present and unverifiable_error(message):
+        report.verdict = UNVERIFIABLE
+        report.summary = (
+            "Content Credentials present but not verifiable by this version of Avow (made with a claim version "
+            f"or feature it does not support: {message}): cannot tell; this is not evidence of tampering."
+        )
+
+
+def _identities(manifest: dict, codes: list[str]) -> list[dict]:
+    """CAWG identity assertions (who vouches for the content, beside the claim signer), as far as the SDK
+    decodes them; their cawg.* status codes say whether the identity checked out."""
+    found = []
+    for assertion in map(_dict, _list(manifest.get("assertions"))):
+        label = str(assertion.get("label", ""))
+        if not label.startswith("cawg.identity"):
+            continue
+        data = _dict(assertion.get("data"))
+        names = [
+            str(_dict(item).get("name") or _dict(item).get("username") or _dict(item).get("uri"))
+            for item in _list(data.get("verifiedIdentities"))
+        ]
+        actor = _dict(data.get("named_actor")) or _dict(_dict(data.get("credentialSubject")))
+        if actor.get("name"):
+            names.append(str(actor["name"]))
+        found.append({"label": label, "names": names, "sig_type": data.get("sig_type")})
+    if found:
+        found[0]["codes"] = [code for code in codes if code.startswith("cawg.")]
+    return found
 
 
 def _soft_bindings(manifest: dict) -> list[str]:
@@ -229,53 +274,23 @@ def _soft_bindings(manifest: dict) -> list[str]:
     return found
 
 
-def _actions(manifest: dict) -> list[dict]:
-    return [
-        action
-        for assertion in map(_dict, _list(manifest.get("assertions")))
-        if str(assertion.get("label", "")).startswith("c2pa.actions")
-        for action in _list(_dict(assertion.get("data")).get("actions"))
-        if isinstance(action, dict)
-    ]
-
-
-def _dict(value: object) -> dict:
-    """Manifest JSON comes from the file's sender: anything may be where a mapping belongs."""
-    return value if isinstance(value, dict) else {}
-
-
-def _list(value: object) -> list:
-    return value if isinstance(value, list) else []
-
-
-def _ingredient(ingredient: dict, manifests: dict) -> dict:
-    """An ingredient's own history: shown (was the input camera-signed?), never used for the verdict."""
-    own = _dict(manifests.get(str(ingredient.get("active_manifest"))))
-    signature = _dict(own.get("signature_info"))
-    return {
-        "title": ingredient.get("title"),
-        "relationship": ingredient.get("relationship"),
-        "had_manifest": bool(own),
-        "signer": signature.get("common_name"),
-        "digital_source_types": sorted({str(a["digitalSourceType"]) for a in _actions(own) if a.get("digitalSourceType")}),
-    }
-
-
-def _note_action(action: dict, report: Report) -> None:
-    source_type = action.get("digitalSourceType")
-    if source_type not in AI_SOURCE_TYPES:
+def _note_action(declaration: Declaration, manifest: dict, report: Report) -> None:
+    if declaration.kind != "ai":
         return
-    agent = action.get("softwareAgent")
-    if isinstance(agent, dict):
-        agent = agent.get("name")
-    agent_name = None if agent is None else str(agent)
-    params = _dict(action.get("parameters"))
     report.ai_declared = True
-    report.ai_actions.append(
-        {"action": str(action.get("action")), "digital_source_type": source_type, "software_agent": agent_name}
-    )
-    if agent_name == "Avow" and report.model is None:
-        report.model = {k: params.get(k) for k in ("model", "sha256", "scale")}
+    report.ai_actions.append({
+        "action": declaration.action, "digital_source_type": declaration.source_type,
+        "software_agent": declaration.software_agent, "via": declaration.via,
+    })
+    if declaration.software_agent == "Avow" and report.model is None:
+        for action in _avow_actions(manifest, declaration.action):
+            params = _dict(action.get("parameters"))
+            report.model = {k: params.get(k) for k in ("model", "sha256", "scale")}
+            break
+
+
+def _avow_actions(manifest: dict, name: str) -> list[dict]:
+    return [a for a, _ in effective_actions(manifest) if a.get("action") == name and "model" in _dict(a.get("parameters"))]
 
 
 def _has_c2pa_marker(path: Path) -> bool:
@@ -369,7 +384,7 @@ def _weigh_watermark(report: Report) -> None:
             f"Contradiction: the pixels carry Avow's synthesis mark ({certainty}), but the signed manifest "
             f"declares no AI synthesis. {_signer_phrase(report)}"
         )
-    elif report.verdict == TAMPERED:
+    elif report.verdict in (TAMPERED, REMOTE, UNVERIFIABLE):
         report.summary += " The pixels carry Avow's synthesis mark."
     if report.soft_bindings and mark["identifier"] is not None:
         mark["matches_manifest"] = mark["identifier"] in report.soft_bindings
@@ -382,16 +397,14 @@ def _weigh_watermark(report: Report) -> None:
 
 
 def _judge(report: Report) -> None:
-    xmp_ai = report.xmp.get("digital_source_type") in AI_SOURCE_TYPES
-    if report.manifest_present and report.validation_state not in ("Valid", "Trusted"):
-        report.verdict = TAMPERED
-        codes = ", ".join(report.status_codes) or "manifest unreadable"
-        if report.status_codes and all(code.startswith("signingCredential.") for code in report.status_codes):
-            # The bytes are as signed, but the signature cannot be relied on (expired, revoked, ...).
-            reasons = "; ".join(report.explanations.get(code, code) for code in report.status_codes)
-            report.summary = f"Signature not valid ({reasons}): do not rely on what this file claims."
-        else:
-            report.summary = f"Tampered after signing ({codes}): do not rely on what this file claims."
+    xmp_ai = source_kind(report.xmp.get("digital_source_type")) == "ai"
+    if report.verdict in (REMOTE, UNVERIFIABLE):
+        return  # decided when the store was refused
+    # An untrusted signer leaves the state Valid; an ingredient's failure alone is that ingredient's, shown below.
+    blocking = [code for code in report.status_codes if code != "signingCredential.untrusted"]
+    ingredient_only = not blocking and any(i["failures"] for i in report.ingredients)
+    if report.manifest_present and report.validation_state not in ("Valid", "Trusted") and not ingredient_only:
+        _judge_invalid(report)
         return
     if not report.manifest_present:
         report.verdict = NO_PROVENANCE
@@ -402,6 +415,7 @@ def _judge(report: Report) -> None:
             report.notes.append("camera make/model in EXIF are unsigned and prove nothing")
         return
     who = _signer_phrase(report)
+    in_history = [d for d in report.declarations if d["ingredient_path"] and d["kind"] == "ai"]
     if report.ai_declared:
         report.verdict = AI_SYNTHESIZED
         report.summary = f"{_ai_phrase(report)}: not original footage. {who}"
@@ -412,12 +426,42 @@ def _judge(report: Report) -> None:
             report.notes.append("the EXIF/XMP disclosure is missing or disagrees with the signed manifest")
         if report.exif.get("make") or report.exif.get("model"):
             report.notes.append("camera make/model present on a file whose manifest declares AI synthesis")
+    elif in_history:
+        report.verdict = AI_IN_HISTORY
+        first = in_history[0]
+        where = " > ".join(map(repr, first["ingredient_path"]))
+        agent = f" by {first['software_agent']}" if first["software_agent"] else ""
+        report.summary = (
+            f"AI-generated or AI-edited content in its history: ingredient {where} declares "
+            f"{short_name(first['source_type'])}{agent}; the last signer declares no AI of its own. {who}"
+        )
     else:
         report.verdict = SIGNED
-        report.summary = f"Signed provenance, no AI synthesis declared. {who}"
+        report.summary = f"Signed provenance, no AI synthesis declared{_untrained_phrase(report)}. {who}"
         if xmp_ai:
             report.metadata_agrees = False
             report.notes.append("XMP says AI-synthesized but the signed manifest does not")
+    broken = [i for i in report.ingredients if i["failures"]]
+    if broken:
+        named = "; ".join(f"{' > '.join(map(repr, i['path']))}: {', '.join(i['failures'])}" for i in broken[:3])
+        report.summary += f" An ingredient's own provenance does not validate ({named}): that part of its history cannot be relied on."
+
+
+def _judge_invalid(report: Report) -> None:
+    codes = ", ".join(report.status_codes) or "manifest unreadable"
+    if UNVERIFIABLE_CODES & set(report.status_codes):
+        report.verdict = UNVERIFIABLE
+        report.summary = (
+            f"Content Credentials present but not verifiable by this version of Avow ({codes}): cannot tell; "
+            "this is not evidence of tampering."
+        )
+        return
+    report.verdict = TAMPERED
+    if only_credential_problems(report.status_codes):
+        reasons = "; ".join(report.explanations.get(code, code) for code in report.status_codes)
+        report.summary = f"Signature not valid ({reasons}): do not rely on what this file claims."
+    else:
+        report.summary = f"Tampered after signing ({codes}): do not rely on what this file claims."
 
 
 def _ai_phrase(report: Report) -> str:
@@ -425,6 +469,16 @@ def _ai_phrase(report: Report) -> str:
         return f"AI-upscaled by Avow (model {report.model.get('model')}, x{report.model.get('scale')})"
     agents = sorted({a["software_agent"] for a in report.ai_actions if a["software_agent"]})
     return "AI-synthesized content declared" + (f" by {', '.join(agents)}" if agents else "")
+
+
+def _untrained_phrase(report: Report) -> str:
+    """Synthetic or algorithmically enhanced content that does not claim a trained model, named as such."""
+    kinds = {d["kind"]: short_name(d["source_type"]) for d in report.declarations if d["kind"] in ("synthetic", "enhanced")}
+    if "synthetic" in kinds:
+        return f"; declares synthetic content not said to come from a trained model ({kinds['synthetic']})"
+    if "enhanced" in kinds:
+        return f"; declares algorithmic enhancement ({kinds['enhanced']})"
+    return ""
 
 
 def _signer_phrase(report: Report) -> str:
@@ -439,5 +493,13 @@ _UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u206
 
 def printable(text: object, limit: int = 300) -> str:
     """A manifest string made safe for a terminal: no control or bidi characters, bounded length."""
-    cleaned = _UNSAFE.sub("\N{REPLACEMENT CHARACTER}", str(text))
+    cleaned = _UNSAFE.sub("\N{REPLACEMENT CHARACTER}", _undecodable_escaped(str(text)))
     return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
+
+
+def _undecodable_escaped(text: str) -> str:
+    """A file name's undecodable bytes (surrogate escapes) as ``\\xNN``, so any terminal can print it."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a lone surrogate that is no escaped byte
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")

@@ -1,8 +1,8 @@
 """`avow`: a thin command line over the engine and the verifier.
 
 Every failure a user can cause ends in one line on stderr and a documented exit code, never a
-traceback. Exit codes: verify uses its verdict codes (0 verified, 1 tampered, 2 no provenance,
-3 unreadable); other commands use 0 success, 3 usage or unreadable input, 4 failure while
+traceback. Exit codes: verify uses its verdict codes (0 verified, 1 tampered or contradiction,
+2 no provenance, 3 unreadable, 5 remote, 6 unverifiable, 7 over budget; see avow_c2pa.verdicts); other commands use 0 success, 3 usage or unreadable input, 4 failure while
 working, 130 cancelled.
 """
 
@@ -65,6 +65,16 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"avow: error: {message}\n")
 
 
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= 1024:
+        raise argparse.ArgumentTypeError(f"{value} is out of range (1 to 1024)")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="avow", description="AI upscaling that says so: C2PA + EXIF/XMP disclosure.")
     parser.add_argument("--version", action="version", version=f"avow {__version__}")
@@ -87,8 +97,11 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--json", action="store_true", help="one JSON object per file, one per line")
     verify.add_argument("--trust", type=Path, action="append", default=[], help="extra PEM trust anchors")
     verify.add_argument("-r", "--recursive", action="store_true", help="verify the images in folders, recursively")
-    verify.add_argument("-j", "--jobs", type=int, help="parser processes (default: one per CPU)")
+    verify.add_argument("-j", "--jobs", type=_at_least_one, help="parser processes (default: one per CPU)")
     verify.add_argument("--allow-remote", action="store_true", help="fetch manifests a file says are stored online")
+    verify.add_argument("--ocsp", action="store_true", help="ask the certificate issuer whether it was revoked (network)")
+    verify.add_argument("--cpu-budget", type=_at_least_one, default=60, metavar="SECONDS",
+                        help="CPU seconds per file for parsing and the watermark search (default: 60)")
     verify.set_defaults(run=_verify)
 
     keys = commands.add_parser("keys", help="the signing identity").add_subparsers(metavar="ACTION")
@@ -138,86 +151,9 @@ def _upscale(args) -> int:
 
 
 def _verify(args) -> int:
-    from collections import Counter
+    from .verify_cli import run
 
-    from tqdm import tqdm
-
-    from avow_c2pa.isolation import VerifierPool
-    from avow_c2pa.verify import EXIT_CODES, printable, trust_anchors
-
-    paths = _verify_targets(args.files, args.recursive)
-    pool = VerifierPool(trust_anchors(args.trust), args.allow_remote, args.jobs)
-    verdicts: Counter = Counter()
-    worst = 0
-    with tqdm(total=len(paths), unit="file", disable=len(paths) < 20 or not sys.stderr.isatty(), leave=False) as bar:
-        for report in pool.verify(paths, on_done=lambda _: bar.update()):
-            verdicts[report.verdict] += 1
-            worst = max(worst, report.exit_code)
-            if args.json:
-                print(json.dumps(report.to_dict(), ensure_ascii=True))
-            else:
-                _print_report(report, printable)
-    if len(paths) > 1 and not args.json:
-        print("\n" + "  ".join(f"{verdict}: {verdicts[verdict]}" for verdict in EXIT_CODES if verdicts[verdict]))
-    return worst
-
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".avif", ".gif", ".xcf"}
-
-
-def _verify_targets(arguments: list[Path], recursive: bool) -> list[Path]:
-    from .errors import UsageError
-
-    paths = []
-    for argument in arguments:
-        if not argument.is_dir():
-            paths.append(argument)  # a missing or odd file gets its own "unreadable" verdict
-        elif not recursive:
-            raise UsageError(f"{argument}: is a folder; add --recursive to verify the images in it")
-        else:
-            paths.extend(p for p in sorted(argument.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    return paths
-
-
-def _print_report(report, printable) -> None:
-    print(f"{printable(report.file)}: {printable(report.summary, 600)}")
-    if report.manifest_present:
-        signer = report.signer or {}
-        print(
-            f"  C2PA: {report.validation_state}; signer {printable(signer.get('common_name'))}, "
-            f"issuer {printable(signer.get('issuer'))}"
-        )
-        for code in report.status_codes:
-            explanation = report.explanations.get(code)
-            print(f"  C2PA status: {printable(code)}" + (f" ({explanation})" if explanation else ""))
-        for ingredient in report.ingredients:
-            history = "no provenance of its own"
-            if ingredient["had_manifest"]:
-                types = ", ".join(t.rsplit("/", 1)[-1] for t in ingredient["digital_source_types"]) or "no source type"
-                history = f"its own manifest signed by {ingredient['signer']} ({types})"
-            print(f"  made from: {printable(ingredient['title'])} ({ingredient['relationship']}), {printable(history)}")
-    if report.model:
-        print(f"  model: {printable(report.model.get('model'))}, weights sha256 {printable(report.model.get('sha256'))}")
-    if report.xmp.get("digital_source_type"):
-        agreement = {True: "agrees with the manifest", False: "DISAGREES with the manifest", None: "unsigned"}
-        print(
-            f"  XMP DigitalSourceType: {printable(report.xmp['digital_source_type'])} "
-            f"({agreement[report.metadata_agrees]})"
-        )
-    mark = report.watermark
-    if mark is not None:
-        if mark["found"]:
-            identifier = mark["identifier"] or "unreadable"
-            match = {True: ", as the manifest declares", False: ", NOT the manifest's", None: ""}[mark["matches_manifest"]]
-            where = f" in layer {printable(mark['layer'])!r}" if mark.get("layer") else ""
-            print(
-                f"  watermark: Avow's mark found{where} ({mark['key']} key), score {mark['score']}, false-positive "
-                f"probability {mark['false_positive_probability']:.0e}; identifier {identifier}{match}"
-            )
-        else:
-            print(f"  watermark: none found (score {mark['score']})")
-    for note in report.notes:
-        print(f"  note: {printable(note)}")
+    return run(args)
 
 
 def _keys_show(args) -> int:

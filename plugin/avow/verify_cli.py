@@ -1,0 +1,163 @@
+"""`avow verify`: walking folders, printing reports, and the batch's exit code.
+
+The walk is iterative (a tree thousands of folders deep is walked, not a RecursionError), and
+everything it cannot read is a finding with its own line, never a traceback or a silent skip:
+an unreadable folder, a folder with nothing to verify. File names come from the file system
+and may be any bytes: they are printed escaped, never allowed to stop the batch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+from avow_c2pa.verify import EXIT_CODES, UNREADABLE, Report, printable
+
+from .errors import UsageError
+
+# Names walked with --recursive: every image format c2pa-python reads, and GIMP's XCF.
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".dng", ".avif", ".heic", ".heif", ".gif",
+                  ".svg", ".jxl", ".xcf"}
+
+
+def run(args) -> int:
+    from tqdm import tqdm
+
+    from avow_c2pa.isolation import VerifierPool
+    from avow_c2pa.verdicts import batch_exit_code
+    from avow_c2pa.verify import trust_anchors
+
+    sys.stdout.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]  # any locale, any name
+    entries = list(targets(args.files, args.recursive))
+    paths = [entry for entry in entries if isinstance(entry, Path)]
+    pool = VerifierPool(trust_anchors(args.trust), args.allow_remote, args.jobs, args.cpu_budget, ocsp=args.ocsp)
+    verdicts: Counter = Counter()
+    with tqdm(total=len(paths), unit="file", disable=len(paths) < 20 or not sys.stderr.isatty(), leave=False) as bar:
+        reports = pool.verify(paths, on_done=lambda _: bar.update())
+        for entry in entries:
+            report = entry if isinstance(entry, Report) else next(reports)
+            verdicts[report.verdict] += 1
+            if args.json:
+                print(json.dumps(report.to_dict(), ensure_ascii=True))
+            else:
+                print_report(report)
+    if len(entries) > 1 and not args.json:
+        print("\n" + "  ".join(f"{verdict}: {verdicts[verdict]}" for verdict in EXIT_CODES if verdicts[verdict]))
+    return batch_exit_code(verdicts)
+
+
+def targets(arguments: list[Path], recursive: bool) -> Iterator[Path | Report]:
+    """Files to verify, and a finding for each folder that could not be read or held nothing to verify."""
+    for argument in arguments:
+        if not argument.is_dir():
+            yield argument  # a missing or odd file gets its own "unreadable" verdict
+        elif not recursive:
+            raise UsageError(f"{printable(argument)}: is a folder; add --recursive to verify the images in it")
+        else:
+            found = False
+            for entry in walk(argument):
+                found = found or isinstance(entry, Path)
+                yield entry
+            if not found:
+                names = " ".join(sorted(IMAGE_SUFFIXES))
+                yield Report(str(argument), UNREADABLE, f"Nothing verified: no image files in this folder ({names}).")
+
+
+def walk(root: Path) -> Iterator[Path | Report]:
+    """Image files under ``root`` in name order, depth first, without recursion; symlinked folders are
+    not followed (a link loop must not walk forever)."""
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            with os.scandir(folder) as scan:
+                entries = sorted(scan, key=lambda e: e.name)
+        except OSError as exc:
+            yield Report(str(folder), UNREADABLE,
+                         f"Unreadable folder: {exc.strerror or exc}; nothing in it was verified.")
+            continue
+        subfolders = []
+        for entry in entries:
+            try:
+                is_folder = entry.is_dir(follow_symlinks=False)
+            except OSError as exc:
+                yield Report(entry.path, UNREADABLE, f"Unreadable: {exc.strerror or exc}.")
+                continue
+            if is_folder:
+                subfolders.append(Path(entry.path))
+            elif Path(entry.name).suffix.lower() in IMAGE_SUFFIXES:
+                yield Path(entry.path)
+        stack.extend(reversed(subfolders))
+
+
+def print_report(report: Report) -> None:
+    print(f"{printable(report.file)}: {printable(report.summary, 600)}")
+    if report.manifest_present:
+        signer = report.signer or {}
+        print(
+            f"  C2PA: {report.validation_state}; signer {printable(signer.get('common_name'))}, "
+            f"issuer {printable(signer.get('issuer'))}, algorithm {printable(signer.get('alg'))}"
+        )
+        when = f"{printable(report.signing_time)} (time-stamped)" if report.signing_time else "not time-stamped"
+        print(f"  signed: {when}" + "".join(f"; {printable(c)}" for c in report.timestamp_codes))
+        for code in report.status_codes:
+            explanation = report.explanations.get(code)
+            print(f"  C2PA status: {printable(code)}" + (f" ({explanation})" if explanation else ""))
+        for code in report.revocation_codes:
+            print(f"  revocation: {printable(code)}")
+        for identity in report.identities:
+            names = ", ".join(map(printable, identity["names"])) or "no name the SDK could read"
+            codes = "".join(f"; {printable(c)}" for c in identity.get("codes", []))
+            print(f"  identity ({printable(identity['label'])}): {names}{codes}")
+        for declaration in report.declarations:
+            where = " > ".join(map(printable, declaration["ingredient_path"])) or "this manifest"
+            agent = f" by {printable(declaration['software_agent'])}" if declaration["software_agent"] else ""
+            print(f"  declares: {printable(declaration['source_type'].rsplit('/', 1)[-1])} ({declaration['kind']}) "
+                  f"in {where}, {printable(declaration['action'])}{agent} (from the {printable(declaration['via'])})")
+        for ingredient in report.ingredients:
+            _print_ingredient(ingredient)
+    if report.remote_url:
+        print(f"  credentials at: {printable(report.remote_url)}")
+    if report.model:
+        print(f"  model: {printable(report.model.get('model'))}, weights sha256 {printable(report.model.get('sha256'))}")
+    if report.xmp.get("digital_source_type"):
+        agreement = {True: "agrees with the manifest", False: "DISAGREES with the manifest", None: "unsigned"}
+        print(
+            f"  XMP DigitalSourceType: {printable(report.xmp['digital_source_type'])} "
+            f"({agreement[report.metadata_agrees]})"
+        )
+    _print_watermark(report.watermark)
+    for note in report.notes:
+        print(f"  note: {printable(note)}")
+    if report.diagnostics:
+        print("  parser stderr (last lines): " + " | ".join(map(printable, report.diagnostics.splitlines()[-5:])))
+
+
+def _print_ingredient(ingredient: dict) -> None:
+    history = "no provenance of its own"
+    if ingredient["had_manifest"]:
+        types = ", ".join(t.rsplit("/", 1)[-1] for t in ingredient["digital_source_types"]) or "no source type"
+        history = f"its own manifest signed by {ingredient['signer']} ({types})"
+    if ingredient["failures"]:
+        history += "; its validation FAILED: " + ", ".join(ingredient["failures"])
+    path = " > ".join(map(str, ingredient["path"]))
+    print(f"  made from: {printable(path)} ({printable(ingredient['relationship'])}), {printable(history)}")
+
+
+def _print_watermark(mark: dict | None) -> None:
+    if mark is None:
+        return
+    if mark["found"]:
+        identifier = mark["identifier"] or "unreadable"
+        match = {True: ", as the manifest declares", False: ", NOT the manifest's", None: ""}[mark["matches_manifest"]]
+        where = f" in layer {printable(mark['layer'])!r}" if mark.get("layer") else ""
+        print(
+            f"  watermark: Avow's mark found{where} ({mark['key']} key), score {mark['score']}, false-positive "
+            f"probability {mark['false_positive_probability']:.0e}; identifier {identifier}{match}"
+        )
+    else:
+        print(f"  watermark: none found (score {mark['score']})")
