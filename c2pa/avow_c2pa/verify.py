@@ -183,8 +183,9 @@ def _read_manifest(path: Path, settings: dict, report: Report) -> None:
         return
     report.manifest_present = True
     report.validation_state = state
-    report.signer_trusted = state == "Trusted"
     active_results = _dict(results.get("activeManifest"))
+    # Trust is the signing certificate's: a failing CAWG identity assertion lowers the state, not the signer.
+    report.signer_trusted = state == "Trusted" or "signingCredential.trusted" in _codes(active_results, "success")
     report.status_codes = _codes(active_results, "failure")
     report.explanations = explain(report.status_codes)
     every_code = [code for kind in ("success", "informational", "failure") for code in _codes(active_results, kind)]
@@ -400,10 +401,11 @@ def _judge(report: Report) -> None:
     xmp_ai = source_kind(report.xmp.get("digital_source_type")) == "ai"
     if report.verdict in (REMOTE, UNVERIFIABLE):
         return  # decided when the store was refused
-    # An untrusted signer leaves the state Valid; an ingredient's failure alone is that ingredient's, shown below.
-    blocking = [code for code in report.status_codes if code != "signingCredential.untrusted"]
-    ingredient_only = not blocking and any(i["failures"] for i in report.ingredients)
-    if report.manifest_present and report.validation_state not in ("Valid", "Trusted") and not ingredient_only:
+    # An untrusted signer leaves the state Valid; an ingredient's or a CAWG identity's failure alone is
+    # theirs, shown below, not the claim's.
+    blocking = [c for c in report.status_codes if c != "signingCredential.untrusted" and not c.startswith("cawg.")]
+    not_the_claims = not blocking and (any(i["failures"] for i in report.ingredients) or report.status_codes)
+    if report.manifest_present and report.validation_state not in ("Valid", "Trusted") and not not_the_claims:
         _judge_invalid(report)
         return
     if not report.manifest_present:
@@ -441,6 +443,9 @@ def _judge(report: Report) -> None:
         if xmp_ai:
             report.metadata_agrees = False
             report.notes.append("XMP says AI-synthesized but the signed manifest does not")
+    failed_identities = [code for code in report.status_codes if code.startswith("cawg.")]
+    if failed_identities:
+        report.summary += f" Its CAWG identity assertion does not validate ({', '.join(failed_identities)})."
     broken = [i for i in report.ingredients if i["failures"]]
     if broken:
         named = "; ".join(f"{' > '.join(map(repr, i['path']))}: {', '.join(i['failures'])}" for i in broken[:3])
