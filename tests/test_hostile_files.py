@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -27,7 +24,7 @@ def hostile(tmp_path_factory, shared_home):
 
 def test_every_case_gets_an_acceptable_verdict(hostile):
     names = list(hostile)
-    pool = VerifierPool(trust_anchors(), processes=2, timeout=5)
+    pool = VerifierPool(trust_anchors(), processes=2)
     reports = list(pool.verify([hostile[name][0] for name in names]))
     for name, report in zip(names, reports):
         print(f"{name:42} {report.verdict:15} {report.summary[:90]!r}")
@@ -50,44 +47,12 @@ def test_cli_prints_hostile_manifest_strings_safely(hostile, tmp_path):
     assert report["model"]["model"] == HOSTILE_TITLE[:200]
 
 
-def test_a_hang_is_stopped_and_the_run_goes_on(hostile):
+def test_a_fifo_is_refused_unopened_and_the_run_goes_on(hostile):
     fifo = hostile["a FIFO where a file should be"][0]
     good = hostile["wrong extension (signed PNG named .jpg)"][0]
-    started = time.monotonic()
-    reports = list(VerifierPool(trust_anchors(), processes=1, timeout=2).verify([fifo, good, fifo, good]))
+    reports = list(VerifierPool(trust_anchors(), processes=1).verify([fifo, good, fifo, good]))
     assert [r.verdict for r in reports] == ["unreadable", "ai-synthesized"] * 2
-    assert "took over 2 s" in reports[0].summary and time.monotonic() - started < 30
-
-
-def test_a_crashed_parser_is_one_verdict_and_is_replaced(hostile):
-    """A real SIGSEGV delivered to the parser process while it is stuck reading: what a native crash looks like."""
-    fifo = hostile["a FIFO where a file should be"][0]
-    good = hostile["wrong extension (signed PNG named .jpg)"][0]
-
-    def crash_the_parser():
-        for _ in range(200):
-            time.sleep(0.05)
-            for pid in _isolation_children():
-                os.kill(pid, signal.SIGSEGV)
-                return
-
-    threading.Thread(target=crash_the_parser, daemon=True).start()
-    reports = list(VerifierPool(trust_anchors(), processes=1, timeout=60).verify([fifo, good]))
-    assert reports[0].verdict == "unreadable" and "crashed the parser" in reports[0].summary
-    assert reports[1].verdict == "ai-synthesized"
-
-
-def _isolation_children() -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if b"avow_c2pa.isolation" in cmdline and int(entry.name) != os.getpid():
-                pids.append(int(entry.name))
-    return pids
+    assert "not a regular file" in reports[0].summary
 
 
 def test_folders_recursively_with_a_summary(tmp_path):
@@ -122,7 +87,7 @@ def test_truncated_xcf_files_get_a_verdict(tmp_path):
     cuts = [tmp_path / f"cut-{n}.xcf" for n in (12, 40, len(data) // 3, len(data) // 2, len(data) - 20)]
     for cut in cuts:
         cut.write_bytes(data[: int(cut.stem.split("-")[1])])
-    reports = list(VerifierPool("", processes=2, timeout=10).verify(cuts))
+    reports = list(VerifierPool("", processes=2).verify(cuts))
     for report in reports:
         print(f"{Path(report.file).name:12} {report.verdict:15} {report.summary[:90]!r}")
         assert report.verdict in ("unreadable", "no-provenance") and report.summary

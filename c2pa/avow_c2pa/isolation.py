@@ -173,12 +173,13 @@ class _Child:
         return self.process.wait()
 
     def _failed(self, path: Path, reason: str) -> Report:
-        status = self._stop()
+        self._stop()
         report = Report(str(path), UNREADABLE, f"{reason}.")
-        self.stderr.seek(max(0, self.stderr.seek(0, os.SEEK_END) - STDERR_TAIL))
-        tail = self.stderr.read().decode("utf-8", "replace").strip()
-        if tail or status:
-            report.diagnostics = tail or None
+        self.stderr.seek(max(0, self.stderr.seek(0, os.SEEK_END) - 16 * STDERR_TAIL))
+        lines = self.stderr.read().decode("utf-8", "replace").strip().splitlines()
+        tail = "\n".join(lines)[-STDERR_TAIL:]
+        fatal = [line for line in lines if line.startswith("Fatal Python error") and line not in tail]
+        report.diagnostics = "\n".join([*fatal[-1:], tail]) or None  # what crashed, then where
         return report
 
 

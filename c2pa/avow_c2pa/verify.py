@@ -37,7 +37,7 @@ from .watermark import DEFAULT_KEY, DETECT_SIDE, PAYLOAD_BITS, WATERMARK_ALG, de
 
 __all__ = [  # the verdicts are re-exported: callers and tests name them from here
     "AI_IN_HISTORY", "AI_SYNTHESIZED", "AI_WATERMARKED", "CONTRADICTION", "EXIT_CODES", "NO_PROVENANCE",
-    "OVER_BUDGET", "REMOTE", "SIGNED", "TAMPERED", "UNREADABLE", "UNVERIFIABLE", "Report", "printable",
+    "OVER_BUDGET", "REMOTE", "SIGNED", "TAMPERED", "UNREADABLE", "UNVERIFIABLE", "Report", "printable", "printable_path",
     "reader_settings", "trust_anchors", "verify_file",
 ]
 
@@ -500,6 +500,12 @@ def printable(text: object, limit: int = 300) -> str:
     """A manifest string made safe for a terminal: no control or bidi characters, bounded length."""
     cleaned = _UNSAFE.sub("\N{REPLACEMENT CHARACTER}", _undecodable_escaped(str(text)))
     return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
+
+
+def printable_path(path: object, limit: int = 300) -> str:
+    """A file name made safe like ``printable``; a long one loses its middle, never the name at its end."""
+    cleaned = printable(path, limit=1 << 20)
+    return cleaned if len(cleaned) <= limit else cleaned[: limit // 3] + "…" + cleaned[-(limit - limit // 3 - 1) :]
 
 
 def _undecodable_escaped(text: str) -> str:

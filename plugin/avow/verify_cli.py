@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-from avow_c2pa.verify import EXIT_CODES, UNREADABLE, Report, printable
+from avow_c2pa.verify import EXIT_CODES, UNREADABLE, Report, printable, printable_path
 
 from .errors import UsageError
 
@@ -56,7 +56,7 @@ def targets(arguments: list[Path], recursive: bool) -> Iterator[Path | Report]:
         if not argument.is_dir():
             yield argument  # a missing or odd file gets its own "unreadable" verdict
         elif not recursive:
-            raise UsageError(f"{printable(argument)}: is a folder; add --recursive to verify the images in it")
+            raise UsageError(f"{printable_path(argument)}: is a folder; add --recursive to verify the images in it")
         else:
             found = False
             for entry in walk(argument):
@@ -95,7 +95,7 @@ def walk(root: Path) -> Iterator[Path | Report]:
 
 
 def print_report(report: Report) -> None:
-    print(f"{printable(report.file)}: {printable(report.summary, 600)}")
+    print(f"{printable_path(report.file)}: {printable(report.summary, 600)}")
     if report.manifest_present:
         signer = report.signer or {}
         print(
