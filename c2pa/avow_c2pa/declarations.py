@@ -121,7 +121,7 @@ def history(store: dict, validation_results: dict) -> tuple[list[Declaration], l
     declarations: list[Declaration] = []
     records: list[dict] = []
     seen = {str(store.get("active_manifest"))}
-    stack = [(str(store.get("active_manifest")), ())]  # iterative: a hostile chain must not recurse
+    stack: list[tuple[str, tuple[str, ...]]] = [(str(store.get("active_manifest")), ())]  # iterative: never recurse
     while stack and len(seen) <= MAX_MANIFESTS:
         label, path = stack.pop()
         for ingredient in map(as_dict, as_list(as_dict(manifests.get(label)).get("ingredients"))):

@@ -99,11 +99,13 @@ class _Child:
     """One parser process, its stderr kept in an unnamed temp file."""
 
     def __init__(self, settings: dict) -> None:
-        self.stderr = tempfile.TemporaryFile()
+        self.stderr = tempfile.TemporaryFile()  # noqa: SIM115  # lives as long as the child; closed in close()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "avow_c2pa.isolation"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, text=True, encoding="utf-8",
         )
+        assert self.process.stdin is not None and self.process.stdout is not None  # both are pipes
+        self.stdin, self.stdout = self.process.stdin, self.process.stdout
         if hasattr(resource, "prlimit"):  # bound the start-up too, and never leave core files behind
             hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
             startup = STARTUP_CPU if hard == resource.RLIM_INFINITY else min(STARTUP_CPU, hard)
@@ -146,8 +148,8 @@ class _Child:
 
     def _send(self, line: str) -> bool:
         try:
-            self.process.stdin.write(line + "\n")
-            self.process.stdin.flush()
+            self.stdin.write(line + "\n")
+            self.stdin.flush()
             return True
         except (BrokenPipeError, OSError):
             return False
@@ -157,10 +159,10 @@ class _Child:
         Only an idle child is stopped this way: a busy one is the kernel's CPU limit's to stop."""
         while True:
             before = _cpu_seconds(self.process.pid)
-            readable, _, _ = select.select([self.process.stdout], [], [], stall)
+            readable, _, _ = select.select([self.stdout], [], [], stall)
             if readable:
                 try:
-                    return self.process.stdout.readline()
+                    return self.stdout.readline()
                 except (OSError, ValueError):
                     return ""
             if _cpu_seconds(self.process.pid) <= before:

@@ -9,6 +9,12 @@ not missing. Each of those gets its own verdict, so a script can tell "someone c
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from .declarations import short_name, source_kind
+
+if TYPE_CHECKING:
+    from .verify import Report
 
 AI_SYNTHESIZED = "ai-synthesized"  # the active manifest declares AI-made pixels
 AI_IN_HISTORY = "ai-in-history"  # an ingredient (at any depth) declares them; the last edit does not
@@ -88,3 +94,99 @@ def only_credential_problems(codes: list[str]) -> bool:
 def unverifiable_error(message: str) -> bool:
     lowered = message.lower()
     return any(word in lowered for word in UNVERIFIABLE_ERRORS)
+
+
+def judge(report: Report) -> None:
+    xmp_ai = source_kind(report.xmp.get("digital_source_type")) == "ai"
+    if report.verdict in (REMOTE, UNVERIFIABLE):
+        return  # decided when the store was refused
+    # An untrusted signer leaves the state Valid; an ingredient's or a CAWG identity's failure alone is
+    # theirs, shown below, not the claim's.
+    blocking = [c for c in report.status_codes if c != "signingCredential.untrusted" and not c.startswith("cawg.")]
+    not_the_claims = not blocking and (any(i["failures"] for i in report.ingredients) or report.status_codes)
+    if report.manifest_present and report.validation_state not in ("Valid", "Trusted") and not not_the_claims:
+        _judge_invalid(report)
+        return
+    if not report.manifest_present:
+        report.verdict = NO_PROVENANCE
+        report.summary = "No provenance: cannot tell."
+        if xmp_ai:
+            report.summary += " Unsigned XMP metadata says the pixels were AI-synthesized."
+        if report.exif.get("make") or report.exif.get("model"):
+            report.notes.append("camera make/model in EXIF are unsigned and prove nothing")
+        return
+    who = signer_phrase(report)
+    in_history = [d for d in report.declarations if d["ingredient_path"] and d["kind"] == "ai"]
+    if report.ai_declared:
+        report.verdict = AI_SYNTHESIZED
+        report.summary = f"{_ai_phrase(report)}: not original footage. {who}"
+        report.metadata_agrees = xmp_ai and (
+            report.model is None or report.xmp.get("avow_model_sha256") in (None, report.model.get("sha256"))
+        )
+        if not report.metadata_agrees:
+            report.notes.append("the EXIF/XMP disclosure is missing or disagrees with the signed manifest")
+        if report.exif.get("make") or report.exif.get("model"):
+            report.notes.append("camera make/model present on a file whose manifest declares AI synthesis")
+    elif in_history:
+        report.verdict = AI_IN_HISTORY
+        first = in_history[0]
+        where = " > ".join(map(repr, first["ingredient_path"]))
+        agent = f" by {first['software_agent']}" if first["software_agent"] else ""
+        report.summary = (
+            f"AI-generated or AI-edited content in its history: ingredient {where} declares "
+            f"{short_name(first['source_type'])}{agent}; the last signer declares no AI of its own. {who}"
+        )
+    else:
+        report.verdict = SIGNED
+        report.summary = f"Signed provenance, no AI synthesis declared{_untrained_phrase(report)}. {who}"
+        if xmp_ai:
+            report.metadata_agrees = False
+            report.notes.append("XMP says AI-synthesized but the signed manifest does not")
+    failed_identities = [code for code in report.status_codes if code.startswith("cawg.")]
+    if failed_identities:
+        report.summary += f" Its CAWG identity assertion does not validate ({', '.join(failed_identities)})."
+    broken = [i for i in report.ingredients if i["failures"]]
+    if broken:
+        named = "; ".join(f"{' > '.join(map(repr, i['path']))}: {', '.join(i['failures'])}" for i in broken[:3])
+        report.summary += f" An ingredient's own provenance does not validate ({named}): that part of its history cannot be relied on."
+
+
+def _judge_invalid(report: Report) -> None:
+    codes = ", ".join(report.status_codes) or "manifest unreadable"
+    if UNVERIFIABLE_CODES & set(report.status_codes):
+        report.verdict = UNVERIFIABLE
+        report.summary = (
+            f"Content Credentials present but not verifiable by this version of Avow ({codes}): cannot tell; "
+            "this is not evidence of tampering."
+        )
+        return
+    report.verdict = TAMPERED
+    if only_credential_problems(report.status_codes):
+        reasons = "; ".join(report.explanations.get(code, code) for code in report.status_codes)
+        report.summary = f"Signature not valid ({reasons}): do not rely on what this file claims."
+    else:
+        report.summary = f"Tampered after signing ({codes}): do not rely on what this file claims."
+
+
+def _ai_phrase(report: Report) -> str:
+    if report.model:
+        return f"AI-upscaled by Avow (model {report.model.get('model')}, x{report.model.get('scale')})"
+    agents = sorted({a["software_agent"] for a in report.ai_actions if a["software_agent"]})
+    return "AI-synthesized content declared" + (f" by {', '.join(agents)}" if agents else "")
+
+
+def _untrained_phrase(report: Report) -> str:
+    """Synthetic or algorithmically enhanced content that does not claim a trained model, named as such."""
+    kinds = {d["kind"]: short_name(d["source_type"]) for d in report.declarations if d["kind"] in ("synthetic", "enhanced")}
+    if "synthetic" in kinds:
+        return f"; declares synthetic content not said to come from a trained model ({kinds['synthetic']})"
+    if "enhanced" in kinds:
+        return f"; declares algorithmic enhancement ({kinds['enhanced']})"
+    return ""
+
+
+def signer_phrase(report: Report) -> str:
+    name = (report.signer or {}).get("common_name") or "an unnamed signer"
+    if report.signer_trusted:
+        return f"Signed by {name} (trusted)."
+    return f"Signature valid, signer unknown ({name})."

@@ -9,7 +9,6 @@ working, 130 cancelled.
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 from pathlib import Path
