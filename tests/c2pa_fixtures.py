@@ -88,6 +88,11 @@ def _unsupported_algorithm(chunk: bytearray, cose: int) -> None:
     chunk[header + 1] = 0x25  # -6: COSE "direct", no signature algorithm C2PA allows
 
 
+def _claim_version_9(chunk: bytearray, cose: int) -> None:
+    label = chunk.index(b"c2pa.claim.v2")  # the claim box's JUMBF label names its version
+    chunk[label + 12] = ord("9")
+
+
 def heic_from_avif(source: Path, dest: Path) -> Path:
     """A HEIF file with the ``heic`` major brand. pillow-heif is not installed here, so the container
     is Pillow's AVIF (also ISO-BMFF/HEIF) relabelled: C2PA binds the boxes, not the codec."""
@@ -134,6 +139,7 @@ def build(folder: Path) -> dict[str, Path]:
     made["bad-signature"] = patch_png_manifest(generated, folder / "bad-signature.png", _break_signature)
     made["unsupported-algorithm"] = patch_png_manifest(camera, folder / "unsupported-algorithm.png",
                                                        _unsupported_algorithm)
+    made["claim-version-9"] = patch_png_manifest(camera, folder / "claim-version-9.png", _claim_version_9)
     png("crop-of-bad-signature", manifest(opened_parent("c2pa.cropped")), parent=made["bad-signature"])
     png("cawg-identity", manifest([created("digitalCapture")], extra=[{"label": "cawg.identity", "data": {
         "signer_payload": {"referenced_assertions": [], "sig_type": "cawg.x509.cose"},

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from avow_c2pa.declarations import source_kind
-from avow_c2pa.verdicts import EXIT_CODES, SEVERITY, batch_exit_code
+from avow_c2pa.verdicts import EXIT_CODES, SEVERITY, batch_exit_code, unverifiable_error
 from avow_c2pa.verify import (
     AI_IN_HISTORY,
     AI_SYNTHESIZED,
@@ -97,6 +97,13 @@ def test_an_unsupported_signature_algorithm_is_unverifiable_not_tampered(made):
     assert "algorithm.unsupported" in report.status_codes and report.validation_state == "Invalid"
     assert report.verdict == UNVERIFIABLE and report.exit_code == 6
     assert "not verifiable by this version of Avow" in report.summary and "not evidence of tampering" in report.summary
+
+
+def test_a_claim_version_the_sdk_does_not_know_is_unverifiable_not_tampered(made):
+    report = check(made["claim-version-9"])  # c2pa-python refuses it: "claim version is too new, not supported"
+    assert report.manifest_present and report.verdict == UNVERIFIABLE and report.exit_code == 6
+    assert "claim version is too new" in report.summary and "not evidence of tampering" in report.summary
+    assert unverifiable_error("prerelease content detected")  # the SDK's words for a pre-1.0 store
 
 
 def test_a_broken_signature_is_still_tampered(made):
