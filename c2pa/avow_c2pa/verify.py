@@ -200,10 +200,10 @@ def _read_manifest(path: Path, settings: dict, report: Report) -> None:
     # Trust is the signing certificate's: a failing CAWG identity assertion lowers the state, not the signer.
     report.signer_trusted = state == "Trusted" or "signingCredential.trusted" in _codes(active_results, "success")
     report.status_codes = _codes(active_results, "failure")
-    report.explanations = explain(report.status_codes)
     every_code = [code for kind in ("success", "informational", "failure") for code in _codes(active_results, kind)]
     report.timestamp_codes = [code for code in every_code if code.startswith("timeStamp.")]
     report.revocation_codes = [code for code in every_code if code.startswith("signingCredential.ocsp.")]
+    report.explanations = explain([*report.status_codes, *report.timestamp_codes, *report.revocation_codes])
     manifests = _dict(store.get("manifests"))
     active = _dict(manifests.get(str(store.get("active_manifest"))))
     ingredient_declarations, report.ingredients = history(store, results)

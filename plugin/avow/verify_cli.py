@@ -102,12 +102,11 @@ def print_report(report: Report) -> None:
             f"issuer {printable(signer.get('issuer'))}, algorithm {printable(signer.get('alg'))}"
         )
         when = f"{printable(report.signing_time)} (time-stamped)" if report.signing_time else "not time-stamped"
-        print(f"  signed: {when}" + "".join(f"; {printable(c)}" for c in report.timestamp_codes))
+        print(f"  signed: {when}" + "".join(f"; {_explained(report, c)}" for c in report.timestamp_codes))
         for code in report.status_codes:
-            explanation = report.explanations.get(code)
-            print(f"  C2PA status: {printable(code)}" + (f" ({explanation})" if explanation else ""))
+            print(f"  C2PA status: {_explained(report, code)}")
         for code in report.revocation_codes:
-            print(f"  revocation: {printable(code)}")
+            print(f"  revocation: {_explained(report, code)}")
         for identity in report.identities:
             names = ", ".join(map(printable, identity["names"])) or "no name the SDK could read"
             codes = "".join(f"; {printable(c)}" for c in identity.get("codes", []))
@@ -134,6 +133,11 @@ def print_report(report: Report) -> None:
         print(f"  note: {printable(note)}")
     if report.diagnostics:
         print("  parser stderr (last lines): " + " | ".join(map(printable, report.diagnostics.splitlines()[-5:])))
+
+
+def _explained(report: Report, code: str) -> str:
+    explanation = report.explanations.get(code)
+    return printable(code) + (f" ({explanation})" if explanation else "")
 
 
 def _print_ingredient(ingredient: dict) -> None:
