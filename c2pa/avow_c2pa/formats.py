@@ -12,10 +12,12 @@ from pathlib import Path
 
 from .errors import UnreadableFileError
 
+# What ``avow verify`` reads (c2pa-python reads C2PA in each but XCF; a DNG sniffs as TIFF). Signing
+# writes only the formats below.
 READABLE = "JPEG, PNG, WebP, TIFF/DNG, AVIF, HEIC/HEIF, GIF, SVG, JPEG XL or XCF"
 HEAD = 512  # bytes sniffed: enough for an ISO-BMFF brand list and an SVG's prologue
 
-# Formats C2PA can carry a manifest in (XCF cannot: GIMP keeps provenance in parasites).
+# Formats Avow signs: C2PA can carry a manifest in each (XCF cannot: GIMP keeps provenance in parasites).
 MIME_TYPES = {
     "jpeg": "image/jpeg",
     "png": "image/png",
@@ -24,12 +26,10 @@ MIME_TYPES = {
     "avif": "image/avif",
     "gif": "image/gif",
 }
-# What ``avow verify`` reads beside them: c2pa-python reads C2PA in each (a DNG sniffs as TIFF).
-VERIFY_ONLY = {"heic": "image/heic", "heif": "image/heif", "svg": "image/svg+xml", "jxl": "image/jxl"}
-# Image formats that cannot carry Content Credentials, named so the user hears what the file is.
-NO_C2PA = {"bmp": "BMP", "psd": "Photoshop PSD", "jp2": "JPEG 2000", "ico": "ICO", "qoi": "QOI"}
 SUFFIXES = {".jpg": "jpeg", ".jpeg": "jpeg", ".png": "png", ".webp": "webp", ".tif": "tiff", ".tiff": "tiff",
             ".avif": "avif", ".gif": "gif"}
+# Image formats that cannot carry Content Credentials, named so the user hears what the file is.
+NO_C2PA = {"bmp": "BMP", "psd": "Photoshop PSD", "jp2": "JPEG 2000", "ico": "ICO", "qoi": "QOI"}
 
 
 def sniff_format(path: Path) -> str:
