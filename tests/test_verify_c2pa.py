@@ -120,9 +120,14 @@ def test_an_ingredients_failure_is_shown_with_its_own_code(made):
     assert report.verdict == AI_IN_HISTORY  # a broken record still discloses: records never remove a disclosure
 
 
-def test_heic_is_read(made):
+def test_heic_is_read_and_walked(made, tmp_path):
     report = check(made["heic"])
     assert report.format == "heic" and report.verdict == AI_SYNTHESIZED and report.validation_state == "Trusted"
+    (tmp_path / "phone").mkdir()
+    (tmp_path / "phone" / "IMG_0001.HEIC").write_bytes(made["heic"].read_bytes())
+    done = subprocess.run([sys.executable, "-m", "avow", "verify", "-r", str(tmp_path / "phone")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "IMG_0001.HEIC: AI-synthesized content declared by ImageGen" in done.stdout
 
 
 def test_signing_time_timestamps_cawg_and_ocsp_are_reported(made):
