@@ -10,11 +10,11 @@ import struct
 import zlib
 from pathlib import Path
 
+import c2pa
 import numpy as np
-from avow_c2pa.keys import signing_identity
 from PIL import Image
 
-import c2pa
+from avow_c2pa.keys import signing_identity
 
 IPTC = "http://cv.iptc.org/newscodes/digitalsourcetype/"
 UNREACHABLE = "http://127.0.0.1:9/credentials.c2pa"  # the discard port: a fetch fails at once, offline

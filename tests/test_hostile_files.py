@@ -9,8 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from avow_c2pa.isolation import VerifierPool
 from avow_c2pa.verify import trust_anchors, verify_file
+
 from hostile import HOSTILE_TITLE, corpus, signed
 
 

@@ -15,10 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
+
 from avow_c2pa.isolation import VerifierPool
 from avow_c2pa.verify import OVER_BUDGET, UNREADABLE, trust_anchors
+
 from conftest import photo
-from PIL import Image
 
 
 def avow_verify(*args: str, **env: str) -> subprocess.CompletedProcess:

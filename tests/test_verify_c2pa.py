@@ -12,19 +12,14 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from avow_c2pa.declarations import source_kind
-from avow_c2pa.verdicts import EXIT_CODES, SEVERITY, batch_exit_code, unverifiable_error
+from avow_c2pa.verdicts import EXIT_CODES, SEVERITY, batch_exit_code, judge, unverifiable_error
 from avow_c2pa.verify import (
-    AI_IN_HISTORY,
-    AI_SYNTHESIZED,
-    REMOTE,
-    SIGNED,
-    TAMPERED,
-    UNVERIFIABLE,
-    reader_settings,
-    trust_anchors,
+    AI_IN_HISTORY, AI_SYNTHESIZED, REMOTE, SIGNED, TAMPERED, UNVERIFIABLE, Report, reader_settings, trust_anchors,
     verify_file,
 )
+
 from c2pa_fixtures import IPTC, UNREACHABLE, build
 
 
@@ -90,6 +85,13 @@ def test_remote_credentials_are_not_called_missing_or_tampered(made):
     assert "stored online" in report.summary and "--allow-remote" in report.summary
     fetched = check(made["remote"], allow_remote=True)  # the discard port refuses: fetched, failed, said so
     assert fetched.verdict == REMOTE and "could not be fetched" in fetched.summary
+
+
+def test_an_inaccessible_manifest_code_is_remote_not_tampered():
+    report = Report("x.jpg", "no-provenance", "", manifest_present=True, validation_state="Invalid",
+                    status_codes=["manifest.inaccessible"])
+    judge(report)
+    assert report.verdict == REMOTE and "could not be read (manifest.inaccessible)" in report.summary
 
 
 def test_an_unsupported_signature_algorithm_is_unverifiable_not_tampered(made):

@@ -153,6 +153,10 @@ def judge(report: Report) -> None:
 
 def _judge_invalid(report: Report) -> None:
     codes = ", ".join(report.status_codes) or "manifest unreadable"
+    if "manifest.inaccessible" in report.status_codes:  # the SDK's code for credentials it could not fetch
+        report.verdict = REMOTE
+        report.summary = f"Content Credentials are stored elsewhere and could not be read ({codes}): cannot tell."
+        return
     if UNVERIFIABLE_CODES & set(report.status_codes):
         report.verdict = UNVERIFIABLE
         report.summary = (

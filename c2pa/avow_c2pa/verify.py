@@ -29,22 +29,8 @@ from .formats import sniff_format
 from .keys import local_identity
 from .metadata import read_metadata
 from .verdicts import (
-    AI_IN_HISTORY,
-    AI_SYNTHESIZED,
-    AI_WATERMARKED,
-    CONTRADICTION,
-    EXIT_CODES,
-    NO_PROVENANCE,
-    OVER_BUDGET,
-    REMOTE,
-    SIGNED,
-    TAMPERED,
-    UNREADABLE,
-    UNVERIFIABLE,
-    explain,
-    judge,
-    signer_phrase,
-    unverifiable_error,
+    AI_IN_HISTORY, AI_SYNTHESIZED, AI_WATERMARKED, CONTRADICTION, EXIT_CODES, NO_PROVENANCE, OVER_BUDGET, REMOTE,
+    SIGNED, TAMPERED, UNREADABLE, UNVERIFIABLE, explain, judge, signer_phrase, unverifiable_error,
 )
 from .watermark import DEFAULT_KEY, DETECT_SIDE, PAYLOAD_BITS, WATERMARK_ALG, detect
 

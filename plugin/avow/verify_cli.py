@@ -25,10 +25,11 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".dng", ".a
 
 
 def run(args) -> int:
+    from tqdm import tqdm
+
     from avow_c2pa.isolation import VerifierPool
     from avow_c2pa.verdicts import batch_exit_code
     from avow_c2pa.verify import trust_anchors
-    from tqdm import tqdm
 
     sys.stdout.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]  # any locale, any name
     entries = list(targets(args.files, args.recursive))
