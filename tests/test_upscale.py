@@ -295,7 +295,8 @@ def test_a_camera_signed_input_shows_as_history_not_as_verdict(tmp_path, model_x
     report = verify_file(out, trust_anchors())
     assert report.verdict == AI_SYNTHESIZED
     assert report.ingredients == [{"title": "camera.jpg", "relationship": "parentOf", "had_manifest": True,
-                                   "signer": report.signer["common_name"], "digital_source_types": [capture]}]
+                                   "signer": report.signer["common_name"], "digital_source_types": [capture],
+                                   "path": ["camera.jpg"], "failures": []}]
     done = run_cli("verify", str(out), cwd=tmp_path)
     assert "made from: camera.jpg (parentOf), its own manifest signed by" in done.stdout and "(digitalCapture)" in done.stdout
 
