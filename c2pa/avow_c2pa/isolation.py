@@ -136,8 +136,8 @@ class _Child:
         status = self._stop()
         if status == -signal.SIGXCPU:
             return Report(str(path), OVER_BUDGET, (
-                f"Not checked: Avow's budget of {cpu_budget} CPU seconds per file ran out while reading it "
-                "(raise it with --cpu-budget). This says nothing about the file."
+                f"Not checked: Avow's CPU budget ({cpu_budget} s per file) ran out while reading it (raise it "
+                "with --cpu-budget). This says nothing about the file."
             ))
         how = f"signal {signal.Signals(-status).name}" if status < 0 else f"exit status {status}"
         return self._failed(path, f"Unreadable: it crashed the parser ({how})")
