@@ -43,14 +43,9 @@ def opened_parent(then: str) -> list[dict]:
 
 def sign(source: Path, dest: Path, definition: dict, mime: str, parent: Path | None = None,
          remote_url: str | None = None) -> Path:
-    identity = signing_identity()
-    info = c2pa.C2paSignerInfo(alg=identity.alg.encode(), sign_cert=identity.chain_pem,
-                               private_key=identity.key_pem, ta_url=None)
-    with (
-        c2pa.Signer.from_info(info) as signer,
-        c2pa.Context.from_dict(SETTINGS) as context,
-        c2pa.Builder(definition, context=context) as builder,
-    ):
+    """Like ``avow_c2pa.manifest.sign_file``, plus what Avow itself never writes: remote-only
+    credentials, HEIC, no thumbnails (small fixtures)."""
+    with c2pa.Context.from_dict(SETTINGS) as context, c2pa.Builder(definition, context=context) as builder:
         if parent is not None:
             with open(parent, "rb") as stream:
                 builder.add_ingredient({"title": parent.name, "relationship": "parentOf", "label": "parent"},
@@ -58,9 +53,15 @@ def sign(source: Path, dest: Path, definition: dict, mime: str, parent: Path | N
         if remote_url is not None:
             builder.set_remote_url(remote_url)
             builder.set_no_embed()
-        with open(source, "rb") as src, open(dest, "w+b") as dst:
+        with _signer() as signer, open(source, "rb") as src, open(dest, "w+b") as dst:
             builder.sign(signer, mime, src, dst)
     return dest
+
+
+def _signer() -> c2pa.Signer:
+    identity = signing_identity()
+    return c2pa.Signer.from_info(c2pa.C2paSignerInfo(
+        alg=identity.alg.encode(), sign_cert=identity.chain_pem, private_key=identity.key_pem, ta_url=None))
 
 
 def patch_png_manifest(source: Path, dest: Path, edit) -> Path:
