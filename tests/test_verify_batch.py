@@ -48,7 +48,7 @@ def test_a_spent_cpu_budget_blames_avow_not_the_file_and_the_run_goes_on(heavy, 
     reports = list(VerifierPool(trust_anchors(), processes=1, cpu_budget=1).verify([heavy, plain, heavy]))
     assert [r.verdict for r in reports] == [OVER_BUDGET, "no-provenance", OVER_BUDGET]
     assert reports[0].summary.startswith("Not checked: Avow's CPU budget (1 s per file) ran out while reading it")
-    assert "says nothing about the file" in reports[0].summary and reports[0].exit_code == 7
+    assert "says nothing about the file" in reports[0].summary and reports[0].exit_code == 10
 
 
 def test_a_crashed_parser_keeps_its_stderr_and_is_replaced(heavy, plain):

@@ -81,7 +81,7 @@ def test_untrained_algorithmic_media_is_synthetic_not_ai(made):
 
 def test_remote_credentials_are_not_called_missing_or_tampered(made):
     report = check(made["remote"])
-    assert report.verdict == REMOTE and report.exit_code == 5 and report.remote_url == UNREACHABLE
+    assert report.verdict == REMOTE and report.exit_code == 8 and report.remote_url == UNREACHABLE
     assert "stored online" in report.summary and "--allow-remote" in report.summary
     fetched = check(made["remote"], allow_remote=True)  # the discard port refuses: fetched, failed, said so
     assert fetched.verdict == REMOTE and "could not be fetched" in fetched.summary
@@ -97,13 +97,13 @@ def test_an_inaccessible_manifest_code_is_remote_not_tampered():
 def test_an_unsupported_signature_algorithm_is_unverifiable_not_tampered(made):
     report = check(made["unsupported-algorithm"])
     assert "algorithm.unsupported" in report.status_codes and report.validation_state == "Invalid"
-    assert report.verdict == UNVERIFIABLE and report.exit_code == 6
+    assert report.verdict == UNVERIFIABLE and report.exit_code == 9
     assert "not verifiable by this version of Avow" in report.summary and "not evidence of tampering" in report.summary
 
 
 def test_a_claim_version_the_sdk_does_not_know_is_unverifiable_not_tampered(made):
     report = check(made["claim-version-9"])  # c2pa-python refuses it: "claim version is too new, not supported"
-    assert report.manifest_present and report.verdict == UNVERIFIABLE and report.exit_code == 6
+    assert report.manifest_present and report.verdict == UNVERIFIABLE and report.exit_code == 9
     assert "claim version is too new" in report.summary and "not evidence of tampering" in report.summary
     assert unverifiable_error("prerelease content detected")  # the SDK's words for a pre-1.0 store
 
@@ -164,11 +164,11 @@ def test_other_formats_get_explicit_words(tmp_path):
 def test_the_most_severe_finding_sets_a_batchs_exit_code(made, tmp_path):
     assert batch_exit_code(["no-provenance", "tampered"]) == 1
     assert batch_exit_code(["unreadable", "contradiction", "no-provenance"]) == 1
-    assert batch_exit_code(["no-provenance", "remote"]) == 5 and batch_exit_code(["signed"]) == 0
+    assert batch_exit_code(["no-provenance", "remote"]) == 8 and batch_exit_code(["signed"]) == 0
     assert set(SEVERITY) == set(EXIT_CODES)
     plain = tmp_path / "plain.png"
     plain.write_bytes(made["camera"].with_name("base.png").read_bytes())
     done = subprocess.run([sys.executable, "-m", "avow", "verify", str(plain), str(made["bad-signature"]),
                            str(made["remote"])], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 1, done.stdout + done.stderr  # tampered (1) outranks remote (5) and no-provenance (2)
+    assert done.returncode == 1, done.stdout + done.stderr  # tampered (1) outranks remote (8) and no-provenance (2)
     assert done.stdout.strip().splitlines()[-1] == "tampered: 1  no-provenance: 1  remote: 1"

@@ -3,7 +3,8 @@
 C2PA separates "invalid" from "tampered": a manifest made with a signature algorithm or a claim
 version this SDK does not know is not evidence of tampering, and credentials kept on a server are
 not missing. Each of those gets its own verdict, so a script can tell "someone changed this file"
-(exit 1) from "Avow could not check it" (3, 5, 6, 7) and from "nothing to check" (2).
+(exit 1) from "Avow could not check it" (3, 8, 9, 10) and from "nothing to check" (2). Codes 4-7
+are the other outcomes every command shares (see ``avow_c2pa.errors``), so verify's own start at 8.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ OVER_BUDGET = "over-budget"  # Avow's CPU budget ran out: says nothing about the
 EXIT_CODES = {
     AI_SYNTHESIZED: 0, AI_IN_HISTORY: 0, AI_WATERMARKED: 0, SIGNED: 0,
     CONTRADICTION: 1, TAMPERED: 1, NO_PROVENANCE: 2, UNREADABLE: 3,
-    REMOTE: 5, UNVERIFIABLE: 6, OVER_BUDGET: 7,
+    REMOTE: 8, UNVERIFIABLE: 9, OVER_BUDGET: 10,
 }
 
 # A batch exits with the code of its most severe finding, in this order: signs of deception,

@@ -2,8 +2,8 @@
 
 Every failure a user can cause ends in one line on stderr and a documented exit code, never a
 traceback. Exit codes: verify uses its verdict codes (0 verified, 1 tampered or contradiction,
-2 no provenance, 3 unreadable, 5 remote, 6 unverifiable, 7 over budget; see avow_c2pa.verdicts); other commands use 0 success, 3 usage or unreadable input, 4 failure while
-working, 130 cancelled.
+2 no provenance, 3 unreadable, 8 remote, 9 unverifiable, 10 over budget; see avow_c2pa.verdicts);
+other commands use 0 success, 3 usage or unreadable input, 4 failure while working, 130 cancelled.
 """
 
 from __future__ import annotations
