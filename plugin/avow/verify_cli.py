@@ -8,6 +8,7 @@ and may be any bytes: they are printed escaped, never allowed to stop the batch.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import sys
@@ -31,7 +32,8 @@ def run(args) -> int:
     from avow_c2pa.verdicts import batch_exit_code
     from avow_c2pa.verify import trust_anchors
 
-    sys.stdout.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]  # any locale, any name
+    if isinstance(sys.stdout, io.TextIOWrapper):  # any locale, any file name (a test's capture may be another type)
+        sys.stdout.reconfigure(errors="backslashreplace")
     entries = list(targets(args.files, args.recursive))
     paths = [entry for entry in entries if isinstance(entry, Path)]
     pool = VerifierPool(trust_anchors(args.trust), args.allow_remote, args.jobs, args.cpu_budget, ocsp=args.ocsp)
