@@ -114,7 +114,7 @@ class _Child:
                 resource.prlimit(self.process.pid, resource.RLIMIT_CPU, (startup, hard))
             except OSError:
                 pass  # it already died: the handshake below says so
-        self.started = self._send(json.dumps(settings)) and self._read_line(None) == '{"ready": true}\n'
+        self.started = self._send(json.dumps(settings)) and self._read_line(STALL) == '{"ready": true}\n'
 
     def alive(self) -> bool:
         return self.started and self.process.poll() is None
@@ -154,7 +154,7 @@ class _Child:
         except (BrokenPipeError, OSError):
             return False
 
-    def _read_line(self, stall: float | None) -> str | None:
+    def _read_line(self, stall: float) -> str | None:
         """The child's next line ("" once it died); None if it sat idle, using no CPU, for ``stall`` seconds.
         Only an idle child is stopped this way: a busy one is the kernel's CPU limit's to stop."""
         while True:
