@@ -15,18 +15,16 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
 import c2pa
 
-from .config import load_settings, user_watermark_keys
+from .config import load_settings
 from .disclosure import AI_SOURCE_TYPES
 from .errors import DisclosureError, ProvenanceError, UnreadableFileError
 from .formats import sniff_format
 from .keys import local_identity
 from .metadata import read_metadata
-from .watermark import DEFAULT_KEY, DETECT_SIDE, PAYLOAD_BITS, WATERMARK_ALG, detect
+from .pixels import find_mark, search_file, unchecked
+from .watermark import PAYLOAD_BITS, WATERMARK_ALG
 
 SCHEMA_VERSION = 1
 
@@ -42,9 +40,6 @@ EXIT_CODES = {
     AI_SYNTHESIZED: 0, AI_WATERMARKED: 0, SIGNED: 0, CONTRADICTION: 1, TAMPERED: 1, NO_PROVENANCE: 2, UNREADABLE: 3,
 }
 
-# Watermark detection decodes the pixels: bounded, so a huge PNG cannot exhaust the verifier
-# (JPEG is decoded at a reduced DCT scale, so any JPEG qualifies).
-WATERMARK_MAX_PIXELS = 64_000_000
 XCF_WATERMARK_PIXELS = 24_000_000  # layers decoded per XCF (pure Python, ~0.5 s per MP)
 
 # Plain words for the codes people meet most; any other code is shown as c2pa reports it.
@@ -99,7 +94,9 @@ class Report:
     exif: dict = field(default_factory=dict)
     metadata_agrees: bool | None = None  # XMP disclosure matches the manifest; None if nothing to compare
     soft_bindings: list[str] = field(default_factory=list)  # Avow watermark identifiers the manifest declares
-    watermark: dict | None = None  # found, score, false_positive_probability, identifier, key, matches_manifest, layer
+    # checked (False: with reason, the pixels were not searched), found, score, false_positive_probability,
+    # identifier, key, matches_manifest, layer, lenient_decode
+    watermark: dict | None = None
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -296,10 +293,13 @@ def _read_metadata(path: Path, report: Report) -> None:
 def _read_watermark(path: Path, report: Report) -> None:
     """Look for Avow's mark: on every image, since a stripped copy has nothing else left to say what it is."""
     try:
-        pixels, full_size = _pixels(path)
-        report.watermark = _find_mark(pixels, full_size)
-    except Exception as exc:  # Pillow's decoders raise a zoo on damaged data; the verdict must not depend on it
-        report.notes.append(f"watermark not checked: {type(exc).__name__}: {exc}")
+        report.watermark = search_file(path)
+    except ProvenanceError as exc:  # a malformed [watermark] setting: say so, the verdict stands
+        report.watermark = unchecked(str(exc))
+    if not report.watermark["checked"]:
+        report.notes.append(f"watermark not checked: {report.watermark['reason']}")
+    elif report.watermark["lenient_decode"]:
+        report.notes.append("the file is damaged or non-standard: its pixels were searched as a lenient viewer decodes them")
 
 
 def _read_xcf_watermark(path: Path, report: Report) -> None:
@@ -309,52 +309,22 @@ def _read_xcf_watermark(path: Path, report: Report) -> None:
 
     try:
         for name, pixels in layer_pixels(path, report.xcf["synthesized_layers"], XCF_WATERMARK_PIXELS):
-            mark = {**_find_mark(pixels, None), "layer": name}
+            mark = {**find_mark(pixels, None), "layer": name}
             if report.watermark is None or mark["score"] > report.watermark["score"] or mark["found"]:
                 report.watermark = mark
             if mark["found"]:
                 return
     except Exception as exc:  # gimpformats raises anything on a damaged or unusual layer
         report.notes.append(f"watermark not checked in every layer: {type(exc).__name__}: {exc}")
-
-
-def _find_mark(pixels: np.ndarray, full_size: tuple[int, int] | None) -> dict:
-    """The public key first, then the user's own: the first that finds its mark, else the public one's result."""
-    public = None
-    for name, key in (("public", DEFAULT_KEY), *(("user", key) for key in user_watermark_keys())):
-        found = detect(pixels, key, full_size=full_size)
-        mark = {
-            "found": found.found,
-            "score": round(found.score, 2),
-            "false_positive_probability": found.false_positive_probability,
-            "identifier": None if found.payload is None else f"{found.payload:08x}",
-            "key": name,
-            "matches_manifest": None,
-            "layer": None,
-        }
-        if found.found:
-            return mark
-        public = public or mark
-    return public
-
-
-def _pixels(path: Path) -> tuple[np.ndarray, tuple[int, int]]:
-    """The pixels to search, and the picture's full size (a JPEG is decoded at reduced scale)."""
-    with Image.open(path) as image:
-        full_size = image.size
-        if image.format == "JPEG":
-            image.draft("RGB", (DETECT_SIDE, DETECT_SIDE))  # decode at 1/2..1/8 scale: the mark lives well below
-        width, height = image.size
-        if width * height > WATERMARK_MAX_PIXELS and image.format != "JPEG":
-            raise ValueError(f"{width}x{height} is above the {WATERMARK_MAX_PIXELS // 1_000_000} MP checked")
-        if image.mode.startswith(("I", "F")):  # 16-bit or float grey
-            pixels = np.asarray(image, dtype=np.float32)
-            return pixels / (65535.0 if pixels.max(initial=0) > 255 or image.mode.startswith("I;16") else 255.0), full_size
-        return np.asarray(image.convert("RGB")), full_size
+        if report.watermark is None:
+            report.watermark = unchecked(f"{type(exc).__name__}: {exc}")
 
 
 def _weigh_watermark(report: Report) -> None:
     mark = report.watermark
+    if mark and not mark["checked"]:
+        report.summary += f" Avow's pixel mark was not looked for: {mark['reason']}."
+        return
     if not mark or not mark["found"]:
         if report.soft_bindings and report.verdict == AI_SYNTHESIZED:
             report.notes.append("the manifest declares Avow's pixel watermark, but it was not found in these pixels")

@@ -1,0 +1,111 @@
+"""``avow verify`` looks at the pixels of every file a viewer can show: a 2-byte edit or one odd
+chunk that makes Pillow's strict decode fail must not hide an upscale. Real model, real
+c2pa-python and pyexiv2; the damage is done to the bytes of real outputs."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+
+import pytest
+from avow.engine import UpscaleOptions, upscale_file
+from avow_c2pa import pixels
+from avow_c2pa.keys import signing_identity
+from avow_c2pa.manifest import sign_file
+from avow_c2pa.verify import AI_WATERMARKED, CONTRADICTION, NO_PROVENANCE, trust_anchors, verify_file
+from PIL import Image, ImageFile
+
+from damage import jpeg_stripped_without_eoi, png_stripped_with_ztxt
+from test_watermark_binding import CAPTURE, cat
+
+
+@pytest.fixture(scope="module")
+def outputs(tmp_path_factory, shared_home):
+    """Real x2 upscales of ``cat()`` as JPEG and PNG, as ``avow upscale`` writes them."""
+    folder = tmp_path_factory.mktemp("outputs")
+    source = folder / "cat.png"
+    cat().save(source)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AVOW_CONFIG_DIR", str(shared_home))
+        jpeg = upscale_file(source, folder / "cat-x2.jpg", UpscaleOptions(scale=2, device="cpu"))
+        png = upscale_file(source, folder / "cat-x2.png", UpscaleOptions(scale=2, device="cpu"))
+    return jpeg, png
+
+
+def strict_decode_fails(path: Path) -> bool:
+    try:
+        with Image.open(path) as image:
+            image.load()
+    except (OSError, ValueError):
+        return True
+    return False
+
+
+def test_a_stripped_jpeg_without_its_eoi_is_still_ai_watermarked(outputs, tmp_path):
+    jpeg, _ = outputs
+    damaged = jpeg_stripped_without_eoi(jpeg.output, tmp_path / "stripped.jpg")
+    assert strict_decode_fails(damaged)
+    report = verify_file(damaged, trust_anchors())
+    assert report.verdict == AI_WATERMARKED and not report.manifest_present, report.summary
+    assert report.watermark["checked"] and report.watermark["lenient_decode"]
+    assert report.watermark["identifier"] == jpeg.disclosure.watermark_id
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is False  # the lenient decode leaves Pillow as it found it
+
+
+def test_a_stripped_png_with_a_2mb_ztxt_chunk_is_still_ai_watermarked(outputs, tmp_path):
+    _, png = outputs
+    damaged = png_stripped_with_ztxt(png.output, tmp_path / "ztxt.png")
+    assert damaged.stat().st_size > 2 << 20 and strict_decode_fails(damaged)
+    report = verify_file(damaged, trust_anchors())
+    assert report.verdict == AI_WATERMARKED, report.summary
+    assert report.watermark["lenient_decode"] and report.watermark["identifier"] == png.disclosure.watermark_id
+
+
+def test_that_jpeg_resigned_as_a_camera_original_is_a_contradiction(outputs, tmp_path, monkeypatch):
+    jpeg, _ = outputs
+    damaged = jpeg_stripped_without_eoi(jpeg.output, tmp_path / "stripped.jpg")
+    monkeypatch.setenv("AVOW_CONFIG_DIR", str(tmp_path / "forger"))  # someone else's valid credentials
+    forged = tmp_path / "camera-original.jpg"
+    manifest = {
+        "claim_generator_info": [{"name": "Camera", "version": "1"}],
+        "title": forged.name,
+        "assertions": [
+            {"label": "c2pa.actions.v2", "created": True,
+             "data": {"actions": [{"action": "c2pa.created", "digitalSourceType": CAPTURE}]}}
+        ],
+    }
+    sign_file(damaged, forged, manifest, signing_identity(), parent=None)
+    report = verify_file(forged, trust_anchors())
+    assert report.validation_state == "Trusted" and not report.ai_declared  # the signature itself is fine
+    assert report.verdict == CONTRADICTION and report.exit_code == 1, report.summary
+    assert report.watermark["lenient_decode"]
+
+
+@pytest.mark.parametrize("cut", ["idat", "header"])
+def test_when_the_pixels_cannot_be_searched_the_report_says_so(tmp_path, cut):
+    """A PNG whose pixel data is garbage, or cut after its signature: no decode gives pixels, and
+    nothing may read as searched."""
+    good = tmp_path / "good.png"
+    Image.new("RGB", (64, 64), (90, 120, 30)).save(good)
+    data = bytearray(good.read_bytes())
+    start = data.index(b"IDAT") + 4
+    length = struct.unpack(">I", data[start - 8 : start - 4])[0]
+    data[start : start + length] = b"\x00" * length  # not a zlib stream
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(bytes(data) if cut == "idat" else bytes(data[:20]))
+    report = verify_file(broken, trust_anchors())
+    assert report.verdict == NO_PROVENANCE
+    assert report.watermark["checked"] is False and report.watermark["found"] is None and report.watermark["reason"]
+    assert "Avow's pixel mark was not looked for" in report.summary
+    assert report.to_dict()["watermark"]["checked"] is False
+
+
+def test_an_oversized_picture_is_not_decoded(tmp_path):
+    """The pixel budget holds for the lenient decode too: the IHDR is read, the IDAT never."""
+    huge = tmp_path / "huge.png"
+    header = struct.pack(">IIBBBBB", 9_000, 9_000, 8, 2, 0, 0, 0)
+    ihdr = struct.pack(">I", 13) + b"IHDR" + header + struct.pack(">I", zlib.crc32(b"IHDR" + header))
+    huge.write_bytes(b"\x89PNG\r\n\x1a\n" + ihdr + b"\x00\x00\x00\x00IEND\xaeB`\x82")
+    result = pixels.search_file(huge)
+    assert result["checked"] is False and "above the 64 MP" in result["reason"]
