@@ -1,5 +1,5 @@
 """The pixel watermark as part of Avow's provenance: embedded by every upscale, declared in the
-signed manifest as a soft binding, and read by ``avow verify`` when the metadata is gone or lies.
+signed manifest (Avow's ``dev.avow.watermark`` assertion), and read by ``avow verify`` when the metadata is gone or lies.
 
 Real model, real c2pa-python and pyexiv2 throughout; the attacks are real re-encodes with Pillow.
 """
@@ -71,10 +71,11 @@ def test_the_manifest_declares_the_mark_and_xmp_repeats_it(upscaled):
         store = json.loads(reader.json())
     assertions = store["manifests"][store["active_manifest"]]["assertions"]
     actions = next(a for a in assertions if a["label"].startswith("c2pa.actions"))["data"]["actions"]
-    watermarked = next(a for a in actions if a["action"] == "c2pa.watermarked")
-    assert watermarked["parameters"] == {"alg": watermark.WATERMARK_ALG, "identifier": identifier}
-    binding = next(a for a in assertions if a["label"].startswith("c2pa.soft-binding"))["data"]
-    assert binding["alg"] == "dev.avow.watermark.1" and "not a registered" in binding["name"]
+    watermarked = next(a for a in actions if a["action"] == "c2pa.watermarked.unbound")
+    assert watermarked["parameters"] == {"dev.avow.alg": watermark.WATERMARK_ALG, "dev.avow.identifier": identifier}
+    assert not [a for a in assertions if a["label"].startswith("c2pa.soft-binding")]  # not a registered algorithm
+    carried = next(a for a in assertions if a["label"] == "dev.avow.watermark")["data"]
+    assert carried["identifiers"] == [identifier] and carried["alg"] == "dev.avow.watermark.1"
     assert read_metadata(result.output)[1]["Xmp.avow.watermark"] == identifier
 
     report = verify_file(result.output, trust_anchors())
@@ -131,7 +132,7 @@ def test_a_manifest_naming_another_identifier_is_called_out(upscaled, tmp_path):
     report = verify_file(out, trust_anchors())
     assert report.verdict == AI_SYNTHESIZED and report.soft_bindings == ["0badf00d"]
     assert report.watermark["matches_manifest"] is False
-    assert f"identifier {result.disclosure.watermark_id} does not match the manifest's soft binding" in report.summary
+    assert f"identifier {result.disclosure.watermark_id} does not match the one the manifest declares" in report.summary
 
 
 def test_a_users_own_key_marks_too_and_the_public_mark_stays(tmp_path, monkeypatch, shared_home):

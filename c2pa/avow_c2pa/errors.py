@@ -20,3 +20,8 @@ class SigningError(ProvenanceError):
 
 class UnreadableFileError(ProvenanceError):
     """A file to verify cannot be read at all (missing, empty, not an image)."""
+
+
+class RecordError(ProvenanceError):
+    """An editor's Avow records cannot be read or are not Avow's: an export is then not signed,
+    since signing it without them could take a disclosure away."""

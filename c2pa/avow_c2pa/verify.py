@@ -22,6 +22,7 @@ from .disclosure import AI_SOURCE_TYPES
 from .errors import DisclosureError, ProvenanceError, UnreadableFileError
 from .formats import sniff_format
 from .keys import local_identity
+from .manifest import PARAMETER_PREFIX, WATERMARK_LABEL
 from .metadata import read_metadata
 from .pixels import find_mark, search_file, unchecked
 from .watermark import PAYLOAD_BITS, WATERMARK_ALG
@@ -210,11 +211,16 @@ def _read_manifest(path: Path, anchors: str, allow_remote: bool, report: Report)
 
 
 def _soft_bindings(manifest: dict) -> list[str]:
-    """Identifiers of Avow's mark declared by ``c2pa.soft-binding`` assertions, as 8 hex digits."""
+    """Identifiers of Avow's mark the manifest declares, as 8 hex digits: in Avow's
+    ``dev.avow.watermark`` assertion, or in the ``c2pa.soft-binding`` of outputs made before it."""
     found = []
     for assertion in map(_dict, _list(manifest.get("assertions"))):
         data = _dict(assertion.get("data"))
-        if not str(assertion.get("label", "")).startswith("c2pa.soft-binding") or data.get("alg") != WATERMARK_ALG:
+        label = str(assertion.get("label", ""))
+        if label == WATERMARK_LABEL or label.startswith(WATERMARK_LABEL + "__"):
+            found.extend(i for i in map(str, _list(data.get("identifiers"))) if re.fullmatch(r"[0-9a-f]{8}", i))
+            continue
+        if not label.startswith("c2pa.soft-binding") or data.get("alg") != WATERMARK_ALG:
             continue
         for block in map(_dict, _list(data.get("blocks"))):
             try:
@@ -271,8 +277,14 @@ def _note_action(action: dict, report: Report) -> None:
     report.ai_actions.append(
         {"action": str(action.get("action")), "digital_source_type": source_type, "software_agent": agent_name}
     )
-    if agent_name == "Avow" and report.model is None:
-        report.model = {k: params.get(k) for k in ("model", "sha256", "scale")}
+    if agent_name == "Avow" and report.model is None and _parameter(params, "model") is not None:
+        report.model = {k: _parameter(params, name) for k, name in (("model", "model"), ("sha256", "modelSha256"), ("scale", "scale"))}
+
+
+def _parameter(params: dict, name: str) -> object:
+    """Avow's namespaced action parameter, or its bare name in outputs made before namespacing."""
+    old = {"modelSha256": "sha256"}.get(name, name)
+    return params.get(PARAMETER_PREFIX + name, params.get(old))
 
 
 def _has_c2pa_marker(path: Path) -> bool:
@@ -345,7 +357,7 @@ def _weigh_watermark(report: Report) -> None:
         mark["matches_manifest"] = mark["identifier"] in report.soft_bindings
         if not mark["matches_manifest"]:
             report.summary += (
-                f" The watermark's identifier {mark['identifier']} does not match the manifest's soft binding "
+                f" The watermark's identifier {mark['identifier']} does not match the one the manifest declares "
                 f"({', '.join(report.soft_bindings)}): the pixels come from another Avow output than the one "
                 "this manifest describes."
             )

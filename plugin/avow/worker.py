@@ -10,7 +10,8 @@ cancels what runs and exits. Pixels travel as .npy files in the editor's private
 through JSON.
 
 Ops: ``describe``; ``upscale`` (input, output .npy; model, scale, tile, device); ``sign`` (file,
-provenance records, editor); ``verify`` (file).
+provenance records, editor; the result says whether AI was declared and what the pixel search
+found); ``verify`` (file).
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ from pathlib import Path
 
 import numpy as np
 from avow_c2pa.config import user_models_dir
-from avow_c2pa.disclosure import Disclosure, sha256_file
-from avow_c2pa.errors import ProvenanceError
+from avow_c2pa.disclosure import Disclosure, FoundMark, sha256_file
+from avow_c2pa.errors import ProvenanceError, RecordError, SigningError
 from avow_c2pa.keys import signing_identity
 from avow_c2pa.manifest import editor_export_manifest, seal
+from avow_c2pa.pixels import search_file
 from avow_c2pa.verify import trust_anchors, verify_file
 
 from . import __version__
@@ -163,20 +165,45 @@ def op_upscale(
 
 
 def op_sign(worker: Worker, job_id, file: str, provenance: list | None = None, editor: str = "editor") -> dict:
-    """Disclose and sign a file an editor exported, in place and atomically."""
+    """Disclose and sign a file an editor exported, in place and atomically.
+
+    The pixels decide: the export is searched for Avow's mark (every key the user has) before
+    anything is signed, and a mark found makes the manifest declare AI synthesis whatever the
+    records say; records only add which model and scale. Records that cannot be read refuse the
+    export: signing without them could take a disclosure away.
+    """
     target = Path(file)
     if not target.is_file():
         raise UsageError(f"{target}: no such file")
-    try:
-        records = [Disclosure(**record) for record in provenance or []]
-    except TypeError as exc:
-        raise UsageError(f"provenance records do not match Avow's: {exc}") from exc
+    records = editor_records(provenance)
     identity = signing_identity()
+    mark = search_file(target)
+    if not mark["checked"] and not records:
+        raise SigningError(
+            f"{target.name}: cannot look for Avow's mark in the exported pixels ({mark['reason']}); "
+            "not signing it as free of AI synthesis"
+        )
+    found = FoundMark(mark["identifier"]) if mark["found"] else None
     staged = target.with_name(f".{target.stem}.{secrets.token_hex(4)}{target.suffix}")
     staged.write_bytes(target.read_bytes())
-    manifest = editor_export_manifest(records, target.name, editor)
-    seal(staged, target, manifest, identity, None, records[-1] if records else None)
-    return {"file": str(target), "ai_declared": bool(records)}
+    manifest = editor_export_manifest(records, target.name, editor, found)
+    seal(staged, target, manifest, identity, None, records[-1] if records else found)
+    return {"file": str(target), "ai_declared": bool(records) or found is not None, "watermark": mark}
+
+
+def editor_records(provenance: object) -> list[Disclosure]:
+    """The editor's Avow records, each checked; ``None`` or [] means the document holds none."""
+    if provenance is None:
+        return []
+    if not isinstance(provenance, list):
+        raise RecordError(f"the document's Avow records cannot be read (a list expected, not {type(provenance).__name__}); not signing")
+    records = []
+    for number, record in enumerate(provenance, 1):
+        try:
+            records.append(Disclosure.from_record(record))
+        except RecordError as exc:
+            raise RecordError(f"the document's Avow record {number} cannot be read ({exc}); not signing") from None
+    return records
 
 
 def op_verify(worker: Worker, job_id, file: str) -> dict:
