@@ -103,6 +103,8 @@ def decode(path: Path) -> tuple[np.ndarray, tuple[int, int], bool]:
     except Exception as strict:  # Pillow's decoders raise a zoo on damaged data
         try:
             pixels, full_size = _decode(path, lenient=True)
+        except _TooLarge as exc:
+            raise PixelsUnreadableError(str(exc)) from None
         except Exception as exc:
             raise PixelsUnreadableError(f"cannot decode the pixels: {_why(exc)} (strict decode: {_why(strict)})") from exc
         if pixels.size == 0 or pixels.min() == pixels.max():
@@ -158,14 +160,19 @@ def _png_pixel_chunks(handle) -> io.BytesIO:
     out = io.BytesIO()
     out.write(_PNG_SIGNATURE)
     budget = None
-    while header := handle.read(8):
+    size = handle.seek(0, io.SEEK_END)
+    handle.seek(len(_PNG_SIGNATURE))
+    while True:
+        start = handle.tell()
+        header = handle.read(8)
         if len(header) < 8:
             break
         length, kind = struct.unpack(">I4s", header)
         if kind == b"IEND":
             break
         if kind not in _PNG_PIXEL_CHUNKS:
-            handle.seek(length + 4, io.SEEK_CUR)
+            if handle.seek(length + 4, io.SEEK_CUR) > size:
+                _resync(handle, start + 8, size)  # a length past the end: the next pixel chunk is the truth
             continue
         if kind == b"IHDR" and length >= 8:
             width, height = struct.unpack(">II", handle.read(8))
@@ -183,6 +190,14 @@ def _png_pixel_chunks(handle) -> io.BytesIO:
     _chunk(out, b"IEND", b"")
     out.seek(0)
     return out
+
+
+def _resync(handle, offset: int, size: int) -> None:
+    """Move to the next IDAT or IEND chunk header after ``offset`` (or to the end)."""
+    handle.seek(offset)
+    rest = handle.read(size - offset)
+    found = [i for i in (rest.find(b"IDAT"), rest.find(b"IEND")) if i >= 4]
+    handle.seek(offset + min(found) - 4 if found else size)
 
 
 def _chunk(out: io.BytesIO, kind: bytes, data: bytes) -> None:
