@@ -1,5 +1,6 @@
 """Byte-level edits of real outputs, as an attacker or a sloppy tool makes them: metadata stripped
-without re-encoding, a JPEG's final EOI dropped, an oversized ancillary PNG chunk added."""
+without re-encoding, a JPEG's final EOI dropped, an oversized ancillary PNG chunk added; and a
+stripped copy re-signed as a camera original."""
 
 from __future__ import annotations
 
@@ -8,7 +9,11 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import pytest
+from avow_c2pa.keys import signing_identity
+from avow_c2pa.manifest import sign_file
 
+CAPTURE = "http://cv.iptc.org/newscodes/digitalsourcetype/digitalCapture"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_PIXEL_CHUNKS = (b"IHDR", b"PLTE", b"tRNS", b"IDAT", b"IEND")
 
@@ -47,3 +52,21 @@ def png_stripped_with_ztxt(path: Path, out: Path, size: int = 5 << 19) -> Path:
     ztxt = struct.pack(">I", len(body)) + b"zTXt" + body + struct.pack(">I", zlib.crc32(b"zTXt" + body))
     out.write_bytes(PNG_SIGNATURE + chunks[0] + ztxt + b"".join(chunks[1:]))
     return out
+
+
+def resigned_as_camera_original(stripped: Path, out: Path, forger_home: Path) -> tuple[Path, Path]:
+    """``stripped`` signed as a camera capture (``c2pa.created``, digitalCapture) by someone else's
+    identity (created in ``forger_home``), and that identity's root to trust: valid, even trusted,
+    credentials telling a lie the pixels contradict."""
+    manifest = {
+        "claim_generator_info": [{"name": "Camera", "version": "1"}],
+        "title": out.name,
+        "assertions": [
+            {"label": "c2pa.actions.v2", "created": True,
+             "data": {"actions": [{"action": "c2pa.created", "digitalSourceType": CAPTURE}]}}
+        ],
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AVOW_CONFIG_DIR", str(forger_home))
+        sign_file(stripped, out, manifest, signing_identity(), parent=None)
+    return out, forger_home / "identity" / "root.pem"

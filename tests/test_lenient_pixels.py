@@ -9,27 +9,18 @@ import zlib
 from pathlib import Path
 
 import pytest
-from avow.engine import UpscaleOptions, upscale_file
 from avow_c2pa import pixels
-from avow_c2pa.keys import signing_identity
-from avow_c2pa.manifest import sign_file
 from avow_c2pa.verify import AI_WATERMARKED, CONTRADICTION, NO_PROVENANCE, trust_anchors, verify_file
 from PIL import Image, ImageFile
 
-from damage import jpeg_stripped_without_eoi, png_stripped_with_ztxt
-from test_watermark_binding import CAPTURE, cat
+from damage import jpeg_stripped_without_eoi, png_stripped_with_ztxt, resigned_as_camera_original
+from test_watermark_binding import upscale_cat
 
 
 @pytest.fixture(scope="module")
 def outputs(tmp_path_factory, shared_home):
     """Real x2 upscales of ``cat()`` as JPEG and PNG, as ``avow upscale`` writes them."""
-    folder = tmp_path_factory.mktemp("outputs")
-    source = folder / "cat.png"
-    cat().save(source)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("AVOW_CONFIG_DIR", str(shared_home))
-        jpeg = upscale_file(source, folder / "cat-x2.jpg", UpscaleOptions(scale=2, device="cpu"))
-        png = upscale_file(source, folder / "cat-x2.png", UpscaleOptions(scale=2, device="cpu"))
+    _, (jpeg, png) = upscale_cat(tmp_path_factory.mktemp("outputs"), shared_home, "cat-x2.jpg", "cat-x2.png")
     return jpeg, png
 
 
@@ -62,21 +53,11 @@ def test_a_stripped_png_with_a_2mb_ztxt_chunk_is_still_ai_watermarked(outputs, t
     assert report.watermark["lenient_decode"] and report.watermark["identifier"] == png.disclosure.watermark_id
 
 
-def test_that_jpeg_resigned_as_a_camera_original_is_a_contradiction(outputs, tmp_path, monkeypatch):
+def test_that_jpeg_resigned_as_a_camera_original_is_a_contradiction(outputs, tmp_path):
     jpeg, _ = outputs
     damaged = jpeg_stripped_without_eoi(jpeg.output, tmp_path / "stripped.jpg")
-    monkeypatch.setenv("AVOW_CONFIG_DIR", str(tmp_path / "forger"))  # someone else's valid credentials
-    forged = tmp_path / "camera-original.jpg"
-    manifest = {
-        "claim_generator_info": [{"name": "Camera", "version": "1"}],
-        "title": forged.name,
-        "assertions": [
-            {"label": "c2pa.actions.v2", "created": True,
-             "data": {"actions": [{"action": "c2pa.created", "digitalSourceType": CAPTURE}]}}
-        ],
-    }
-    sign_file(damaged, forged, manifest, signing_identity(), parent=None)
-    report = verify_file(forged, trust_anchors())
+    forged, forger_root = resigned_as_camera_original(damaged, tmp_path / "camera.jpg", tmp_path / "forger")
+    report = verify_file(forged, trust_anchors([forger_root]))
     assert report.validation_state == "Trusted" and not report.ai_declared  # the signature itself is fine
     assert report.verdict == CONTRADICTION and report.exit_code == 1, report.summary
     assert report.watermark["lenient_decode"]

@@ -30,9 +30,9 @@ from avow_c2pa.verify import (
 from PIL import Image
 
 import c2pa
+from damage import resigned_as_camera_original
 
 SAMPLE = Path(__file__).resolve().parents[1] / "models" / "samples" / "chelsea.jpg"
-CAPTURE = "http://cv.iptc.org/newscodes/digitalsourcetype/digitalCapture"
 
 
 def cat(mode: str = "RGB") -> Image.Image:
@@ -40,15 +40,19 @@ def cat(mode: str = "RGB") -> Image.Image:
     return Image.open(SAMPLE).convert(mode).crop((100, 40, 340, 220))
 
 
-@pytest.fixture(scope="module")
-def upscaled(tmp_path_factory, shared_home):
-    """A real x2 upscale of ``cat()``, as ``avow upscale`` writes it."""
-    folder = tmp_path_factory.mktemp("marked")
+def upscale_cat(folder: Path, home: Path, *names: str) -> tuple[Path, list]:
+    """Real x2 upscales of ``cat()`` under each of ``names``, as ``avow upscale`` writes them."""
     source = folder / "cat.png"
     cat().save(source)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("AVOW_CONFIG_DIR", str(shared_home))
-        result = upscale_file(source, folder / "cat-x2.png", UpscaleOptions(scale=2, device="cpu"))
+        patch.setenv("AVOW_CONFIG_DIR", str(home))
+        return source, [upscale_file(source, folder / name, UpscaleOptions(scale=2, device="cpu")) for name in names]
+
+
+@pytest.fixture(scope="module")
+def upscaled(tmp_path_factory, shared_home):
+    """A real x2 upscale of ``cat()``, as ``avow upscale`` writes it."""
+    source, (result,) = upscale_cat(tmp_path_factory.mktemp("marked"), shared_home, "cat-x2.png")
     return source, result
 
 
@@ -104,21 +108,11 @@ def test_marked_output_is_found_after_jpeg_q75_and_half_size_an_unmarked_one_is_
         assert report.watermark["false_positive_probability"] > 1e-6
 
 
-def test_stripped_and_resigned_as_a_camera_original_is_a_contradiction(upscaled, tmp_path, monkeypatch):
+def test_stripped_and_resigned_as_a_camera_original_is_a_contradiction(upscaled, tmp_path):
     _, result = upscaled
     stripped = laundered(result.output, tmp_path / "stripped.jpg")
-    monkeypatch.setenv("AVOW_CONFIG_DIR", str(tmp_path / "forger"))  # someone else's valid credentials
-    forged = tmp_path / "camera-original.jpg"
-    manifest = {
-        "claim_generator_info": [{"name": "Camera", "version": "1"}],
-        "title": forged.name,
-        "assertions": [
-            {"label": "c2pa.actions.v2", "created": True,
-             "data": {"actions": [{"action": "c2pa.created", "digitalSourceType": CAPTURE}]}}
-        ],
-    }
-    sign_file(stripped, forged, manifest, signing_identity(), parent=None)
-    report = verify_file(forged, trust_anchors())
+    forged, forger_root = resigned_as_camera_original(stripped, tmp_path / "camera.jpg", tmp_path / "forger")
+    report = verify_file(forged, trust_anchors([forger_root]))
     assert report.validation_state == "Trusted" and not report.ai_declared  # the signature itself is fine
     assert report.verdict == CONTRADICTION and report.exit_code == 1
     assert report.summary.startswith("Contradiction: the pixels carry Avow's synthesis mark")

@@ -24,8 +24,18 @@ AI_SOURCE_TYPES = frozenset(
 )
 
 
+class _Declares:
+    """What any declaration names: the software that makes it (Avow, this version)."""
+
+    software_version: str
+
+    @property
+    def software(self) -> str:
+        return f"{SOFTWARE} {self.software_version}"
+
+
 @dataclass(frozen=True)
-class Disclosure:
+class Disclosure(_Declares):
     model_name: str
     model_sha256: str
     model_arch: str
@@ -36,10 +46,6 @@ class Disclosure:
     watermark_id: str | None = None  # the pixel watermark's payload, 8 hex digits (None: unmarked)
     software_version: str = __version__
     digital_source_type: str = COMPOSITE_WITH_AI
-
-    @property
-    def software(self) -> str:
-        return f"{SOFTWARE} {self.software_version}"
 
     def sentence(self) -> str:
         return (
@@ -93,17 +99,13 @@ _RECORD_CHECKS = {
 
 
 @dataclass(frozen=True)
-class FoundMark:
+class FoundMark(_Declares):
     """Pixels that carry Avow's mark, with no record to say which upscale made them: declared as
     AI-synthesized all the same (the pixels decide); records would only add model and scale."""
 
     watermark_id: str | None  # the payload read from the pixels (None: found, too damaged to read)
     software_version: str = __version__
     digital_source_type: str = COMPOSITE_WITH_AI
-
-    @property
-    def software(self) -> str:
-        return f"{SOFTWARE} {self.software_version}"
 
     def sentence(self) -> str:
         named = f" (identifier {self.watermark_id})" if self.watermark_id else ""
