@@ -18,9 +18,9 @@ from avow_c2pa.manifest import HUMAN_EDITS, sign_file
 from avow_c2pa.metadata import read_metadata
 from avow_c2pa.verify import AI_SYNTHESIZED, reader_settings, trust_anchors, verify_file
 from PIL import Image
+from test_watermark_binding import upscaled  # noqa: F401 (a fixture)
 
 import c2pa
-from test_watermark_binding import upscaled  # noqa: F401 (a fixture)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugin" / "client"))
 import avow_client  # noqa: E402

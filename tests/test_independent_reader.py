@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 from avow_c2pa.disclosure import COMPOSITE_WITH_AI
-
 from test_watermark_binding import upscaled  # noqa: F401 (a fixture)
 
 ROOT = Path(__file__).resolve().parents[1]

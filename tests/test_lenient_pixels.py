@@ -10,10 +10,19 @@ from pathlib import Path
 
 import pytest
 from avow_c2pa import pixels
-from avow_c2pa.verify import AI_WATERMARKED, CONTRADICTION, NO_PROVENANCE, trust_anchors, verify_file
+from avow_c2pa.verify import (
+    AI_WATERMARKED,
+    CONTRADICTION,
+    NO_PROVENANCE,
+    trust_anchors,
+    verify_file,
+)
+from damage import (
+    jpeg_stripped_without_eoi,
+    png_stripped_with_ztxt,
+    resigned_as_camera_original,
+)
 from PIL import Image, ImageFile
-
-from damage import jpeg_stripped_without_eoi, png_stripped_with_ztxt, resigned_as_camera_original
 from test_watermark_binding import upscale_cat
 
 

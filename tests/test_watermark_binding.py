@@ -27,10 +27,10 @@ from avow_c2pa.verify import (
     trust_anchors,
     verify_file,
 )
+from damage import resigned_as_camera_original
 from PIL import Image
 
 import c2pa
-from damage import resigned_as_camera_original
 
 SAMPLE = Path(__file__).resolve().parents[1] / "models" / "samples" / "chelsea.jpg"
 
