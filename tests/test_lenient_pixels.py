@@ -5,6 +5,8 @@ c2pa-python and pyexiv2; the damage is done to the bytes of real outputs."""
 from __future__ import annotations
 
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -85,6 +87,8 @@ def test_when_the_pixels_cannot_be_searched_the_report_says_so(tmp_path, cut):
     assert report.watermark["checked"] is False and report.watermark["found"] is None and report.watermark["reason"]
     assert "Avow's pixel mark was not looked for" in report.summary
     assert report.to_dict()["watermark"]["checked"] is False
+    shown = subprocess.run([sys.executable, "-m", "avow", "verify", str(broken)], capture_output=True, text=True, check=False)
+    assert shown.returncode == 2 and "watermark: NOT CHECKED" in shown.stdout and "none found" not in shown.stdout
 
 
 def test_an_oversized_picture_is_not_decoded(tmp_path):

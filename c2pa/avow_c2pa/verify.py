@@ -308,9 +308,7 @@ def _read_watermark(path: Path, report: Report) -> None:
         report.watermark = search_file(path)
     except ProvenanceError as exc:  # a malformed [watermark] setting: say so, the verdict stands
         report.watermark = unchecked(str(exc))
-    if not report.watermark["checked"]:
-        report.notes.append(f"watermark not checked: {report.watermark['reason']}")
-    elif report.watermark["lenient_decode"]:
+    if report.watermark["checked"] and report.watermark["lenient_decode"]:
         report.notes.append("the file is damaged or non-standard: its pixels were searched as a lenient viewer decodes them")
 
 

@@ -214,8 +214,10 @@ def _print_report(report, printable) -> None:
                 f"  watermark: Avow's mark found{where} ({mark['key']} key), score {mark['score']}, false-positive "
                 f"probability {mark['false_positive_probability']:.0e}; identifier {identifier}{match}"
             )
-        else:
+        elif mark.get("checked", True):
             print(f"  watermark: none found (score {mark['score']})")
+        else:
+            print(f"  watermark: NOT CHECKED ({printable(mark['reason'])})")
     for note in report.notes:
         print(f"  note: {printable(note)}")
 
