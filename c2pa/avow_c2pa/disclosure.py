@@ -63,9 +63,10 @@ class Disclosure(_Declares):
         if not isinstance(record, dict):
             raise RecordError(f"a record must be a JSON object, not {type(record).__name__}")
         known = {f.name for f in fields(cls)}
-        missing = [name for name in known - set(record) if name not in _OPTIONAL]
-        if set(record) - known or missing:
-            raise RecordError(f"not an Avow record (unknown {sorted(set(record) - known)}, missing {sorted(missing)})")
+        unknown, missing = sorted(map(str, set(record) - known)), sorted(known - set(record) - _OPTIONAL)
+        if unknown or missing:
+            wrong = [f"{what} {', '.join(names)[:200]}" for what, names in (("unknown", unknown), ("missing", missing)) if names]
+            raise RecordError(f"not an Avow record ({'; '.join(wrong)})")
         for name, value in record.items():
             if not _RECORD_CHECKS[name](value):
                 raise RecordError(f"{name} is not valid: {str(value)[:80]!r}")
