@@ -15,6 +15,7 @@ provenance records, editor); ``verify`` (file).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -28,8 +29,10 @@ import numpy as np
 from avow_c2pa.config import user_models_dir
 from avow_c2pa.disclosure import Disclosure, sha256_file
 from avow_c2pa.errors import ProvenanceError
+from avow_c2pa.interrupts import raise_on_stop_signals
 from avow_c2pa.keys import signing_identity
 from avow_c2pa.manifest import editor_export_manifest, seal
+from avow_c2pa.staging import staged_path, sweep
 from avow_c2pa.verify import trust_anchors, verify_file
 
 from . import __version__
@@ -101,6 +104,10 @@ class Worker:
         except Exception as exc:  # the editor must get an answer, whatever broke
             traceback.print_exc(file=sys.stderr)
             self.emit({"id": job_id, "event": "error", "error": "InternalError", "message": f"{op} failed: {exc}"})
+        except KeyboardInterrupt:  # a stop signal: this job is abandoned (its staged files removed), then the worker ends
+            with contextlib.suppress(OSError):  # the editor may be gone: that can be why
+                self.emit({"id": job_id, "event": "error", "error": "Cancelled", "message": f"{op}: stopped by a signal"})
+            raise
         finally:
             self._cancelled.discard(job_id)
 
@@ -172,9 +179,14 @@ def op_sign(worker: Worker, job_id, file: str, provenance: list | None = None, e
     except TypeError as exc:
         raise UsageError(f"provenance records do not match Avow's: {exc}") from exc
     identity = signing_identity()
-    staged = target.with_name(f".{target.stem}.{secrets.token_hex(4)}{target.suffix}")
-    staged.write_bytes(target.read_bytes())
     manifest = editor_export_manifest(records, target.name, editor)
+    sweep(target.parent)
+    staged = staged_path(target, "export")
+    try:
+        staged.write_bytes(target.read_bytes())
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise
     seal(staged, target, manifest, identity, None, records[-1] if records else None)
     return {"file": str(target), "ai_declared": bool(records)}
 
@@ -190,7 +202,11 @@ def main() -> int:
     # stdout carries the protocol alone: anything a library prints goes to stderr instead.
     protocol_out = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    Worker(protocol_out).serve(sys.stdin)
+    raise_on_stop_signals()
+    try:
+        Worker(protocol_out).serve(sys.stdin)
+    except KeyboardInterrupt:
+        return 130
     return 0
 
 
