@@ -22,8 +22,10 @@ from . import __version__
 from .disclosure import COMPOSITE_WITH_AI, SOFTWARE, Declared, Disclosure, FoundMark
 from .errors import SigningError
 from .formats import MIME_TYPES, SUFFIXES, sniff_format
+from .interrupts import signals_held
 from .keys import Identity
 from .metadata import write_disclosure
+from .staging import staged_path
 from .watermark import WATERMARK_ALG, WATERMARK_ALG_NAME
 
 HUMAN_EDITS = "http://cv.iptc.org/newscodes/digitalsourcetype/humanEdits"
@@ -129,14 +131,21 @@ def _found_mark_actions(found: FoundMark) -> list[dict]:
     return [edited, *_watermarked(found, agent)]
 
 
-def sign_file(source: Path, dest: Path, manifest: dict, identity: Identity, parent: Path | None) -> None:
-    """Write ``source`` with ``manifest`` embedded and signed to ``dest`` (which must not be ``source``)."""
-    mime = mime_type(dest)
+def sign_file(
+    source: Path, dest: Path, manifest: dict, identity: Identity, parent: Path | None, mime: str | None = None
+) -> None:
+    """Write ``source`` with ``manifest`` embedded and signed to ``dest`` (which must not be ``source``).
+
+    ``mime`` defaults to what ``dest``'s extension names. Stop signals are held while the SDK runs
+    and delivered once it returns (see ``interrupts``): a stop asked for meanwhile raises then.
+    """
+    mime = mime or mime_type(dest)
     info = c2pa.C2paSignerInfo(
         alg=identity.alg.encode(), sign_cert=identity.chain_pem, private_key=identity.key_pem, ta_url=None
     )
     try:
         with (
+            signals_held(),
             c2pa.Signer.from_info(info) as signer,
             c2pa.Context.from_dict(SIGNING_SETTINGS) as context,
             c2pa.Builder(manifest, context=context) as builder,
@@ -165,14 +174,15 @@ def seal(
 ) -> None:
     """Disclose in EXIF/XMP, sign last, and only then move onto ``target``; fail closed.
 
-    ``staged`` (a temp file beside ``target``, in ``target``'s format) is consumed either way:
-    on any failure neither it nor a half-signed file is left, and ``target`` is untouched.
+    ``staged`` (a ``staging`` file beside ``target``, in ``target``'s format) is consumed either
+    way: on any failure or stop signal neither it nor a half-signed file is left, and ``target``
+    is untouched.
     """
-    signed = staged.with_name(staged.name + ".signed" + target.suffix)
+    signed = staged_path(target, "signed")
     try:
         if disclosure is not None:
             write_disclosure(staged, disclosure, carried)
-        sign_file(staged, signed, manifest, identity, parent)
+        sign_file(staged, signed, manifest, identity, parent, mime_type(target))
         os.replace(signed, target)
     finally:
         staged.unlink(missing_ok=True)

@@ -65,6 +65,9 @@ def load_model(path: str | os.PathLike[str]) -> LoadedModel:
     with torch.device("meta"):
         module = detection.build()
     weights = {key: tensor.to(torch.float32).contiguous() for key, tensor in state_dict.items()}
+    for key, tensor in weights.items():
+        if not bool(torch.isfinite(tensor).all()):  # it would only ever yield a black, disclosed picture
+            _refuse(path, f"tensor {key!r} holds NaN or infinite values; the weights are damaged")
     try:
         module.load_state_dict(weights, strict=True, assign=True)
     except RuntimeError as exc:

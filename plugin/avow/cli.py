@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 from pathlib import Path
 
 from avow_c2pa.errors import ProvenanceError
+from avow_c2pa.interrupts import raise_on_stop_signals
 
 from . import __version__
 from .errors import AvowError, Cancelled
@@ -120,7 +120,8 @@ def _upscale(args) -> int:
     from .engine import UpscaleOptions, upscale_file
 
     options = UpscaleOptions(args.scale, args.model, args.device, args.tile, args.force, args.key, args.cert)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a `kill` cleans up like Ctrl-C
+    raise_on_stop_signals()  # a `kill` or a closed terminal cleans up like Ctrl-C
+    before = _file_id(args.output)
     with tqdm(total=0, unit="tile", disable=not sys.stderr.isatty(), leave=False) as bar:
 
         def progress(done: int, total: int) -> None:
@@ -128,13 +129,28 @@ def _upscale(args) -> int:
                 bar.reset(total=total)
             bar.update(done - bar.n)
 
-        result = upscale_file(args.input, args.output, options, on_progress=progress)
+        try:
+            result = upscale_file(args.input, args.output, options, on_progress=progress)
+        except KeyboardInterrupt:
+            if _file_id(args.output) == before:
+                raise
+            # The stop came in the instant between the final os.replace and the return.
+            print(f"avow: cancelled once {args.output} was complete (disclosed and signed)", file=sys.stderr)
+            return EXIT_CANCELLED
     width, height = result.output_size
     print(
         f"{result.output}: {width}x{height}, x{result.disclosure.scale} with {result.disclosure.model_name} "
         f"on {result.device} in {result.seconds:.1f}s; disclosed (EXIF/XMP) and signed (C2PA)"
     )
     return 0
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
 
 
 def _verify(args) -> int:

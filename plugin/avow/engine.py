@@ -1,10 +1,11 @@
 """Upscale -> disclose -> sign: the one path by which Avow writes a synthesized image.
 
 The synthesized pixels carry Avow's watermark from the moment they exist (``synthesize``).
-Fail closed. Pixels go to a temp file beside the target, EXIF/XMP is written into it, the C2PA
-manifest is signed last into a second temp file, and only that fully disclosed file is moved onto
-the target with ``os.replace``. Any failure or cancellation removes the temp files, so no
-undisclosed output can ever exist under the target's name.
+Fail closed. Pixels go to a staged file beside the target (a non-image name, see ``staging``),
+EXIF/XMP is written into it, the C2PA manifest is signed last into a second staged file, and only
+that fully disclosed file is moved onto the target with ``os.replace``. Any failure, cancellation
+or stop signal removes the staged files; a SIGKILL leaves them under their non-image names for the
+next run to sweep. So no undisclosed output ever exists under an image name.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,7 +26,8 @@ from avow_c2pa.disclosure import Disclosure, sha256_file
 from avow_c2pa.keys import signing_identity
 from avow_c2pa.manifest import seal, upscale_manifest
 from avow_c2pa.metadata import read_rights
-from avow_models import DEFAULT_MODELS, LoadedModel, find_model, load_model
+from avow_c2pa.staging import staged_path, sweep
+from avow_models import DEFAULT_MODELS, LoadedModel, UnsupportedModelError, find_model, load_model
 
 from . import tiling
 from .devices import inference_dtype, pick_device
@@ -68,6 +69,7 @@ def upscale_file(
     started = time.perf_counter()
     source, target = Path(source), Path(target)
     _check_paths(source, target, options.force)
+    sweep(target.parent)  # what a killed run left
     identity = signing_identity(options.key, options.cert)  # before the heavy work: a bad key fails fast
     user_watermark_keys()  # likewise a malformed [watermark] setting
     model = prepare_model(options)
@@ -78,9 +80,9 @@ def upscale_file(
     payload = watermark_payload(model, picture)
     result = synthesize(picture, model, device, options.tile, payload, on_progress, should_stop)
     disclosure = disclose(model, picture, sha256_file(source), payload)
-    staged = target.with_name(f".{target.stem}.{secrets.token_hex(4)}{target.suffix}")
+    staged = staged_path(target, "pixels")
     try:
-        write_picture(result, staged)
+        write_picture(result, staged, output_format(target))
         if target.exists() and not options.force:
             raise UsageError(f"{target}: appeared while upscaling; pass --force to replace it")
     except BaseException:
@@ -175,9 +177,22 @@ def synthesize(
         upscaled = tiling.upscale(
             module, tensor, model.descriptor.scale, tile, dtype=dtype, on_progress=progress, should_stop=should_stop
         )
-        outputs.append(upscaled.squeeze(0).permute(1, 2, 0).clamp_(0.0, 1.0).numpy())
+        outputs.append(_sound_output(upscaled, plane, model.descriptor.name))
     alpha = outputs[1].mean(axis=2) if len(outputs) > 1 else None
     keys = (watermark.DEFAULT_KEY, *user_watermark_keys())
     color = watermark.embed(outputs[0], payload, keys, source_size=picture.size)
     return dataclasses.replace(picture, color=color, alpha=alpha)
 
+
+def _sound_output(upscaled: torch.Tensor, plane: np.ndarray, name: str) -> np.ndarray:
+    """The model's output as H x W x 3 in [0, 1], refused if it is broken rather than a picture.
+
+    Checked before clamping, which would turn NaN/inf (damaged weights, activations overflowing
+    from huge ones, fp16 overflow) into a black picture to be disclosed, signed and reported as a
+    success; likewise a flat output made from an input that is not flat."""
+    if not all(bool(torch.isfinite(rows).all()) for rows in upscaled.split(64, dim=2)):
+        raise UnsupportedModelError(f"model {name}: its output holds NaN or infinite values; nothing was written")
+    output = upscaled.squeeze(0).permute(1, 2, 0).clamp_(0.0, 1.0).numpy()
+    if output.min() == output.max() and plane.min() != plane.max():
+        raise UnsupportedModelError(f"model {name}: its output is one flat colour; nothing was written")
+    return output

@@ -16,6 +16,7 @@ found); ``verify`` (file).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -29,9 +30,11 @@ import numpy as np
 from avow_c2pa.config import user_models_dir
 from avow_c2pa.disclosure import Disclosure, FoundMark, sha256_file
 from avow_c2pa.errors import ProvenanceError, RecordError, SigningError
+from avow_c2pa.interrupts import raise_on_stop_signals
 from avow_c2pa.keys import signing_identity
 from avow_c2pa.manifest import editor_export_manifest, seal
 from avow_c2pa.pixels import search_file
+from avow_c2pa.staging import staged_path, sweep
 from avow_c2pa.verify import trust_anchors, verify_file
 
 from . import __version__
@@ -103,6 +106,10 @@ class Worker:
         except Exception as exc:  # the editor must get an answer, whatever broke
             traceback.print_exc(file=sys.stderr)
             self.emit({"id": job_id, "event": "error", "error": "InternalError", "message": f"{op} failed: {exc}"})
+        except KeyboardInterrupt:  # a stop signal: this job is abandoned (its staged files removed), then the worker ends
+            with contextlib.suppress(OSError):  # the editor may be gone: that can be why
+                self.emit({"id": job_id, "event": "error", "error": "Cancelled", "message": f"{op}: stopped by a signal"})
+            raise
         finally:
             self._cancelled.discard(job_id)
 
@@ -184,9 +191,14 @@ def op_sign(worker: Worker, job_id, file: str, provenance: list | None = None, e
             "not signing it as free of AI synthesis"
         )
     found = FoundMark(mark["identifier"]) if mark["found"] else None
-    staged = target.with_name(f".{target.stem}.{secrets.token_hex(4)}{target.suffix}")
-    staged.write_bytes(target.read_bytes())
     manifest = editor_export_manifest(records, target.name, editor, found)
+    sweep(target.parent)
+    staged = staged_path(target, "export")
+    try:
+        staged.write_bytes(target.read_bytes())
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise
     seal(staged, target, manifest, identity, None, records[-1] if records else found)
     return {"file": str(target), "ai_declared": bool(records) or found is not None, "watermark": mark}
 
@@ -217,7 +229,11 @@ def main() -> int:
     # stdout carries the protocol alone: anything a library prints goes to stderr instead.
     protocol_out = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    Worker(protocol_out).serve(sys.stdin)
+    raise_on_stop_signals()
+    try:
+        Worker(protocol_out).serve(sys.stdin)
+    except KeyboardInterrupt:
+        return 130
     return 0
 
 
