@@ -97,9 +97,9 @@ def convert_to_safetensors(src: str | os.PathLike[str], dst: str | os.PathLike[s
     """Rewrite a supported model as a flat ``.safetensors``, atomically; ``src`` is never touched."""
     src, dst = Path(src), Path(dst)
     if dst.suffix.lower() != ".safetensors":
-        raise ValueError(f"{dst}: the destination must have the .safetensors extension")
+        raise UnsupportedModelError(f"{dst}: the destination must have the .safetensors extension")
     if dst.resolve() == src.resolve():
-        raise ValueError(f"{dst}: refusing to overwrite the source file")
+        raise UnsupportedModelError(f"{dst}: refusing to overwrite the source file")
     state_dict = _state_dict(src, _read(src))
     _detect(src, state_dict)
     # Cloning drops any storage the tensors shared in the pickle, which safetensors refuses.
