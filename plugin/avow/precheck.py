@@ -23,8 +23,7 @@ from .images import ALPHA_FORMATS, output_format, read_header
 
 def check_upscale(source: Path, target: Path, force: bool, tile: int, key: Path | None, cert: Path | None) -> Identity:
     """The signing identity to use, once every check that needs no model has passed."""
-    if not isinstance(tile, int) or isinstance(tile, bool) or tile < 0:
-        raise UsageError(f"tile size must be a whole number of pixels, 0 (whole image) or more, not {tile!r}")
+    check_tile(tile)
     check_target(source, target, force)
     fmt = output_format(target)
     read_header(source)  # a directory, a missing file or a non-image, named as the user gave it
@@ -34,6 +33,11 @@ def check_upscale(source: Path, target: Path, force: bool, tile: int, key: Path 
         )
     settings()  # the whole file, so a bad [watermark] stops the job now, as it stops every command
     return signing_identity(key, cert)
+
+
+def check_tile(tile) -> None:
+    if not isinstance(tile, int) or isinstance(tile, bool) or tile < 0:
+        raise UsageError(f"tile size must be a whole number of pixels, 0 (whole image) or more, not {tile!r}")
 
 
 def check_target(source: Path, target: Path, force: bool) -> None:
