@@ -70,6 +70,8 @@ def settings() -> Settings:
                 raise problem(f"[{section}] {key}", f"unknown setting; expected {', '.join(fields)}")
             attribute, check = fields[key]
             values[attribute] = check(item, lambda message, k=f"[{section}] {key}": problem(k, message), path.parent)
+    if ("signing_key" in values) != ("signing_cert" in values):
+        raise problem("[signing]", "needs both key and cert (a private key and its certificate chain)")
     return Settings(**values)
 
 

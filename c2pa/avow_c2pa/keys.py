@@ -69,8 +69,6 @@ def signing_identity(key: Path | None = None, cert: Path | None = None) -> Ident
     if key is None and cert is None:
         configured = settings()
         key, cert = configured.signing_key, configured.signing_cert
-        if (key is None) != (cert is None):
-            raise IdentityError("config.toml's [signing] needs both key and cert (a key and its certificate chain)")
     if key is None and cert is None:
         identity = local_identity(create=True)
         assert identity is not None

@@ -19,6 +19,7 @@ import json
 import math
 import os
 import pickle
+import re
 import tempfile
 import tomllib
 import warnings
@@ -302,17 +303,14 @@ def _guarded(path: Path, read: Callable[[], Any]) -> Any:
 
 def _reason(exc: Exception) -> str:
     if isinstance(exc, pickle.UnpicklingError):
-        # torch's message opens with advice to retry with weights_only=False: exactly what must
-        # not be done with an untrusted file. Keep only the line that says what was found.
-        boilerplate = (
-            "Weights only load failed",
-            "Please file an issue",
-            "Check the documentation",
-            "Re-running",
-        )
-        lines = [ln.strip() for ln in str(exc).splitlines()]
-        detail = next((ln for ln in lines if ln and not ln.startswith(boilerplate)), "")
-        return f"refused by the weights-only unpickler: {detail}".rstrip(": ")
+        # torch's message is a page of advice, including retrying with weights_only=False: exactly
+        # what must not be done with an untrusted file. Keep only what the unpickler found.
+        text = str(exc)
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+        if found:
+            return f"refused: it holds a pickled object ({found.group(1)}), not plain weights; only state dicts load"
+        detail = re.search(r"WeightsUnpickler error: ([^\n]*?)(?: Please use|$)", text, re.MULTILINE)
+        return f"refused by the weights-only unpickler: {detail.group(1) if detail else 'not plain weights'}"
     return f"unreadable: {_one_line(exc)}"
 
 
