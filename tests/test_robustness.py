@@ -352,6 +352,26 @@ def test_disk_full_is_one_line_and_leaves_nothing(tmp_path, home, small_disk, ca
     assert list(small_disk.iterdir()) == []
 
 
+def test_disk_full_while_signing_names_the_folder_not_the_sdks_words(tmp_path, home, png_in, small_disk):
+    from avow_c2pa.errors import FileSystemError
+    from avow_c2pa.keys import signing_identity
+    from avow_c2pa.manifest import editor_export_manifest, sign_file
+
+    identity = signing_identity()
+    source = tmp_path / "noise.png"
+    Image.fromarray((np.random.default_rng(2).random((160, 160, 3)) * 255).astype(np.uint8)).save(source)
+    filler = small_disk / "filler"
+    with open(filler, "wb", buffering=0) as handle:
+        with pytest.raises(OSError):
+            while True:
+                handle.write(b"\0" * 4096)
+    os.truncate(filler, filler.stat().st_size - 16384)  # room to create the file, not to write it
+    dest = small_disk / "signed.png"
+    with pytest.raises(FileSystemError, match="the disk is full") as raised:
+        sign_file(source, dest, editor_export_manifest([], dest.name, "test"), identity, None)
+    assert str(small_disk) in str(raised.value)
+
+
 def test_read_only_output_folder_is_refused_before_the_work(tmp_path, home, png_in, read_only_disk, capsys):
     code, _, err = run_cli(capsys, "upscale", png_in, "-o", read_only_disk / "out.png")
     line = one_line_error(err)

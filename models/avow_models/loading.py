@@ -306,12 +306,16 @@ def _reason(exc: Exception) -> str:
         # torch's message is a page of advice, including retrying with weights_only=False: exactly
         # what must not be done with an untrusted file. Keep only what the unpickler found.
         text = str(exc)
-        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+        found = re.search(r"GLOBAL ([\w.]+)", text)
         if found:
-            return f"refused: it holds a pickled object ({found.group(1)}), not plain weights; only state dicts load"
-        detail = re.search(r"WeightsUnpickler error: ([^\n]*?)(?: Please use|$)", text, re.MULTILINE)
-        return f"refused by the weights-only unpickler: {detail.group(1) if detail else 'not plain weights'}"
+            return f"refused by the weights-only unpickler: it asks for {found.group(1)}; only plain weights load"
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        detail = next((ln for ln in lines if not ln.startswith(_TORCH_ADVICE) and "weights_only" not in ln), "")
+        return f"refused by the weights-only unpickler: {detail[:300]}".rstrip(": ")
     return f"unreadable: {_one_line(exc)}"
+
+
+_TORCH_ADVICE = ("Weights only load failed", "Please file an issue", "Check the documentation", "Re-running", "(1)", "(2)")
 
 
 def _one_line(exc: BaseException) -> str:

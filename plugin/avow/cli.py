@@ -14,7 +14,14 @@ import signal
 import sys
 from pathlib import Path
 
-from avow_c2pa.errors import EXIT_CANCELLED, EXIT_FAILED, EXIT_FILESYSTEM, EXIT_USAGE, describe_os_error
+from avow_c2pa.errors import (
+    EXIT_CANCELLED,
+    EXIT_FAILED,
+    EXIT_FILESYSTEM,
+    EXIT_USAGE,
+    describe_os_error,
+    file_system_error,
+)
 
 from . import __version__
 from .errors import Cancelled
@@ -160,7 +167,12 @@ def _upscale(args) -> int:
                 bar.reset(total=total)
             bar.update(done - bar.n)
 
-        result = upscale_file(args.input, args.output, options, on_progress=progress)
+        try:
+            result = upscale_file(args.input, args.output, options, on_progress=progress)
+        except OSError as exc:
+            if exc.filename is None:  # a failed write() names no file: it was the output's
+                raise file_system_error(exc, args.output) from None
+            raise
     width, height = result.output_size
     print(
         f"{result.output}: {width}x{height}, x{result.disclosure.scale} with {result.disclosure.model_name} "
