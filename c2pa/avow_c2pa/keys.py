@@ -72,10 +72,14 @@ def signing_identity(key: Path | None = None, cert: Path | None = None) -> Ident
     if key is None and cert is None:
         identity = local_identity(create=True)
         assert identity is not None
-        return identity
-    if key is None or cert is None:
+        chain_path = identity_dir() / CHAIN_FILE
+    elif key is None or cert is None:
         raise IdentityError("a signing key and its certificate chain go together: give both --key and --cert")
-    return load_identity(Path(key), Path(cert))
+    else:
+        identity = load_identity(Path(key), Path(cert))
+        chain_path = Path(cert)
+    check_chain(x509.load_pem_x509_certificates(identity.chain_pem), chain_path)
+    return identity
 
 
 def local_identity(create: bool) -> Identity | None:
@@ -121,9 +125,7 @@ def load_identity(key_path: Path, chain_path: Path) -> Identity:
         raise IdentityError(f"{chain_path}: not a PEM certificate chain ({_first_line(exc)})") from None
     if chain[0].public_key().public_bytes(*_SPKI) != key.public_key().public_bytes(*_SPKI):
         raise IdentityError(f"{chain_path}: the first certificate does not belong to the key {key_path}")
-    alg = _algorithm(key, key_path)
-    check_chain(chain, chain_path)
-    return Identity(chain_pem, key_pem, alg, None, f"{key_path} + {chain_path}")
+    return Identity(chain_pem, key_pem, _algorithm(key, key_path), None, f"{key_path} + {chain_path}")
 
 
 def check_chain(chain: list[x509.Certificate], chain_path: Path) -> None:
