@@ -178,6 +178,7 @@ def test_upscale_refusals_come_before_torch_is_imported(tmp_path, home, png_in):
         "output is the input": (["upscale", str(png_in), "-o", str(png_in), "--force"], EXIT_USAGE, "the input"),
         "alpha to JPEG": (["upscale", str(rgba), "-o", str(tmp_path / "o.jpg")], EXIT_USAGE, "transparency"),
         "negative tile": (["upscale", str(png_in), "-o", str(out), "--tile", "-5"], EXIT_USAGE, "tile"),
+        "unknown model": (["upscale", str(png_in), "-o", str(out), "--model", "no-such"], EXIT_USAGE, "no-such"),
         "key without cert": (["upscale", str(png_in), "-o", str(out), "--key", str(corrupt_key)], EXIT_IDENTITY,
                              "both --key and --cert"),
         "corrupted PEM": (["upscale", str(png_in), "-o", str(out), *signed_by(corrupt_key, corrupt_chain)],

@@ -152,7 +152,8 @@ def _parser() -> argparse.ArgumentParser:
 def _upscale(args) -> int:
     from .precheck import check_upscale
 
-    check_upscale(args.input, args.output, args.force, args.tile, args.key, args.cert)  # before torch loads
+    # Before torch loads: a wrong path, certificate or setting is said at once.
+    check_upscale(args.input, args.output, args.force, args.tile, args.key, args.cert, args.model, args.scale)
 
     from tqdm import tqdm
 

@@ -67,7 +67,9 @@ def upscale_file(
 ) -> UpscaleResult:
     started = time.perf_counter()
     source, target = Path(source), Path(target)
-    identity = check_upscale(source, target, options.force, options.tile, options.key, options.cert)
+    identity = check_upscale(
+        source, target, options.force, options.tile, options.key, options.cert, options.model, options.scale
+    )
     model = prepare_model(options)
     header = read_header(source)
     check_budget(source.name, header.width, header.height, model.descriptor.scale)

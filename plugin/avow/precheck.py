@@ -12,16 +12,20 @@ import os
 import tempfile
 from pathlib import Path
 
-from avow_c2pa.config import settings
+from avow_c2pa.config import settings, user_models_dir
 from avow_c2pa.errors import describe_os_error, file_system_error
 from avow_c2pa.keys import Identity, signing_identity
+from avow_models import find_model
 from PIL import Image
 
 from .errors import ImageError, UsageError
 from .images import ALPHA_FORMATS, output_format, read_header
 
 
-def check_upscale(source: Path, target: Path, force: bool, tile: int, key: Path | None, cert: Path | None) -> Identity:
+def check_upscale(
+    source: Path, target: Path, force: bool, tile: int, key: Path | None, cert: Path | None,
+    model: str | None = None, scale: int | None = None,
+) -> Identity:
     """The signing identity to use, once every check that needs no model has passed."""
     check_tile(tile)
     check_target(source, target, force)
@@ -32,7 +36,9 @@ def check_upscale(source: Path, target: Path, force: bool, tile: int, key: Path 
             f"{target}: {fmt.upper()} cannot keep the transparency of {source.name}; write .png, .webp or .tiff instead"
         )
     settings()  # the whole file, so a bad [watermark] stops the job now, as it stops every command
-    return signing_identity(key, cert)
+    identity = signing_identity(key, cert)
+    find_model(model, scale, user_models_dir())  # a misspelt --model, named before torch loads
+    return identity
 
 
 def check_tile(tile) -> None:
