@@ -13,6 +13,7 @@ Parameters are strings: the SDK corrupts numeric arrays in action parameters.
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import c2pa
 
 from . import __version__
 from .disclosure import COMPOSITE_WITH_AI, SOFTWARE, Declared, Disclosure, FoundMark
-from .errors import SigningError
+from .errors import SigningError, discard, file_system_error
 from .formats import MIME_TYPES, SUFFIXES, sniff_format
 from .interrupts import signals_held
 from .keys import Identity
@@ -160,7 +161,16 @@ def sign_file(
             with open(source, "rb") as src, open(dest, "wb") as dst:
                 builder.sign(signer, mime, src, dst)
     except c2pa.C2paError as exc:
+        if _out_of_space(dest):  # the SDK reports a full disk as an opaque I/O error
+            raise file_system_error(OSError(errno.ENOSPC, "no space"), dest.parent) from None
         raise SigningError(f"{dest.name}: C2PA signing failed: {exc}") from exc
+
+
+def _out_of_space(path: Path) -> bool:
+    try:
+        return os.statvfs(path.parent).f_bavail == 0
+    except OSError:
+        return False
 
 
 def seal(
@@ -185,8 +195,7 @@ def seal(
         sign_file(staged, signed, manifest, identity, parent, mime_type(target))
         os.replace(signed, target)
     finally:
-        staged.unlink(missing_ok=True)
-        signed.unlink(missing_ok=True)
+        discard(staged, signed)
 
 
 def editor_export_manifest(records: list[Disclosure], title: str, editor: str, found: FoundMark | None = None) -> dict:

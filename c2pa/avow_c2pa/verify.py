@@ -17,9 +17,9 @@ from pathlib import Path
 
 import c2pa
 
-from .config import load_settings
+from .config import settings
 from .disclosure import AI_SOURCE_TYPES
-from .errors import DisclosureError, ProvenanceError, UnreadableFileError
+from .errors import DisclosureError, SettingsError, TrustAnchorError, UnreadableFileError, describe_os_error
 from .formats import sniff_format
 from .keys import local_identity
 from .manifest import PARAMETER_PREFIX, WATERMARK_LABEL
@@ -109,18 +109,35 @@ class Report:
 
 
 def trust_anchors(extra: list[Path] = ()) -> str:
-    """PEM bundle of trusted roots: the user's own, ``config.toml``'s ``[verify] trust``, then ``extra``."""
+    """PEM bundle of trusted roots: the user's own, ``config.toml``'s ``[verify] trust``, then ``extra``.
+
+    Each file must hold at least one PEM certificate: a wrong file given as a trust list would
+    otherwise be ignored in silence, and files the user meant to trust would read as unknown."""
     pems: list[bytes] = []
     own = local_identity(create=False)
     if own is not None and own.root_pem:
         pems.append(own.root_pem)
-    configured = load_settings().get("verify", {}).get("trust", [])
-    for path in [*map(Path, configured), *extra]:
-        try:
-            pems.append(path.read_bytes())
-        except OSError as exc:
-            raise ProvenanceError(f"trust anchors {path}: {exc.strerror or exc}") from exc
+    for path in settings().trust:
+        pems.append(_anchor_file(path, SettingsError, "[verify] trust"))
+    for path in extra:
+        pems.append(_anchor_file(Path(path), TrustAnchorError, "--trust"))
     return b"\n".join(pems).decode("ascii", "replace")
+
+
+def _anchor_file(path: Path, error: type[Exception], origin: str) -> bytes:
+    from cryptography import x509
+
+    try:
+        if path.exists() and not path.is_file():  # a FIFO would block the read forever
+            raise error(f"{origin}: {path}: not a regular file")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise error(f"{origin}: {describe_os_error(exc, path)}") from None
+    try:
+        x509.load_pem_x509_certificates(data)
+    except ValueError:
+        raise error(f"{origin}: {path}: holds no PEM certificate (-----BEGIN CERTIFICATE-----)") from None
+    return data
 
 
 def reader_settings(anchors: str, allow_remote: bool = False) -> dict:
@@ -306,7 +323,7 @@ def _read_watermark(path: Path, report: Report) -> None:
     """Look for Avow's mark: on every image, since a stripped copy has nothing else left to say what it is."""
     try:
         report.watermark = search_file(path)
-    except ProvenanceError as exc:  # a malformed [watermark] setting: say so, the verdict stands
+    except SettingsError as exc:  # a malformed [watermark] setting: say so, the verdict stands
         report.watermark = unchecked(str(exc))
     if report.watermark["checked"] and report.watermark["lenient_decode"]:
         report.notes.append("the file is damaged or non-standard: its pixels were searched as a lenient viewer decodes them")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ import torch
 from avow_c2pa import watermark
 from avow_c2pa.config import user_models_dir, user_watermark_keys
 from avow_c2pa.disclosure import Disclosure, sha256_file
-from avow_c2pa.keys import signing_identity
+from avow_c2pa.errors import discard
 from avow_c2pa.manifest import seal, upscale_manifest
 from avow_c2pa.metadata import read_rights
 from avow_c2pa.staging import staged_path, sweep
@@ -33,6 +32,7 @@ from . import tiling
 from .devices import inference_dtype, pick_device
 from .errors import ImageError, UsageError
 from .images import Picture, output_format, read_header, read_picture, write_picture
+from .precheck import check_upscale
 
 # Output pixels Avow will synthesize in one job: 256 MP is a 16k x 16k image, ~3 GB as float32.
 MAX_OUTPUT_PIXELS = 256_000_000
@@ -68,10 +68,10 @@ def upscale_file(
 ) -> UpscaleResult:
     started = time.perf_counter()
     source, target = Path(source), Path(target)
-    _check_paths(source, target, options.force)
+    identity = check_upscale(
+        source, target, options.force, options.tile, options.key, options.cert, options.model, options.scale
+    )
     sweep(target.parent)  # what a killed run left
-    identity = signing_identity(options.key, options.cert)  # before the heavy work: a bad key fails fast
-    user_watermark_keys()  # likewise a malformed [watermark] setting
     model = prepare_model(options)
     header = read_header(source)
     check_budget(source.name, header.width, header.height, model.descriptor.scale)
@@ -86,7 +86,7 @@ def upscale_file(
         if target.exists() and not options.force:
             raise UsageError(f"{target}: appeared while upscaling; pass --force to replace it")
     except BaseException:
-        staged.unlink(missing_ok=True)
+        discard(staged)
         raise
     seal(staged, target, upscale_manifest(disclosure, target.name), identity, source, disclosure, read_rights(source))
     return UpscaleResult(target, disclosure, result.size, device.type, time.perf_counter() - started)
@@ -132,18 +132,6 @@ def disclose(model: LoadedModel, picture: Picture, input_sha256: str, payload: i
         input_sha256=input_sha256,
         watermark_id=f"{payload:08x}",
     )
-
-
-def _check_paths(source: Path, target: Path, force: bool) -> None:
-    if not source.is_file():
-        raise UsageError(f"{source}: no such file")
-    output_format(target)
-    if target.exists() and os.path.samefile(source, target):
-        raise UsageError(f"{target}: refusing to overwrite the input; choose another output name")
-    if target.exists() and not force:
-        raise UsageError(f"{target}: already exists; pass --force to replace it")
-    if not target.parent.is_dir():
-        raise UsageError(f"{target.parent}: no such directory")
 
 
 def _check_scale(model: LoadedModel, requested: int | None) -> None:
