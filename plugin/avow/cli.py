@@ -115,12 +115,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _upscale(args) -> int:
+    raise_on_stop_signals()  # a `kill` or a closed terminal cleans up like Ctrl-C, from the start
     from tqdm import tqdm
 
     from .engine import UpscaleOptions, upscale_file
 
     options = UpscaleOptions(args.scale, args.model, args.device, args.tile, args.force, args.key, args.cert)
-    raise_on_stop_signals()  # a `kill` or a closed terminal cleans up like Ctrl-C
     before = _file_id(args.output)
     with tqdm(total=0, unit="tile", disable=not sys.stderr.isatty(), leave=False) as bar:
 
