@@ -9,6 +9,7 @@ signal's trials share one folder, so each trial is also "the next run" for the o
 After a trial the folder may hold only: the complete output (checked with `avow verify --json`:
 ai-synthesized), nothing, or staged files under non-image names. A last clean run per folder shows
 what is swept. Random delays mostly land in start-up and inference, so the same trials are also run
+at random moments after the staged file is opened (the output phase, measured in a clean run) and
 once at each exact moment of the commit path (tests/signal_at.py), where a stray file would appear.
 """
 
@@ -66,8 +67,9 @@ def trial(cmd: list[str], signum: int, delay: float) -> int:
     return process.wait()
 
 
-def run_trials(name: str, runs, folder: Path, source: Path, scale: int) -> dict:
-    """``runs``: (label, target name, start) where start(target) returns the exit code."""
+def run_trials(name: str, runs, folder: Path, args) -> int:
+    """``runs``: (label, target name, start) where start(target) returns the exit code; returns the violations."""
+    folder.mkdir()
     outcomes: Counter = Counter()
     codes: Counter = Counter()
     staged_total, swept_by_next, violations = 0, 0, []
@@ -82,7 +84,7 @@ def run_trials(name: str, runs, folder: Path, source: Path, scale: int) -> dict:
         swept_by_next += sum(not (folder / n).exists() for n in previous)
         previous = staged
         (folder / target).unlink(missing_ok=True)  # keep only what a trial leaves behind unasked
-    final = subprocess.run(command(source, folder / "final.png", scale), capture_output=True, text=True)
+    final = subprocess.run(command(args.input, folder / "final.png", args.scale), capture_output=True, text=True)
     remaining = sorted(p.name for p in folder.iterdir() if p.name.endswith(PARTIAL))
     swept_by_next += sum(not (folder / n).exists() for n in previous)
     print(
@@ -93,12 +95,13 @@ def run_trials(name: str, runs, folder: Path, source: Path, scale: int) -> dict:
     )
     for line in violations:
         print(f"  {line}")
-    return {"violations": len(violations) + len(remaining) + (final.returncode != 0)}
+    return len(violations) + len(remaining) + (final.returncode != 0)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--trials", type=int, default=20, help="per signal, at random moments of the whole run")
+    parser.add_argument("--late-trials", type=int, default=10, help="per signal, at random moments after staging")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--input", type=Path, default=ROOT / "models" / "samples" / "chelsea.jpg")
     parser.add_argument("--scale", type=int, default=2)
@@ -120,28 +123,36 @@ def main() -> int:
     print(f"clean run: {duration:.1f} s median of {len(durations)} (x{args.scale}, {args.input.name}); "
           f"delays drawn from [0, {duration:.1f}] s; machine shared and loaded")
 
+    at = [sys.executable, str(ROOT / "tests" / "signal_at.py")]
+    probe = subprocess.run([*at, "times", "TERM", "avow", *command(args.input, work / "probe.png", args.scale)[3:]],
+                           capture_output=True, text=True)
+    times = json.loads(probe.stderr.strip().splitlines()[-1])
+    late = times["exit"] - times["stage"]
+    print("moments of a clean run (s): " + ", ".join(f"{k} {v:.2f}" for k, v in times.items()))
+
     bad = 0
     for signame in ("TERM", "KILL"):
         signum = getattr(signal, f"SIG{signame}")
-        folder = work / f"random-{signame.lower()}"
-        folder.mkdir()
+
+        def at_moment(target: Path, moment: str) -> int:
+            return subprocess.run([*at, moment, signame, "avow", *command(args.input, target, args.scale)[3:]],
+                                  capture_output=True).returncode
+
         delays = [rng.uniform(0, duration) for _ in range(args.trials)]
         runs = [
             (f"t{i} at {d:.2f}s", f"t{i}.png", lambda target, d=d: trial(command(args.input, target, args.scale), signum, d))
             for i, d in enumerate(delays)
         ]
-        bad += run_trials(f"SIG{signame} at random moments", runs, folder, args.input, args.scale)["violations"]
-
-        folder = work / f"moments-{signame.lower()}"
-        folder.mkdir()
-        at = [sys.executable, str(ROOT / "tests" / "signal_at.py")]
-
-        def exact(target: Path, moment: str) -> int:
-            return subprocess.run([*at, moment, signame, "avow", *command(args.input, target, args.scale)[3:]],
-                                  capture_output=True).returncode
-
-        runs = [(moment, f"{moment}.png", lambda target, m=moment: exact(target, m)) for moment in MOMENTS]
-        bad += run_trials(f"SIG{signame} at {', '.join(MOMENTS)}", runs, folder, args.input, args.scale)["violations"]
+        bad += run_trials(f"SIG{signame} at random moments of the run", runs, work / f"random-{signame}", args)
+        delays = [rng.uniform(0, late) for _ in range(args.late_trials)]
+        runs = [
+            (f"s{i} at stage+{d:.3f}s", f"s{i}.png", lambda target, d=d: at_moment(target, f"stage+{d:.3f}"))
+            for i, d in enumerate(delays)
+        ]
+        bad += run_trials(f"SIG{signame} at random moments after staging [0, {late:.2f}] s", runs,
+                          work / f"late-{signame}", args)
+        runs = [(moment, f"{moment}.png", lambda target, m=moment: at_moment(target, m)) for moment in MOMENTS]
+        bad += run_trials(f"SIG{signame} at {', '.join(MOMENTS)}", runs, work / f"moments-{signame}", args)
     print(f"violations: {bad}")
     return 1 if bad else 0
 

@@ -14,6 +14,7 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
@@ -40,7 +41,7 @@ def signals_held() -> Iterator[None]:
         yield
         return
     received: list[int] = []
-    previous = {}
+    previous: dict[int, Any] = {}
     for signum in STOP_SIGNALS:
         if signal.getsignal(signum) not in (signal.SIG_IGN, None):
             previous[signum] = signal.signal(signum, lambda number, _frame: received.append(number))

@@ -150,6 +150,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _upscale(args) -> int:
+    raise_on_stop_signals()  # a `kill` or a closed terminal cleans up like Ctrl-C, from the start
+
     from .precheck import check_upscale
 
     # Before torch loads: a wrong path, certificate or setting is said at once.
@@ -160,7 +162,6 @@ def _upscale(args) -> int:
     from .engine import UpscaleOptions, upscale_file
 
     options = UpscaleOptions(args.scale, args.model, args.device, args.tile, args.force, args.key, args.cert)
-    raise_on_stop_signals()  # a `kill` or a closed terminal cleans up like Ctrl-C
     before = _file_id(args.output)
     with tqdm(total=0, unit="tile", disable=not sys.stderr.isatty(), leave=False) as bar:
 

@@ -80,15 +80,15 @@ def upscale_file(
     payload = watermark_payload(model, picture)
     result = synthesize(picture, model, device, options.tile, payload, on_progress, should_stop)
     disclosure = disclose(model, picture, sha256_file(source), payload)
+    manifest, rights = upscale_manifest(disclosure, target.name), read_rights(source)
     staged = staged_path(target, "pixels")
     try:
         write_picture(result, staged, output_format(target))
         if target.exists() and not options.force:
             raise UsageError(f"{target}: appeared while upscaling; pass --force to replace it")
-    except BaseException:
-        discard(staged)
-        raise
-    seal(staged, target, upscale_manifest(disclosure, target.name), identity, source, disclosure, read_rights(source))
+        seal(staged, target, manifest, identity, source, disclosure, rights)
+    finally:
+        discard(staged)  # seal consumes it; this covers a stop before seal began
     return UpscaleResult(target, disclosure, result.size, device.type, time.perf_counter() - started)
 
 

@@ -257,10 +257,9 @@ def op_sign(worker: Worker, job_id, file: str, provenance: list | None = None, e
     staged = staged_path(target, "export")
     try:
         staged.write_bytes(target.read_bytes())
-    except BaseException:
-        staged.unlink(missing_ok=True)
-        raise
-    seal(staged, target, manifest, identity, None, records[-1] if records else found)
+        seal(staged, target, manifest, identity, None, records[-1] if records else found)
+    finally:
+        discard(staged)  # seal consumes it; this covers a stop before seal began
     return {"file": str(target), "ai_declared": bool(records) or found is not None, "watermark": mark}
 
 
