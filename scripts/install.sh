@@ -25,14 +25,15 @@ pip=(.venv/bin/python -m pip install --disable-pip-version-check --constraint co
 case "${AVOW_TORCH:-cpu}" in
     # PyTorch's own index holds the CPU-only builds (on PyPI, Linux torch needs several GB of CUDA
     # libraries). --index-url, not --extra-index-url: if that index cannot be reached, pip fails
-    # rather than falling back to PyPI's CUDA build.
-    cpu) torch_from=(--index-url https://download.pytorch.org/whl/cpu) ;;
+    # rather than falling back to PyPI's CUDA build. torch alone from there (--no-deps): its
+    # dependencies are the same pure-Python packages on PyPI, installed with Avow's below.
+    cpu) torch_from=(--no-deps --index-url https://download.pytorch.org/whl/cpu) ;;
     cuda) torch_from=() ;;
     *) echo "install: AVOW_TORCH is cpu (the default) or cuda, not '$AVOW_TORCH'" >&2; exit 1 ;;
 esac
 # torch first: the `torch>=` requirement of Avow is then already met, and pip pulls no other build.
 if ! .venv/bin/python -c 'import torch' 2>/dev/null; then
-    echo "install: torch (${AVOW_TORCH:-cpu}) ..."
+    echo "install: torch (${AVOW_TORCH:-cpu} build) ..."
     "${pip[@]}" "${torch_from[@]}" torch
 fi
 "${pip[@]}" -e ".$extras"
