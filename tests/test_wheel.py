@@ -68,6 +68,10 @@ def test_the_wheel_carries_the_hooks_the_sample_and_the_licence(wheel_venv):
                  "avow_models/samples/chelsea.jpg", "avow_models/weights/avow-compact-x4.safetensors"):
         assert name in names
     assert any(name.endswith(".dist-info/licenses/LICENSE") for name in names)
+    hooks = {f"avow/hooks/{path.relative_to(ROOT / 'plugin').as_posix()}"
+             for editor in ("gimp", "krita", "client") for path in (ROOT / "plugin" / editor).rglob("*")
+             if path.is_file() and "__pycache__" not in path.parts}
+    assert hooks <= names, f"pyproject's package-data misses hook files: {sorted(hooks - names)}"
     assert not any("__pycache__" in name or name.startswith(("tests/", "bench/")) for name in names)
     where = run(wheel_venv.python, "-c", "import avow, avow_c2pa, avow_models; print(avow.__file__)",
                 env=wheel_venv.env, cwd=wheel_venv.home)
