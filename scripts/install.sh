@@ -6,10 +6,18 @@
 #   AVOW_TORCH=cuda bash scripts/install.sh  # PyPI's default torch: CUDA on Linux x86_64 (GBs)
 #   bash scripts/install.sh '[test,lint]'    # with extras (scripts/test.sh does this)
 #
-# Versions come from constraints.txt: the ones the tests ran with.
+# Versions come from constraints.txt: the ones the tests ran with. To switch torch builds, delete
+# .venv first: an importable torch is kept.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${1:-}"
+# A run with the same extras since pyproject.toml and constraints.txt last changed is done already
+# (the install is editable: source edits need none).
+stamp=".venv/.avow-installed${extras//[^a-z,]/}"
+if [[ -f $stamp && $stamp -nt pyproject.toml && $stamp -nt constraints.txt ]]; then
+    echo "install: up to date in $(pwd)/.venv"
+    exit 0
+fi
 
 if ! python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
     echo "install: Avow needs Python 3.11 or newer (python3 is $(python3 --version 2>&1))" >&2
@@ -37,4 +45,5 @@ if ! .venv/bin/python -c 'import torch' 2>/dev/null; then
     "${pip[@]}" "${torch_from[@]}" torch
 fi
 "${pip[@]}" -e ".$extras"
+touch "$stamp"
 echo "install: Avow is ready in $(pwd)/.venv (run .venv/bin/avow --help)"
