@@ -19,9 +19,8 @@ from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from hostile import signed
-
 from avow_c2pa.verify import trust_anchors, verify_file
+from hostile import signed
 
 
 def mutate(data: bytes, rng: random.Random) -> bytes:

@@ -30,7 +30,6 @@ from skimage.metrics import structural_similarity
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import data
-
 from avow_models.archs.srvgg import SRVGGNetCompact
 
 

@@ -30,7 +30,6 @@ from safetensors.torch import save_file
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import data
-
 from avow_models.archs.srvgg import SRVGGNetCompact
 
 HR_FACTORS = (1.0, 0.75, 0.5)
