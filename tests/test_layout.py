@@ -26,3 +26,18 @@ def test_verify_path_imports_no_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "False"
+
+
+def test_every_package_folder_is_in_the_wheel():
+    """pyproject lists the packages by hand (the hooks and the sample are mapped in as data): a new
+    subpackage must be added there, or the wheel ships without it."""
+    import tomllib
+
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    found = set()
+    for name, folder in setuptools["package-dir"].items():
+        if (ROOT / folder / "__init__.py").exists():
+            found |= {".".join([name, *init.parent.relative_to(ROOT / folder).parts])
+                      for init in (ROOT / folder).rglob("__init__.py")}
+    data_only = {name for name, folder in setuptools["package-dir"].items() if not (ROOT / folder / "__init__.py").exists()}
+    assert set(setuptools["packages"]) == found | data_only

@@ -33,7 +33,6 @@ from avow_models.archs.rrdb import RRDBNet
 from avow_models.archs.srvgg import SRVGGNetCompact
 from avow_models.registry import detect
 
-
 # --- published layouts, written out independently of the arch classes -------------------------
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import stat
+import subprocess
 from pathlib import Path
 
 import c2pa
@@ -69,7 +71,11 @@ def test_manifest_layout(tmp_path, jpeg_in):
     edited = actions[1]
     assert edited["digitalSourceType"] == COMPOSITE_WITH_AI
     assert edited["softwareAgent"]["name"] == "Avow"
-    assert edited["parameters"]["scale"] == "4" and edited["parameters"]["sha256"] == "ab" * 32
+    assert edited["parameters"] == {
+        "dev.avow.model": "avow-compact-x4", "dev.avow.modelArch": "SRVGGNetCompact",
+        "dev.avow.modelSha256": "ab" * 32, "dev.avow.scale": "4",
+    }
+    assert all(name.startswith("dev.avow.") for a in actions[1:] for name in a["parameters"])
     assert [i["relationship"] for i in active["ingredients"]] == ["parentOf"]
     assert active["ingredients"][0]["title"] == "input.jpg"
     assert active["thumbnail"]["format"] == "image/jpeg"
@@ -140,6 +146,22 @@ def test_disclosure_fields_and_no_camera_identity(tmp_path):
     assert "synthesized" in exif["Exif.Image.ImageDescription"] and "synthesized" in exif["Exif.Photo.UserComment"]
     assert exif["Exif.Image.Software"] == "Avow 0.1.0"
     assert "Exif.Image.Make" not in exif and "Exif.Image.Model" not in exif
+
+
+@pytest.mark.parametrize("ext", ["jpg", "png", "webp"])
+def test_the_exif_block_is_complete(tmp_path, ext):
+    """EXIF 2.32's required tags are there, so readers see a whole EXIF block (exiftool -validate).
+    (A TIFF's resolution tags live in its image IFD, which exiv2 leaves as the pixel writer made it.)"""
+    out = signed_output(tmp_path, ext)
+    exif, _ = read_metadata(out)
+    assert exif["Exif.Photo.ExifVersion"] == "48 50 51 50" and exif["Exif.Photo.ColorSpace"] == "1"
+    assert (exif["Exif.Photo.PixelXDimension"], exif["Exif.Photo.PixelYDimension"]) == ("192", "160")
+    if shutil.which("exiftool") is None:
+        pytest.skip("exiftool is not installed")
+    result = subprocess.run(["exiftool", "-validate", "-warning", "-a", str(out)], capture_output=True, text=True, check=True)
+    warnings = [line for line in result.stdout.splitlines() if line.startswith("Warning")]
+    # exiftool 12.x misreads the offsets of an eXIf chunk that follows a caBX (JUMBF) chunk.
+    assert [w for w in warnings if "JUMBFBox" not in w] == [], result.stdout
 
 
 def test_only_rights_travel_from_the_input(tmp_path):

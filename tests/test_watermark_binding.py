@@ -1,5 +1,5 @@
 """The pixel watermark as part of Avow's provenance: embedded by every upscale, declared in the
-signed manifest as a soft binding, and read by ``avow verify`` when the metadata is gone or lies.
+signed manifest (Avow's ``dev.avow.watermark`` assertion), and read by ``avow verify`` when the metadata is gone or lies.
 
 Real model, real c2pa-python and pyexiv2 throughout; the attacks are real re-encodes with Pillow.
 """
@@ -27,12 +27,12 @@ from avow_c2pa.verify import (
     trust_anchors,
     verify_file,
 )
+from damage import resigned_as_camera_original
 from PIL import Image
 
 import c2pa
 
 SAMPLE = Path(__file__).resolve().parents[1] / "models" / "samples" / "chelsea.jpg"
-CAPTURE = "http://cv.iptc.org/newscodes/digitalsourcetype/digitalCapture"
 
 
 def cat(mode: str = "RGB") -> Image.Image:
@@ -40,15 +40,19 @@ def cat(mode: str = "RGB") -> Image.Image:
     return Image.open(SAMPLE).convert(mode).crop((100, 40, 340, 220))
 
 
-@pytest.fixture(scope="module")
-def upscaled(tmp_path_factory, shared_home):
-    """A real x2 upscale of ``cat()``, as ``avow upscale`` writes it."""
-    folder = tmp_path_factory.mktemp("marked")
+def upscale_cat(folder: Path, home: Path, *names: str) -> tuple[Path, list]:
+    """Real x2 upscales of ``cat()`` under each of ``names``, as ``avow upscale`` writes them."""
     source = folder / "cat.png"
     cat().save(source)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("AVOW_CONFIG_DIR", str(shared_home))
-        result = upscale_file(source, folder / "cat-x2.png", UpscaleOptions(scale=2, device="cpu"))
+        patch.setenv("AVOW_CONFIG_DIR", str(home))
+        return source, [upscale_file(source, folder / name, UpscaleOptions(scale=2, device="cpu")) for name in names]
+
+
+@pytest.fixture(scope="module")
+def upscaled(tmp_path_factory, shared_home):
+    """A real x2 upscale of ``cat()``, as ``avow upscale`` writes it."""
+    source, (result,) = upscale_cat(tmp_path_factory.mktemp("marked"), shared_home, "cat-x2.png")
     return source, result
 
 
@@ -71,10 +75,11 @@ def test_the_manifest_declares_the_mark_and_xmp_repeats_it(upscaled):
         store = json.loads(reader.json())
     assertions = store["manifests"][store["active_manifest"]]["assertions"]
     actions = next(a for a in assertions if a["label"].startswith("c2pa.actions"))["data"]["actions"]
-    watermarked = next(a for a in actions if a["action"] == "c2pa.watermarked")
-    assert watermarked["parameters"] == {"alg": watermark.WATERMARK_ALG, "identifier": identifier}
-    binding = next(a for a in assertions if a["label"].startswith("c2pa.soft-binding"))["data"]
-    assert binding["alg"] == "dev.avow.watermark.1" and "not a registered" in binding["name"]
+    watermarked = next(a for a in actions if a["action"] == "c2pa.watermarked.unbound")
+    assert watermarked["parameters"] == {"dev.avow.alg": watermark.WATERMARK_ALG, "dev.avow.identifier": identifier}
+    assert not [a for a in assertions if a["label"].startswith("c2pa.soft-binding")]  # not a registered algorithm
+    carried = next(a for a in assertions if a["label"] == "dev.avow.watermark")["data"]
+    assert carried["identifiers"] == [identifier] and carried["alg"] == "dev.avow.watermark.1"
     assert read_metadata(result.output)[1]["Xmp.avow.watermark"] == identifier
 
     report = verify_file(result.output, trust_anchors())
@@ -103,21 +108,11 @@ def test_marked_output_is_found_after_jpeg_q75_and_half_size_an_unmarked_one_is_
         assert report.watermark["false_positive_probability"] > 1e-6
 
 
-def test_stripped_and_resigned_as_a_camera_original_is_a_contradiction(upscaled, tmp_path, monkeypatch):
+def test_stripped_and_resigned_as_a_camera_original_is_a_contradiction(upscaled, tmp_path):
     _, result = upscaled
     stripped = laundered(result.output, tmp_path / "stripped.jpg")
-    monkeypatch.setenv("AVOW_CONFIG_DIR", str(tmp_path / "forger"))  # someone else's valid credentials
-    forged = tmp_path / "camera-original.jpg"
-    manifest = {
-        "claim_generator_info": [{"name": "Camera", "version": "1"}],
-        "title": forged.name,
-        "assertions": [
-            {"label": "c2pa.actions.v2", "created": True,
-             "data": {"actions": [{"action": "c2pa.created", "digitalSourceType": CAPTURE}]}}
-        ],
-    }
-    sign_file(stripped, forged, manifest, signing_identity(), parent=None)
-    report = verify_file(forged, trust_anchors())
+    forged, forger_root = resigned_as_camera_original(stripped, tmp_path / "camera.jpg", tmp_path / "forger")
+    report = verify_file(forged, trust_anchors([forger_root]))
     assert report.validation_state == "Trusted" and not report.ai_declared  # the signature itself is fine
     assert report.verdict == CONTRADICTION and report.exit_code == 1
     assert report.summary.startswith("Contradiction: the pixels carry Avow's synthesis mark")
@@ -131,7 +126,7 @@ def test_a_manifest_naming_another_identifier_is_called_out(upscaled, tmp_path):
     report = verify_file(out, trust_anchors())
     assert report.verdict == AI_SYNTHESIZED and report.soft_bindings == ["0badf00d"]
     assert report.watermark["matches_manifest"] is False
-    assert f"identifier {result.disclosure.watermark_id} does not match the manifest's soft binding" in report.summary
+    assert f"identifier {result.disclosure.watermark_id} does not match the one the manifest declares" in report.summary
 
 
 def test_a_users_own_key_marks_too_and_the_public_mark_stays(tmp_path, monkeypatch, shared_home):

@@ -82,9 +82,11 @@ def test_cancel_stops_and_leaves_nothing(worker, pixels, tmp_path):
 @pytest.mark.parametrize(
     ("params", "kind", "words"),
     [
-        ({"op": "nonsense"}, "UsageError", "unknown op"),
+        ({"op": "nonsense"}, "ProtocolError", "unknown op"),
         ({"op": "upscale", "input": "/nonexistent.npy", "output": "/tmp/x.npy", "model": "no-such-model"},
-         "ModelNotFoundError", "no-such-model"),
+         "UsageError", "/nonexistent.npy: no such file"),  # paths are checked before any model is looked up
+        ({"op": "upscale", "input": str(ROOT / "pyproject.toml"), "output": str(ROOT / "tests" / "never.npy"),
+          "model": "no-such-model"}, "ModelNotFoundError", "no-such-model"),
         ({"op": "upscale", "input": "x"}, "ProtocolError", "output"),
         ({"op": "verify", "file": "/nonexistent.png"}, None, None),
     ],

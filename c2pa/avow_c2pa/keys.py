@@ -13,16 +13,19 @@ from __future__ import annotations
 
 import datetime
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from .config import config_dir, load_settings
-from .errors import IdentityError
+from .config import config_dir, settings
+from .errors import IdentityError, describe_os_error
 
 ROOT_LIFETIME = datetime.timedelta(days=365 * 30)
 LEAF_LIFETIME = datetime.timedelta(days=365 * 25)
@@ -30,6 +33,8 @@ LEAF_LIFETIME = datetime.timedelta(days=365 * 25)
 KEY_FILE = "signer.key"
 CHAIN_FILE = "signer-chain.pem"
 ROOT_FILE = "root.pem"
+IDENTITY_FILES = (KEY_FILE, CHAIN_FILE, ROOT_FILE)
+MIN_RSA_BITS = 2048  # C2PA's minimum; shorter RSA keys are refused by every reader
 
 
 @dataclass(frozen=True)
@@ -56,20 +61,38 @@ def identity_dir() -> Path:
 
 
 def signing_identity(key: Path | None = None, cert: Path | None = None) -> Identity:
-    """The identity to sign with: explicit files, else ``config.toml``'s, else the local one (created on first use)."""
+    """The identity to sign with: explicit files, else ``config.toml``'s, else the local one (created on first use).
+
+    Whatever its origin it is checked here, before any pixel is made: a certificate C2PA readers
+    would refuse (expired, not yet valid, no digitalSignature, weak key, broken chain) must stop
+    the job at once, not after the inference."""
     if key is None and cert is None:
-        signing = load_settings().get("signing", {})
-        key, cert = signing.get("key"), signing.get("cert")
+        configured = settings()
+        key, cert = configured.signing_key, configured.signing_cert
     if key is None and cert is None:
-        return local_identity(create=True)
-    if key is None or cert is None:
+        identity = local_identity(create=True)
+        assert identity is not None
+        chain_path = identity_dir() / CHAIN_FILE
+    elif key is None or cert is None:
         raise IdentityError("a signing key and its certificate chain go together: give both --key and --cert")
-    return load_identity(Path(key), Path(cert))
+    else:
+        identity = load_identity(Path(key), Path(cert))
+        chain_path = Path(cert)
+    check_chain(x509.load_pem_x509_certificates(identity.chain_pem), chain_path)
+    return identity
 
 
 def local_identity(create: bool) -> Identity | None:
     folder = identity_dir()
-    if not (folder / KEY_FILE).exists():
+    missing = _missing(folder)
+    if missing and (len(missing) < len(IDENTITY_FILES) or _has_entries(folder)):
+        missing = _missing(folder)  # looked while a concurrent first run renamed its identity into place
+    if missing and (len(missing) < len(IDENTITY_FILES) or _has_entries(folder)):
+        raise IdentityError(
+            f"{folder}: incomplete signing identity (missing {', '.join(missing)}), probably left by an interrupted "
+            "first run; move that folder aside (keep it if files were signed with it) and run again to create a new one"
+        )
+    if missing:
         if not create:
             return None
         _create_local_identity(folder)
@@ -77,19 +100,62 @@ def local_identity(create: bool) -> Identity | None:
     return Identity(identity.chain_pem, identity.key_pem, identity.alg, _read(folder / ROOT_FILE), str(folder))
 
 
+def _missing(folder: Path) -> list[str]:
+    return [name for name in IDENTITY_FILES if not (folder / name).is_file()]
+
+
+def _has_entries(folder: Path) -> bool:
+    try:
+        return any(folder.iterdir())
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise IdentityError(f"signing identity: {describe_os_error(exc, folder)}") from None
+
+
 def load_identity(key_path: Path, chain_path: Path) -> Identity:
     key_pem, chain_pem = _read(key_path), _read(chain_path)
     try:
         key = serialization.load_pem_private_key(key_pem, password=None)
-    except (ValueError, TypeError) as exc:
-        raise IdentityError(f"{key_path}: not an unencrypted PEM private key ({exc})") from exc
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise IdentityError(f"{key_path}: not an unencrypted PEM private key ({_first_line(exc)})") from None
     try:
         chain = x509.load_pem_x509_certificates(chain_pem)
-    except ValueError as exc:
-        raise IdentityError(f"{chain_path}: not a PEM certificate chain ({exc})") from exc
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise IdentityError(f"{chain_path}: not a PEM certificate chain ({_first_line(exc)})") from None
     if chain[0].public_key().public_bytes(*_SPKI) != key.public_key().public_bytes(*_SPKI):
         raise IdentityError(f"{chain_path}: the first certificate does not belong to the key {key_path}")
     return Identity(chain_pem, key_pem, _algorithm(key, key_path), None, f"{key_path} + {chain_path}")
+
+
+def check_chain(chain: list[x509.Certificate], chain_path: Path) -> None:
+    """What a C2PA reader checks of the signer's certificates, checked before signing: dates, the
+    leaf's key usage, and that each certificate is signed by the next one (leaf first)."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    for position, cert in enumerate(chain):
+        role = "the signing certificate" if position == 0 else f"certificate {position + 1} of the chain"
+        if now < cert.not_valid_before_utc:
+            raise IdentityError(f"{chain_path}: {role} is not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC")
+        if now > cert.not_valid_after_utc:
+            raise IdentityError(f"{chain_path}: {role} expired on {cert.not_valid_after_utc:%Y-%m-%d}")
+    try:
+        usage = chain[0].extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        usage = None
+    if usage is None or not usage.digital_signature:
+        raise IdentityError(f"{chain_path}: the signing certificate lacks the digitalSignature key usage C2PA requires")
+    for cert, issuer in zip(chain, chain[1:]):
+        try:
+            cert.verify_directly_issued_by(issuer)
+        except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+            raise IdentityError(
+                f"{chain_path}: {cert.subject.rfc4514_string()} is not signed by the next certificate "
+                f"({issuer.subject.rfc4514_string()}); the chain goes leaf first, then each issuer"
+            ) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
 
 
 _SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -103,6 +169,8 @@ def _algorithm(key, key_path: Path) -> str:
     elif isinstance(key, ed25519.Ed25519PrivateKey):
         return "ed25519"
     elif isinstance(key, rsa.RSAPrivateKey):
+        if key.key_size < MIN_RSA_BITS:
+            raise IdentityError(f"{key_path}: RSA-{key.key_size} is too weak for C2PA; use at least RSA-{MIN_RSA_BITS}")
         return "ps256"
     raise IdentityError(f"{key_path}: key type not usable for C2PA (use EC P-256/P-384/P-521, Ed25519 or RSA)")
 
@@ -111,11 +179,29 @@ def _read(path: Path) -> bytes:
     try:
         return path.read_bytes()
     except OSError as exc:
-        raise IdentityError(f"{path}: {exc.strerror or exc}") from exc
+        raise IdentityError(describe_os_error(exc, path)) from None
 
 
 def _create_local_identity(folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    """Made complete in a private temp folder, then renamed into place in one step: concurrent
+    first runs each make one and the first rename wins (the others use it), and an interrupted
+    run leaves only a temp folder, never a half-made identity."""
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".identity-", dir=folder.parent))
+    except OSError as exc:
+        raise IdentityError(f"cannot create the signing identity: {describe_os_error(exc)}") from None
+    try:
+        _write_identity(staging)
+        os.rename(staging, folder)
+    except OSError as exc:
+        if not (folder / KEY_FILE).is_file():  # not a concurrent run's identity: a real failure
+            raise IdentityError(f"cannot create the signing identity: {describe_os_error(exc)}") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _write_identity(folder: Path) -> None:
     now = datetime.datetime.now(datetime.timezone.utc)
     user = os.environ.get("USER") or os.environ.get("USERNAME") or "user"
 

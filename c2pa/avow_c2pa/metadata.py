@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pyexiv2
 
-from .disclosure import Disclosure
+from .disclosure import Declared, Disclosure
 from .errors import DisclosureError
 
 AVOW_NS = "https://avow.dev/ns/1.0/"
@@ -36,23 +36,27 @@ def _register_namespace() -> None:
         _namespace_registered = True
 
 
-def disclosure_fields(disclosure: Disclosure) -> tuple[dict, dict]:
-    """The EXIF and XMP fields that declare ``disclosure``."""
+def disclosure_fields(disclosure: Declared) -> tuple[dict, dict]:
+    """The EXIF and XMP fields that declare ``disclosure`` (a found mark alone names no model)."""
     sentence = disclosure.sentence()
     xmp = {
         "Xmp.iptcExt.DigitalSourceType": disclosure.digital_source_type,
-        "Xmp.iptcExt.AISystemUsed": f"{disclosure.software} ({disclosure.model_name})",
-        "Xmp.iptcExt.AISystemVersionUsed": disclosure.model_sha256[:16],
+        "Xmp.iptcExt.AISystemUsed": disclosure.software,
         "Xmp.xmp.CreatorTool": disclosure.software,
         "Xmp.dc.description": {'lang="x-default"': sentence},
-        "Xmp.avow.model": disclosure.model_name,
-        "Xmp.avow.modelSha256": disclosure.model_sha256,
-        "Xmp.avow.modelArch": disclosure.model_arch,
-        "Xmp.avow.scale": str(disclosure.scale),
-        "Xmp.avow.inputWidth": str(disclosure.input_width),
-        "Xmp.avow.inputHeight": str(disclosure.input_height),
-        "Xmp.avow.inputSha256": disclosure.input_sha256,
     }
+    if isinstance(disclosure, Disclosure):
+        xmp |= {
+            "Xmp.iptcExt.AISystemUsed": f"{disclosure.software} ({disclosure.model_name})",
+            "Xmp.iptcExt.AISystemVersionUsed": disclosure.model_sha256[:16],
+            "Xmp.avow.model": disclosure.model_name,
+            "Xmp.avow.modelSha256": disclosure.model_sha256,
+            "Xmp.avow.modelArch": disclosure.model_arch,
+            "Xmp.avow.scale": str(disclosure.scale),
+            "Xmp.avow.inputWidth": str(disclosure.input_width),
+            "Xmp.avow.inputHeight": str(disclosure.input_height),
+            "Xmp.avow.inputSha256": disclosure.input_sha256,
+        }
     if disclosure.watermark_id:
         xmp["Xmp.avow.watermark"] = disclosure.watermark_id
     exif = {
@@ -72,12 +76,34 @@ def read_rights(path: Path) -> tuple[dict, dict]:
     return {k: v for k, v in exif.items() if k in CARRIED_EXIF}, {k: v for k, v in xmp.items() if k in CARRIED_XMP}
 
 
-def write_disclosure(path: Path, disclosure: Disclosure, carried: tuple[dict, dict] = ({}, {})) -> None:
+def _required_exif(image: pyexiv2.Image) -> dict:
+    """The tags EXIF 2.32 requires of every file (and of a JPEG's YCbCr data), so that readers and
+    ``exiftool -validate`` find a complete EXIF block, not a bare disclosure. Written from scratch
+    like the rest: the picture's real size, sRGB unless an ICC profile says otherwise."""
+    icc = image.read_icc()
+    exif = {
+        "Exif.Image.XResolution": "72/1",
+        "Exif.Image.YResolution": "72/1",
+        "Exif.Image.ResolutionUnit": "2",
+        "Exif.Photo.ExifVersion": "48 50 51 50",  # "0232"
+        "Exif.Photo.FlashpixVersion": "48 49 48 48",  # "0100"
+        "Exif.Photo.ColorSpace": "1" if not icc or b"sRGB" in icc else "65535",
+    }
+    if image.get_mime_type() != "image/tiff":  # a TIFF's size is its own IFD0's (exiv2 keeps those tags)
+        exif["Exif.Photo.PixelXDimension"] = str(image.get_pixel_width())
+        exif["Exif.Photo.PixelYDimension"] = str(image.get_pixel_height())
+    if image.get_mime_type() == "image/jpeg":
+        exif["Exif.Image.YCbCrPositioning"] = "1"
+        exif["Exif.Photo.ComponentsConfiguration"] = "1 2 3 0"  # Y Cb Cr
+    return exif
+
+
+def write_disclosure(path: Path, disclosure: Declared, carried: tuple[dict, dict] = ({}, {})) -> None:
     exif, xmp = disclosure_fields(disclosure)
     _register_namespace()
     try:
         with pyexiv2.Image(str(path)) as image:
-            image.modify_exif({**carried[0], **exif})
+            image.modify_exif({**_required_exif(image), **carried[0], **exif})
             image.modify_xmp({**carried[1], **xmp})
     except Exception as exc:  # pyexiv2 raises bare RuntimeError/Exception from native code
         raise DisclosureError(f"{path.name}: cannot write EXIF/XMP disclosure: {exc}") from exc

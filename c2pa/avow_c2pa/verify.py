@@ -15,24 +15,23 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
 import c2pa
 
-from .config import load_settings, user_watermark_keys
+from .config import settings
 from .declarations import Declaration, effective_actions, history, manifest_declarations
 from .declarations import as_dict as _dict
 from .declarations import as_list as _list
-from .errors import DisclosureError, ProvenanceError, UnreadableFileError
+from .errors import DisclosureError, SettingsError, TrustAnchorError, UnreadableFileError, describe_os_error
 from .formats import sniff_format
 from .keys import local_identity
+from .manifest import PARAMETER_PREFIX, WATERMARK_LABEL
 from .metadata import read_metadata
+from .pixels import find_mark, search_file, unchecked
 from .verdicts import (
     AI_IN_HISTORY, AI_SYNTHESIZED, AI_WATERMARKED, CONTRADICTION, EXIT_CODES, NO_PROVENANCE, OVER_BUDGET, REMOTE,
     SIGNED, TAMPERED, UNREADABLE, UNVERIFIABLE, explain, judge, signer_phrase, unverifiable_error,
 )
-from .watermark import DEFAULT_KEY, DETECT_SIDE, PAYLOAD_BITS, WATERMARK_ALG, detect
+from .watermark import PAYLOAD_BITS, WATERMARK_ALG
 
 __all__ = [  # the verdicts are re-exported: callers and tests name them from here
     "AI_IN_HISTORY", "AI_SYNTHESIZED", "AI_WATERMARKED", "CONTRADICTION", "EXIT_CODES", "NO_PROVENANCE",
@@ -42,9 +41,6 @@ __all__ = [  # the verdicts are re-exported: callers and tests name them from he
 
 SCHEMA_VERSION = 2
 
-# Watermark detection decodes the pixels: bounded, so a huge PNG cannot exhaust the verifier
-# (JPEG is decoded at a reduced DCT scale, so any JPEG qualifies).
-WATERMARK_MAX_PIXELS = 64_000_000
 XCF_WATERMARK_PIXELS = 24_000_000  # layers decoded per XCF (pure Python, ~0.5 s per MP)
 
 EXIF_FIELDS = {"make": "Exif.Image.Make", "model": "Exif.Image.Model", "software": "Exif.Image.Software"}
@@ -89,7 +85,9 @@ class Report:
     exif: dict = field(default_factory=dict)
     metadata_agrees: bool | None = None  # XMP disclosure matches the manifest; None if nothing to compare
     soft_bindings: list[str] = field(default_factory=list)  # Avow watermark identifiers the manifest declares
-    watermark: dict | None = None  # found, score, false_positive_probability, identifier, key, matches_manifest, layer
+    # checked (False: with reason, the pixels were not searched), found, score, false_positive_probability,
+    # identifier, key, matches_manifest, layer, lenient_decode
+    watermark: dict | None = None
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -101,18 +99,35 @@ class Report:
 
 
 def trust_anchors(extra: list[Path] = ()) -> str:
-    """PEM bundle of trusted roots: the user's own, ``config.toml``'s ``[verify] trust``, then ``extra``."""
+    """PEM bundle of trusted roots: the user's own, ``config.toml``'s ``[verify] trust``, then ``extra``.
+
+    Each file must hold at least one PEM certificate: a wrong file given as a trust list would
+    otherwise be ignored in silence, and files the user meant to trust would read as unknown."""
     pems: list[bytes] = []
     own = local_identity(create=False)
     if own is not None and own.root_pem:
         pems.append(own.root_pem)
-    configured = load_settings().get("verify", {}).get("trust", [])
-    for path in [*map(Path, configured), *extra]:
-        try:
-            pems.append(path.read_bytes())
-        except OSError as exc:
-            raise ProvenanceError(f"trust anchors {path}: {exc.strerror or exc}") from exc
+    for path in settings().trust:
+        pems.append(_anchor_file(path, SettingsError, "[verify] trust"))
+    for path in extra:
+        pems.append(_anchor_file(Path(path), TrustAnchorError, "--trust"))
     return b"\n".join(pems).decode("ascii", "replace")
+
+
+def _anchor_file(path: Path, error: type[Exception], origin: str) -> bytes:
+    from cryptography import x509
+
+    try:
+        if path.exists() and not path.is_file():  # a FIFO would block the read forever
+            raise error(f"{origin}: {path}: not a regular file")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise error(f"{origin}: {describe_os_error(exc, path)}") from None
+    try:
+        x509.load_pem_x509_certificates(data)
+    except ValueError:
+        raise error(f"{origin}: {path}: holds no PEM certificate (-----BEGIN CERTIFICATE-----)") from None
+    return data
 
 
 def reader_settings(anchors: str, allow_remote: bool = False, ocsp: bool = False) -> dict:
@@ -258,11 +273,16 @@ def _identities(manifest: dict, codes: list[str]) -> list[dict]:
 
 
 def _soft_bindings(manifest: dict) -> list[str]:
-    """Identifiers of Avow's mark declared by ``c2pa.soft-binding`` assertions, as 8 hex digits."""
+    """Identifiers of Avow's mark the manifest declares, as 8 hex digits: in Avow's
+    ``dev.avow.watermark`` assertion, or in the ``c2pa.soft-binding`` of outputs made before it."""
     found = []
     for assertion in map(_dict, _list(manifest.get("assertions"))):
         data = _dict(assertion.get("data"))
-        if not str(assertion.get("label", "")).startswith("c2pa.soft-binding") or data.get("alg") != WATERMARK_ALG:
+        label = str(assertion.get("label", ""))
+        if label == WATERMARK_LABEL or label.startswith(WATERMARK_LABEL + "__"):
+            found.extend(i for i in map(str, _list(data.get("identifiers"))) if re.fullmatch(r"[0-9a-f]{8}", i))
+            continue
+        if not label.startswith("c2pa.soft-binding") or data.get("alg") != WATERMARK_ALG:
             continue
         for block in map(_dict, _list(data.get("blocks"))):
             try:
@@ -285,12 +305,21 @@ def _note_action(declaration: Declaration, manifest: dict, report: Report) -> No
     if declaration.software_agent == "Avow" and report.model is None:
         for action in _avow_actions(manifest, declaration.action):
             params = _dict(action.get("parameters"))
-            report.model = {k: params.get(k) for k in ("model", "sha256", "scale")}
+            report.model = {k: _parameter(params, name) for k, name in (("model", "model"), ("sha256", "modelSha256"), ("scale", "scale"))}
             break
 
 
 def _avow_actions(manifest: dict, name: str) -> list[dict]:
-    return [a for a, _ in effective_actions(manifest) if a.get("action") == name and "model" in _dict(a.get("parameters"))]
+    return [
+        a for a, _ in effective_actions(manifest)
+        if a.get("action") == name and _parameter(_dict(a.get("parameters")), "model") is not None
+    ]
+
+
+def _parameter(params: dict, name: str) -> object:
+    """Avow's namespaced action parameter, or its bare name in outputs made before namespacing."""
+    old = {"modelSha256": "sha256"}.get(name, name)
+    return params.get(PARAMETER_PREFIX + name, params.get(old))
 
 
 def _has_c2pa_marker(path: Path) -> bool:
@@ -311,10 +340,11 @@ def _read_metadata(path: Path, report: Report) -> None:
 def _read_watermark(path: Path, report: Report) -> None:
     """Look for Avow's mark: on every image, since a stripped copy has nothing else left to say what it is."""
     try:
-        pixels, full_size = _pixels(path)
-        report.watermark = _find_mark(pixels, full_size)
-    except Exception as exc:  # Pillow's decoders raise a zoo on damaged data; the verdict must not depend on it
-        report.notes.append(f"watermark not checked: {type(exc).__name__}: {exc}")
+        report.watermark = search_file(path)
+    except SettingsError as exc:  # a malformed [watermark] setting: say so, the verdict stands
+        report.watermark = unchecked(str(exc))
+    if report.watermark["checked"] and report.watermark["lenient_decode"]:
+        report.notes.append("the file is damaged or non-standard: its pixels were searched as a lenient viewer decodes them")
 
 
 def _read_xcf_watermark(path: Path, report: Report) -> None:
@@ -324,52 +354,22 @@ def _read_xcf_watermark(path: Path, report: Report) -> None:
 
     try:
         for name, pixels in layer_pixels(path, report.xcf["synthesized_layers"], XCF_WATERMARK_PIXELS):
-            mark = {**_find_mark(pixels, None), "layer": name}
+            mark = {**find_mark(pixels, None), "layer": name}
             if report.watermark is None or mark["score"] > report.watermark["score"] or mark["found"]:
                 report.watermark = mark
             if mark["found"]:
                 return
     except Exception as exc:  # gimpformats raises anything on a damaged or unusual layer
         report.notes.append(f"watermark not checked in every layer: {type(exc).__name__}: {exc}")
-
-
-def _find_mark(pixels: np.ndarray, full_size: tuple[int, int] | None) -> dict:
-    """The public key first, then the user's own: the first that finds its mark, else the public one's result."""
-    public = None
-    for name, key in (("public", DEFAULT_KEY), *(("user", key) for key in user_watermark_keys())):
-        found = detect(pixels, key, full_size=full_size)
-        mark = {
-            "found": found.found,
-            "score": round(found.score, 2),
-            "false_positive_probability": found.false_positive_probability,
-            "identifier": None if found.payload is None else f"{found.payload:08x}",
-            "key": name,
-            "matches_manifest": None,
-            "layer": None,
-        }
-        if found.found:
-            return mark
-        public = public or mark
-    return public
-
-
-def _pixels(path: Path) -> tuple[np.ndarray, tuple[int, int]]:
-    """The pixels to search, and the picture's full size (a JPEG is decoded at reduced scale)."""
-    with Image.open(path) as image:
-        full_size = image.size
-        if image.format == "JPEG":
-            image.draft("RGB", (DETECT_SIDE, DETECT_SIDE))  # decode at 1/2..1/8 scale: the mark lives well below
-        width, height = image.size
-        if width * height > WATERMARK_MAX_PIXELS and image.format != "JPEG":
-            raise ValueError(f"{width}x{height} is above the {WATERMARK_MAX_PIXELS // 1_000_000} MP checked")
-        if image.mode.startswith(("I", "F")):  # 16-bit or float grey
-            pixels = np.asarray(image, dtype=np.float32)
-            return pixels / (65535.0 if pixels.max(initial=0) > 255 or image.mode.startswith("I;16") else 255.0), full_size
-        return np.asarray(image.convert("RGB")), full_size
+        if report.watermark is None:
+            report.watermark = unchecked(f"{type(exc).__name__}: {exc}")
 
 
 def _weigh_watermark(report: Report) -> None:
     mark = report.watermark
+    if mark and not mark["checked"]:
+        report.summary += f" Avow's pixel mark was not looked for: {mark['reason']}."
+        return
     if not mark or not mark["found"]:
         if report.soft_bindings and report.verdict == AI_SYNTHESIZED:
             report.notes.append("the manifest declares Avow's pixel watermark, but it was not found in these pixels")
@@ -390,7 +390,7 @@ def _weigh_watermark(report: Report) -> None:
         mark["matches_manifest"] = mark["identifier"] in report.soft_bindings
         if not mark["matches_manifest"]:
             report.summary += (
-                f" The watermark's identifier {mark['identifier']} does not match the manifest's soft binding "
+                f" The watermark's identifier {mark['identifier']} does not match the one the manifest declares "
                 f"({', '.join(report.soft_bindings)}): the pixels come from another Avow output than the one "
                 "this manifest describes."
             )

@@ -4,9 +4,24 @@ Weights are only ever read safely (safetensors, or weights-only unpickling), and
 model comes with a ``ModelDescriptor`` whose ``sha256`` is what Avow discloses about it.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from .catalog import DEFAULT_MODELS, builtin_models, find_model
 from .descriptor import LoadedModel, ModelDescriptor, ModelNotFoundError, UnsupportedModelError
-from .loading import convert_to_safetensors, load_model
+
+if TYPE_CHECKING:
+    from .loading import convert_to_safetensors, load_model
+
+
+def __getattr__(name: str) -> Any:
+    """Loading needs torch; resolving a model name does not, so the CLI can refuse a wrong
+    ``--model`` before spending seconds importing torch."""
+    if name in ("convert_to_safetensors", "load_model"):
+        from . import loading
+
+        return getattr(loading, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_MODELS",

@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from .descriptor import ModelDescriptor, ModelNotFoundError
-from .loading import describe_model
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_MODELS: dict[int, str] = {2: "avow-compact-x2", 4: "avow-compact-x4"}
@@ -19,6 +18,8 @@ USER_SUFFIXES = (".safetensors", ".pth")
 
 def builtin_models() -> list[ModelDescriptor]:
     """Descriptors of the shipped weights, from their headers and cards (no network is built)."""
+    from .loading import describe_model  # torch: finding a model by name must not need it
+
     return [describe_model(path) for path in sorted(WEIGHTS_DIR.glob("*.safetensors"))]
 
 

@@ -11,6 +11,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from avow_c2pa.errors import EXIT_USAGE
+
 if TYPE_CHECKING:
     from torch import nn
 
@@ -20,9 +22,13 @@ class UnsupportedModelError(ValueError):
 
     A ValueError, so callers that must not import torch (the CLI's error handling) can catch it."""
 
+    exit_code = EXIT_USAGE  # the file given is wrong, not the work
+
 
 class ModelNotFoundError(LookupError):
     """A model name or path resolved to no file; the message lists the names that do exist."""
+
+    exit_code = EXIT_USAGE
 
 
 @dataclass(frozen=True)

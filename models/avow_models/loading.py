@@ -19,6 +19,7 @@ import json
 import math
 import os
 import pickle
+import re
 import tempfile
 import tomllib
 import warnings
@@ -65,6 +66,9 @@ def load_model(path: str | os.PathLike[str]) -> LoadedModel:
     with torch.device("meta"):
         module = detection.build()
     weights = {key: tensor.to(torch.float32).contiguous() for key, tensor in state_dict.items()}
+    for key, tensor in weights.items():
+        if not bool(torch.isfinite(tensor).all()):  # it would only ever yield a black, disclosed picture
+            _refuse(path, f"tensor {key!r} holds NaN or infinite values; the weights are damaged")
     try:
         module.load_state_dict(weights, strict=True, assign=True)
     except RuntimeError as exc:
@@ -97,9 +101,9 @@ def convert_to_safetensors(src: str | os.PathLike[str], dst: str | os.PathLike[s
     """Rewrite a supported model as a flat ``.safetensors``, atomically; ``src`` is never touched."""
     src, dst = Path(src), Path(dst)
     if dst.suffix.lower() != ".safetensors":
-        raise ValueError(f"{dst}: the destination must have the .safetensors extension")
+        raise UnsupportedModelError(f"{dst}: the destination must have the .safetensors extension")
     if dst.resolve() == src.resolve():
-        raise ValueError(f"{dst}: refusing to overwrite the source file")
+        raise UnsupportedModelError(f"{dst}: refusing to overwrite the source file")
     state_dict = _state_dict(src, _read(src))
     _detect(src, state_dict)
     # Cloning drops any storage the tensors shared in the pickle, which safetensors refuses.
@@ -302,18 +306,19 @@ def _guarded(path: Path, read: Callable[[], Any]) -> Any:
 
 def _reason(exc: Exception) -> str:
     if isinstance(exc, pickle.UnpicklingError):
-        # torch's message opens with advice to retry with weights_only=False: exactly what must
-        # not be done with an untrusted file. Keep only the line that says what was found.
-        boilerplate = (
-            "Weights only load failed",
-            "Please file an issue",
-            "Check the documentation",
-            "Re-running",
-        )
-        lines = [ln.strip() for ln in str(exc).splitlines()]
-        detail = next((ln for ln in lines if ln and not ln.startswith(boilerplate)), "")
-        return f"refused by the weights-only unpickler: {detail}".rstrip(": ")
+        # torch's message is a page of advice, including retrying with weights_only=False: exactly
+        # what must not be done with an untrusted file. Keep only what the unpickler found.
+        text = str(exc)
+        found = re.search(r"GLOBAL ([\w.]+)", text)
+        if found:
+            return f"refused by the weights-only unpickler: it asks for {found.group(1)}; only plain weights load"
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        detail = next((ln for ln in lines if not ln.startswith(_TORCH_ADVICE) and "weights_only" not in ln), "")
+        return f"refused by the weights-only unpickler: {detail[:300]}".rstrip(": ")
     return f"unreadable: {_one_line(exc)}"
+
+
+_TORCH_ADVICE = ("Weights only load failed", "Please file an issue", "Check the documentation", "Re-running", "(1)", "(2)")
 
 
 def _one_line(exc: BaseException) -> str:

@@ -112,11 +112,10 @@ class PairSampler:
 
     def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
         crops = [self.crop() for _ in range(size)]
-        as_tensor = lambda xs: (
-            torch.from_numpy(np.ascontiguousarray(np.stack(xs)))
-            .permute(0, 3, 1, 2)
-            .contiguous()
-        )
+
+        def as_tensor(xs):
+            return torch.from_numpy(np.ascontiguousarray(np.stack(xs))).permute(0, 3, 1, 2).contiguous()
+
         return as_tensor([lr for lr, _ in crops]), as_tensor([hr for _, hr in crops])
 
 
@@ -187,14 +186,15 @@ def main(argv: list[str] | None = None) -> None:
         schedule.step()
         with torch.no_grad():
             decay = min(args.ema, (1 + step) / (10 + step))
-            for e, p in zip(ema.parameters(), model.parameters()):
+            for e, p in zip(ema.parameters(), model.parameters(), strict=True):
                 e.lerp_(p, 1 - decay)
         running += value
         counted += 1
         if step % 100 == 0 or step == args.iters:
             elapsed = time.perf_counter() - started
             print(
-                f"iter {step}: loss {running / counted:.5f}, lr {schedule.get_last_lr()[0]:.2e}, {skipped} skipped, {elapsed:.0f}s",
+                f"iter {step}: loss {running / counted:.5f}, lr {schedule.get_last_lr()[0]:.2e}, "
+                f"{skipped} skipped, {elapsed:.0f}s",
                 flush=True,
             )
             running, counted = 0.0, 0

@@ -1,59 +1,90 @@
 """`avow`: a thin command line over the engine and the verifier.
 
 Every failure a user can cause ends in one line on stderr and a documented exit code, never a
-traceback. Exit codes: verify uses its verdict codes (0 verified, 1 tampered or contradiction,
-2 no provenance, 3 unreadable, 8 remote, 9 unverifiable, 10 over budget; see avow_c2pa.verdicts);
-other commands use 0 success, 3 usage or unreadable input, 4 failure while working, 130 cancelled.
+traceback. The code comes from the error's type, i.e. from what happened (``exit_code`` of each
+typed error; the table is in ``avow_c2pa.errors`` and the README): verify's verdicts use 0-3 and
+8-10 (``avow_c2pa.verdicts``).
 """
 
 from __future__ import annotations
 
 import argparse
-import signal
+import os
 import sys
 from pathlib import Path
 
-from avow_c2pa.errors import ProvenanceError
+from avow_c2pa.errors import (
+    EXIT_CANCELLED,
+    EXIT_FAILED,
+    EXIT_FILESYSTEM,
+    EXIT_USAGE,
+    describe_os_error,
+    file_system_error,
+)
+from avow_c2pa.interrupts import raise_on_stop_signals
 
 from . import __version__
-from .errors import AvowError, Cancelled
-
-EXIT_USAGE = 3
-EXIT_FAILED = 4
-EXIT_CANCELLED = 130
+from .errors import Cancelled
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    if not hasattr(args, "run"):
-        parser.print_help()
-        return EXIT_USAGE
     try:
         return args.run(args)
     except (Cancelled, KeyboardInterrupt):
         print("avow: cancelled; no file was written", file=sys.stderr)
         return EXIT_CANCELLED
-    except (AvowError, ProvenanceError, LookupError, ValueError) as exc:
-        print(f"avow: error: {_message(exc)}", file=sys.stderr)
-        return EXIT_USAGE if _is_usage(exc) else EXIT_FAILED
-    except MemoryError:
-        print("avow: error: out of memory (the output and its watermark are held in RAM); no file was written. "
-              "Try --scale 2 or a smaller input.", file=sys.stderr)
-        return EXIT_FAILED
-    except BrokenPipeError:
+    except BrokenPipeError:  # `avow verify ... | head`: the reader has all it wanted
         return 0
+    except Exception as exc:
+        message, code = describe_failure(exc)
+        print(f"avow: error: {message}", file=sys.stderr)
+        if code == EXIT_FAILED and os.environ.get("AVOW_DEBUG"):
+            raise
+        return code
+
+
+def describe_failure(exc: BaseException) -> tuple[str, int]:
+    """One line and the exit code for any failure, from what happened: Avow's typed errors carry
+    their code; the operating system's refusals name their path; anything else is a bug, said as
+    such, with AVOW_DEBUG=1 to see the traceback."""
+    code = getattr(exc, "exit_code", None)
+    if isinstance(code, int):
+        return _message(exc), code
+    if isinstance(exc, OSError):
+        return describe_os_error(exc) + "; no file was written", EXIT_FILESYSTEM
+    if isinstance(exc, MemoryError):
+        return ("out of memory (the output and its watermark are held in RAM); no file was written. "
+                "Try --scale 2 or a smaller input."), EXIT_FAILED
+    first = next((line for line in str(exc).splitlines() if line.strip()), "")
+    return f"internal error: {type(exc).__name__}: {first[:300]} (AVOW_DEBUG=1 shows where)", EXIT_FAILED
 
 
 def _message(exc: BaseException) -> str:
-    return str(exc.args[0]) if len(exc.args) == 1 else str(exc)
+    text = str(exc.args[0]) if len(exc.args) == 1 else str(exc)
+    return " ".join(text.split())  # one line, whatever the error's own text holds
 
 
-def _is_usage(exc: Exception) -> bool:
-    """Bad input rather than failed work; model errors are LookupError/ValueError, so torch stays unimported."""
-    from .errors import ImageError, UsageError
+def _tile(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value}: a tile is 0 (whole image) or more pixels")
+    return value
 
-    return isinstance(exc, (UsageError, ImageError, LookupError, ValueError))
+
+def _help(parser: argparse.ArgumentParser):
+    """A bare ``avow``, ``avow keys`` or ``avow models`` asks what there is: help on stdout, exit 0
+    (nothing failed, and 3 would read as verify's "unreadable" to a script)."""
+
+    def run(args) -> int:
+        parser.print_help()
+        return 0
+
+    return run
 
 
 class _Parser(argparse.ArgumentParser):
@@ -77,6 +108,7 @@ def _at_least_one(text: str) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="avow", description="AI upscaling that says so: C2PA + EXIF/XMP disclosure.")
     parser.add_argument("--version", action="version", version=f"avow {__version__}")
+    parser.set_defaults(run=_help(parser))
     commands = parser.add_subparsers(metavar="COMMAND")
 
     upscale = commands.add_parser("upscale", help="upscale an image; the result is disclosed and signed")
@@ -85,7 +117,7 @@ def _parser() -> argparse.ArgumentParser:
     upscale.add_argument("--scale", type=int, choices=(2, 4), help="default: the model's scale (4 for the default)")
     upscale.add_argument("--model", help="built-in or user model name, or a .safetensors/.pth path")
     upscale.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    upscale.add_argument("--tile", type=int, default=256, help="tile size in input pixels (0: whole image)")
+    upscale.add_argument("--tile", type=_tile, default=256, help="tile size in input pixels (0: whole image)")
     upscale.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
     upscale.add_argument("--key", type=Path, help="PEM private key to sign with (default: your local identity)")
     upscale.add_argument("--cert", type=Path, help="PEM certificate chain for --key, leaf first")
@@ -103,7 +135,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="CPU seconds per file for parsing and the watermark search (default: 60)")
     verify.set_defaults(run=_verify)
 
-    keys = commands.add_parser("keys", help="the signing identity").add_subparsers(metavar="ACTION")
+    keys_parser = commands.add_parser("keys", help="the signing identity")
+    keys_parser.set_defaults(run=_help(keys_parser))
+    keys = keys_parser.add_subparsers(metavar="ACTION")
     keys.add_parser("show", help="where the identity lives and its fingerprints").set_defaults(run=_keys_show)
 
     install = commands.add_parser("install", help="install the GIMP 3 or Krita 5 hook for this user")
@@ -117,7 +151,9 @@ def _parser() -> argparse.ArgumentParser:
     package.add_argument("-o", "--output", type=Path, default=Path("avow_krita.zip"))
     package.set_defaults(run=_package)
 
-    models = commands.add_parser("models", help="built-in and user models").add_subparsers(metavar="ACTION")
+    models_parser = commands.add_parser("models", help="built-in and user models")
+    models_parser.set_defaults(run=_help(models_parser))
+    models = models_parser.add_subparsers(metavar="ACTION")
     models.add_parser("list", help="list the models Avow can use").set_defaults(run=_models_list)
     convert = models.add_parser("convert", help="rewrite a .pth checkpoint as .safetensors")
     convert.add_argument("source", type=Path)
@@ -127,12 +163,19 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _upscale(args) -> int:
+    raise_on_stop_signals()  # a `kill` or a closed terminal cleans up like Ctrl-C, from the start
+
+    from .precheck import check_upscale
+
+    # Before torch loads: a wrong path, certificate or setting is said at once.
+    check_upscale(args.input, args.output, args.force, args.tile, args.key, args.cert, args.model, args.scale)
+
     from tqdm import tqdm
 
     from .engine import UpscaleOptions, upscale_file
 
     options = UpscaleOptions(args.scale, args.model, args.device, args.tile, args.force, args.key, args.cert)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a `kill` cleans up like Ctrl-C
+    before = _file_id(args.output)
     with tqdm(total=0, unit="tile", disable=not sys.stderr.isatty(), leave=False) as bar:
 
         def progress(done: int, total: int) -> None:
@@ -140,13 +183,32 @@ def _upscale(args) -> int:
                 bar.reset(total=total)
             bar.update(done - bar.n)
 
-        result = upscale_file(args.input, args.output, options, on_progress=progress)
+        try:
+            result = upscale_file(args.input, args.output, options, on_progress=progress)
+        except KeyboardInterrupt:
+            if _file_id(args.output) == before:
+                raise
+            # The stop came in the instant between the final os.replace and the return.
+            print(f"avow: cancelled once {args.output} was complete (disclosed and signed)", file=sys.stderr)
+            return EXIT_CANCELLED
+        except OSError as exc:
+            if exc.filename is None:  # a failed write() names no file: it was the output's
+                raise file_system_error(exc, args.output) from None
+            raise
     width, height = result.output_size
     print(
         f"{result.output}: {width}x{height}, x{result.disclosure.scale} with {result.disclosure.model_name} "
         f"on {result.device} in {result.seconds:.1f}s; disclosed (EXIF/XMP) and signed (C2PA)"
     )
     return 0
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
 
 
 def _verify(args) -> int:
@@ -201,7 +263,7 @@ def _models_list(args) -> int:
             if path.suffix in (".safetensors", ".pth", ".ckpt"):
                 try:
                     rows.append(("user", load_model(path).descriptor))
-                except (AvowError, LookupError, ValueError) as exc:
+                except (LookupError, ValueError) as exc:
                     print(f"avow: skipping {path.name}: {_message(exc)}", file=sys.stderr)
     print(f"{'origin':9} {'name':28} {'arch':16} {'scale':5} {'size':>9}  sha256")
     for origin, d in rows:

@@ -8,18 +8,18 @@ from __future__ import annotations
 
 import torch
 
-from .errors import DeviceError
+from .errors import DeviceUnavailable
 
 DEVICES = ("auto", "cpu", "cuda")
 
 
 def pick_device(requested: str) -> torch.device:
     if requested not in DEVICES:
-        raise DeviceError(f"unknown device {requested!r}; choose one of {', '.join(DEVICES)}")
+        raise DeviceUnavailable(f"unknown device {requested!r}; choose one of {', '.join(DEVICES)}")
     if requested == "cpu" or (requested == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        raise DeviceError("--device cuda was asked for, but this torch build sees no CUDA GPU")
+        raise DeviceUnavailable("--device cuda was asked for, but this torch build sees no CUDA GPU")
     return torch.device("cuda")
 
 

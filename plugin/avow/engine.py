@@ -1,18 +1,17 @@
 """Upscale -> disclose -> sign: the one path by which Avow writes a synthesized image.
 
 The synthesized pixels carry Avow's watermark from the moment they exist (``synthesize``).
-Fail closed. Pixels go to a temp file beside the target, EXIF/XMP is written into it, the C2PA
-manifest is signed last into a second temp file, and only that fully disclosed file is moved onto
-the target with ``os.replace``. Any failure or cancellation removes the temp files, so no
-undisclosed output can ever exist under the target's name.
+Fail closed. Pixels go to a staged file beside the target (a non-image name, see ``staging``),
+EXIF/XMP is written into it, the C2PA manifest is signed last into a second staged file, and only
+that fully disclosed file is moved onto the target with ``os.replace``. Any failure, cancellation
+or stop signal removes the staged files; a SIGKILL leaves them under their non-image names for the
+next run to sweep. So no undisclosed output ever exists under an image name.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,15 +22,17 @@ import torch
 from avow_c2pa import watermark
 from avow_c2pa.config import user_models_dir, user_watermark_keys
 from avow_c2pa.disclosure import Disclosure, sha256_file
-from avow_c2pa.keys import signing_identity
+from avow_c2pa.errors import discard
 from avow_c2pa.manifest import seal, upscale_manifest
 from avow_c2pa.metadata import read_rights
-from avow_models import DEFAULT_MODELS, LoadedModel, find_model, load_model
+from avow_c2pa.staging import staged_path, sweep
+from avow_models import DEFAULT_MODELS, LoadedModel, UnsupportedModelError, find_model, load_model
 
 from . import tiling
 from .devices import inference_dtype, pick_device
 from .errors import ImageError, UsageError
 from .images import Picture, output_format, read_header, read_picture, write_picture
+from .precheck import check_upscale
 
 # Output pixels Avow will synthesize in one job: 256 MP is a 16k x 16k image, ~3 GB as float32.
 MAX_OUTPUT_PIXELS = 256_000_000
@@ -67,9 +68,10 @@ def upscale_file(
 ) -> UpscaleResult:
     started = time.perf_counter()
     source, target = Path(source), Path(target)
-    _check_paths(source, target, options.force)
-    identity = signing_identity(options.key, options.cert)  # before the heavy work: a bad key fails fast
-    user_watermark_keys()  # likewise a malformed [watermark] setting
+    identity = check_upscale(
+        source, target, options.force, options.tile, options.key, options.cert, options.model, options.scale
+    )
+    sweep(target.parent)  # what a killed run left
     model = prepare_model(options)
     header = read_header(source)
     check_budget(source.name, header.width, header.height, model.descriptor.scale)
@@ -78,15 +80,15 @@ def upscale_file(
     payload = watermark_payload(model, picture)
     result = synthesize(picture, model, device, options.tile, payload, on_progress, should_stop)
     disclosure = disclose(model, picture, sha256_file(source), payload)
-    staged = target.with_name(f".{target.stem}.{secrets.token_hex(4)}{target.suffix}")
+    manifest, rights = upscale_manifest(disclosure, target.name), read_rights(source)
+    staged = staged_path(target, "pixels")
     try:
-        write_picture(result, staged)
+        write_picture(result, staged, output_format(target))
         if target.exists() and not options.force:
             raise UsageError(f"{target}: appeared while upscaling; pass --force to replace it")
-    except BaseException:
-        staged.unlink(missing_ok=True)
-        raise
-    seal(staged, target, upscale_manifest(disclosure, target.name), identity, source, disclosure, read_rights(source))
+        seal(staged, target, manifest, identity, source, disclosure, rights)
+    finally:
+        discard(staged)  # seal consumes it; this covers a stop before seal began
     return UpscaleResult(target, disclosure, result.size, device.type, time.perf_counter() - started)
 
 
@@ -132,18 +134,6 @@ def disclose(model: LoadedModel, picture: Picture, input_sha256: str, payload: i
     )
 
 
-def _check_paths(source: Path, target: Path, force: bool) -> None:
-    if not source.is_file():
-        raise UsageError(f"{source}: no such file")
-    output_format(target)
-    if target.exists() and os.path.samefile(source, target):
-        raise UsageError(f"{target}: refusing to overwrite the input; choose another output name")
-    if target.exists() and not force:
-        raise UsageError(f"{target}: already exists; pass --force to replace it")
-    if not target.parent.is_dir():
-        raise UsageError(f"{target.parent}: no such directory")
-
-
 def _check_scale(model: LoadedModel, requested: int | None) -> None:
     scale = model.descriptor.scale
     if scale not in SCALES:
@@ -175,9 +165,22 @@ def synthesize(
         upscaled = tiling.upscale(
             module, tensor, model.descriptor.scale, tile, dtype=dtype, on_progress=progress, should_stop=should_stop
         )
-        outputs.append(upscaled.squeeze(0).permute(1, 2, 0).clamp_(0.0, 1.0).numpy())
+        outputs.append(_sound_output(upscaled, plane, model.descriptor.name))
     alpha = outputs[1].mean(axis=2) if len(outputs) > 1 else None
     keys = (watermark.DEFAULT_KEY, *user_watermark_keys())
     color = watermark.embed(outputs[0], payload, keys, source_size=picture.size)
     return dataclasses.replace(picture, color=color, alpha=alpha)
 
+
+def _sound_output(upscaled: torch.Tensor, plane: np.ndarray, name: str) -> np.ndarray:
+    """The model's output as H x W x 3 in [0, 1], refused if it is broken rather than a picture.
+
+    Checked before clamping, which would turn NaN/inf (damaged weights, activations overflowing
+    from huge ones, fp16 overflow) into a black picture to be disclosed, signed and reported as a
+    success; likewise a flat output made from an input that is not flat."""
+    if not all(bool(torch.isfinite(rows).all()) for rows in upscaled.split(64, dim=2)):
+        raise UnsupportedModelError(f"model {name}: its output holds NaN or infinite values; nothing was written")
+    output = upscaled.squeeze(0).permute(1, 2, 0).clamp_(0.0, 1.0).numpy()
+    if output.min() == output.max() and plane.min() != plane.max():
+        raise UnsupportedModelError(f"model {name}: its output is one flat colour; nothing was written")
+    return output

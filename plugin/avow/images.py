@@ -183,15 +183,13 @@ def to_array(picture: Picture, keep_alpha: bool = True) -> np.ndarray:
     return np.concatenate(planes, axis=2)
 
 
-def write_picture(picture: Picture, path: Path) -> None:
-    """Write to ``path`` in the format its extension names, at the best depth that format holds."""
-    fmt = output_format(path)
+def write_picture(picture: Picture, path: Path, fmt: str | None = None) -> None:
+    """Write to ``path`` in ``fmt`` (default: the format its extension names), at the best depth that format holds."""
+    fmt = fmt or output_format(path)
     alpha = picture.alpha
     if alpha is not None and fmt not in ALPHA_FORMATS:
         if alpha.min() < 1.0:
-            raise ImageError(
-                f"{path.name}: JPEG cannot keep the input's transparency; write .png, .webp or .tiff instead"
-            )
+            raise ImageError("JPEG cannot keep the input's transparency; write .png, .webp or .tiff instead")
         alpha = None
     pixels = to_array(picture, keep_alpha=alpha is not None)
     depth = 16 if picture.bit_depth == 16 and fmt in SIXTEEN_BIT_FORMATS else 8

@@ -20,10 +20,15 @@ from pathlib import Path
 from . import __version__
 from .errors import UsageError
 
-HOOKS = Path(__file__).resolve().parent.parent  # plugin/: avow/, client/, gimp/, krita/
-CLIENT = HOOKS / "client" / "avow_client.py"
 CONFIG_NAME = "avow.json"
+CLIENT_NAME = "avow_client.py"  # the stdlib worker client, copied beside each hook
 KRITA_PLUGIN = "avow_krita"  # the .desktop file's X-KDE-Library and the package folder
+
+
+def hooks_dir() -> Path:
+    """Where the hooks are: ``avow/hooks/`` in an installed wheel, ``plugin/`` (beside ``avow/``) in a checkout."""
+    package = Path(__file__).resolve().parent
+    return package.parent if (package.parent / "client").is_dir() else package / "hooks"
 
 
 @dataclass(frozen=True)
@@ -46,38 +51,76 @@ def krita_pykrita_dir() -> Path:
 
 
 def install_steps(editor: str, target: Path | None = None) -> list[Step]:
+    """The steps, once every file they copy is known to be there (so `--print` fails as the install would)."""
+    if editor not in ("gimp", "krita"):
+        raise UsageError(f"unknown editor {editor!r}: gimp or krita")
+    _require_sources(editor)
     if editor == "gimp":
         return _gimp_steps((target or gimp_plugins_dir()) / "avow-upscale")
-    if editor == "krita":
-        return _krita_steps(target or krita_pykrita_dir())
-    raise UsageError(f"unknown editor {editor!r}: gimp or krita")
+    return _krita_steps(target or krita_pykrita_dir())
+
+
+def _sources(editor: str) -> list[Path]:
+    hooks = hooks_dir()
+    if editor == "gimp":
+        return [hooks / "gimp" / "avow-upscale" / "avow-upscale.py", hooks / "client" / CLIENT_NAME]
+    return [hooks / "krita" / KRITA_PLUGIN / "__init__.py", hooks / "krita" / f"{KRITA_PLUGIN}.desktop",
+            hooks / "client" / CLIENT_NAME]
+
+
+def _require_sources(editor: str) -> None:
+    missing = [str(path) for path in _sources(editor) if not path.is_file()]
+    if missing:
+        raise UsageError(f"this installation of Avow lacks its {editor} hook ({', '.join(missing)} missing); "
+                         "reinstall it from a wheel or a checkout")
 
 
 def _gimp_steps(folder: Path) -> list[Step]:
-    plugin = folder / "avow-upscale.py"
-    return [
+    hooks = hooks_dir()
+    source, plugin, client = hooks / "gimp" / "avow-upscale" / "avow-upscale.py", folder / "avow-upscale.py", folder / CLIENT_NAME
+    return _removed_on_failure(folder, [
         Step(f"create {folder}", lambda: folder.mkdir(parents=True, exist_ok=True)),
-        Step(f"copy the plug-in to {plugin} (executable)", lambda: _copy(HOOKS / "gimp" / "avow-upscale" / plugin.name, plugin, 0o755)),
-        Step(f"copy the worker client to {folder / CLIENT.name}", lambda: _copy(CLIENT, folder / CLIENT.name, 0o644)),
+        Step(f"copy the plug-in to {plugin} (executable)", lambda: _copy(source, plugin, 0o755)),
+        Step(f"copy the worker client to {client}", lambda: _copy(hooks / "client" / CLIENT_NAME, client, 0o644)),
         _config_step(folder),
-    ]
+    ])
 
 
 def _krita_steps(pykrita: Path) -> list[Step]:
+    hooks = hooks_dir()
     package = pykrita / KRITA_PLUGIN
     desktop = f"{KRITA_PLUGIN}.desktop"
     kritarc = _xdg("XDG_CONFIG_HOME", ".config") / "kritarc"
-    return [
-        Step(f"copy the plugin to {package}", lambda: _copytree(HOOKS / "krita" / KRITA_PLUGIN, package)),
-        Step(f"copy {pykrita / desktop}", lambda: _copy(HOOKS / "krita" / desktop, pykrita / desktop, 0o644)),
-        Step(f"copy the worker client to {package / CLIENT.name}", lambda: _copy(CLIENT, package / CLIENT.name, 0o644)),
+    return _removed_on_failure(package, [
+        Step(f"copy the plugin to {package}", lambda: _copytree(hooks / "krita" / KRITA_PLUGIN, package)),
+        Step(f"copy {pykrita / desktop}", lambda: _copy(hooks / "krita" / desktop, pykrita / desktop, 0o644)),
+        Step(f"copy the worker client to {package / CLIENT_NAME}",
+             lambda: _copy(hooks / "client" / CLIENT_NAME, package / CLIENT_NAME, 0o644)),
         _config_step(package),
         Step(f"enable the plugin in {kritarc} ([python] enable_{KRITA_PLUGIN}=true)", lambda: _enable_in_kritarc(kritarc)),
-    ]
+    ])
+
+
+def _removed_on_failure(folder: Path, steps: list[Step]) -> list[Step]:
+    """A failed install leaves no half-filled hook folder behind (the editor would load it); one that was there stays."""
+    existed = folder.exists()
+
+    def guarded(action: Callable[[], object]) -> Callable[[], object]:
+        def run() -> object:
+            try:
+                return action()
+            except BaseException:
+                if not existed:
+                    shutil.rmtree(folder, ignore_errors=True)
+                raise
+        return run
+
+    return [Step(step.description, guarded(step.action)) for step in steps]
 
 
 def package_krita(target: Path) -> None:
     """A zip for Krita's "Tools > Scripts > Import Python Plugin from File...", worker config included."""
+    _require_sources("krita")
     with tempfile.TemporaryDirectory() as staging:
         for step in _krita_steps(Path(staging))[:-1]:  # all but kritarc: Krita enables imported plugins itself
             step.action()
@@ -95,22 +138,18 @@ def _config_step(folder: Path) -> Step:
 
 
 def _copy(source: Path, target: Path, mode: int) -> None:
-    if not source.is_file():
-        raise UsageError(f"{source}: missing; `avow install` runs from a checkout of Avow")
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, target)
     target.chmod(mode)
 
 
 def _copytree(source: Path, target: Path) -> None:
-    if not source.is_dir():
-        raise UsageError(f"{source}: missing; `avow install` runs from a checkout of Avow")
     shutil.copytree(source, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
 
 
 def _enable_in_kritarc(kritarc: Path) -> None:
     config = configparser.ConfigParser(interpolation=None, strict=False)
-    config.optionxform = str  # Krita's keys are case-sensitive
+    config.optionxform = str  # type: ignore[method-assign,assignment]  # Krita's keys are case-sensitive
     if kritarc.exists():
         config.read(kritarc, encoding="utf-8")
     if not config.has_section("python"):

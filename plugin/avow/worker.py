@@ -4,17 +4,25 @@ GIMP or Krita, and a CUDA crash or a hang costs the editor nothing.
 Protocol 1, JSON lines. The worker first writes ``{"event": "ready", "protocol": 1, ...}``. A
 request is ``{"id": ID, "op": OP, ...}``; its replies carry the same id: any number of
 ``{"event": "progress", "done": k, "total": n}``, then exactly one ``{"event": "result", ...}`` or
-``{"event": "error", "error": KIND, "message": TEXT}`` whose message can be shown to a user as is.
-``{"op": "cancel", "id": ID}`` stops that request (it ends with error ``Cancelled``); closing stdin
-cancels what runs and exits. Pixels travel as .npy files in the editor's private temp dir, never
-through JSON.
+``{"event": "error", "error": KIND, "message": TEXT, "exit_code": CODE}`` whose message can be
+shown to a user as is and whose code is the CLI's for the same outcome. ``{"op": "cancel", "id":
+ID}`` stops that request (it ends with error ``Cancelled``); closing stdin cancels what runs and
+exits. Pixels travel as .npy files in the editor's private temp dir, never through JSON.
+
+Nothing on stdin can stop the worker: a line longer than ``MAX_LINE`` bytes, bytes that are not
+UTF-8 or JSON, JSON that is not a request object, an id that is not a string, integer or null, or
+parameters the op does not take each get a ``ProtocolError`` (id null when the request's own id
+is unusable), and the worker reads on.
 
 Ops: ``describe``; ``upscale`` (input, output .npy; model, scale, tile, device); ``sign`` (file,
-provenance records, editor); ``verify`` (file).
+provenance records, editor; the result says whether AI was declared and what the pixel search
+found); ``verify`` (file).
 """
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import json
 import os
 import queue
@@ -26,11 +34,15 @@ from pathlib import Path
 
 import numpy as np
 from avow_c2pa.config import user_models_dir
-from avow_c2pa.disclosure import Disclosure, sha256_file
-from avow_c2pa.errors import ProvenanceError
+from avow_c2pa.disclosure import Disclosure, FoundMark, sha256_file
+from avow_c2pa.errors import EXIT_CANCELLED, EXIT_FAILED, EXIT_FILESYSTEM, EXIT_USAGE, RecordError, SigningError, describe_os_error, discard
+from avow_c2pa.interrupts import raise_on_stop_signals
+from avow_c2pa.isolation import VerifierPool
 from avow_c2pa.keys import signing_identity
 from avow_c2pa.manifest import editor_export_manifest, seal
-from avow_c2pa.verify import trust_anchors, verify_file
+from avow_c2pa.pixels import search_file
+from avow_c2pa.staging import staged_path, sweep
+from avow_c2pa.verify import trust_anchors
 
 from . import __version__
 from .devices import DEVICES, pick_device
@@ -43,10 +55,19 @@ from .engine import (
     synthesize,
     watermark_payload,
 )
-from .errors import AvowError, UsageError
+from .errors import UsageError
 from .images import from_array, to_array
+from .precheck import check_target, check_tile
 
 PROTOCOL = 1
+MAX_LINE = 1 << 20  # requests are small: pixels travel as files
+MAX_ID = 256
+
+
+class ProtocolError(Exception):
+    """A line on stdin is not a request this worker can answer."""
+
+    exit_code = EXIT_USAGE
 
 
 class Worker:
@@ -69,38 +90,69 @@ class Worker:
             self._run(job)
 
     def _read(self, requests) -> None:
-        """Reads stdin apart from the job loop, so a cancel arrives while a job is running."""
-        for line in requests:
-            try:
-                request = json.loads(line)
-                if not isinstance(request, dict):
-                    raise ValueError("a request must be a JSON object")
-            except ValueError as exc:
-                self.emit({"id": None, "event": "error", "error": "ProtocolError", "message": f"bad request: {exc}"})
-                continue
-            if request.get("op") == "cancel":
-                self._cancelled.add(request.get("id"))
-            else:
-                self._jobs.put(request)
-        self._closing.set()
-        self._jobs.put(None)
+        """Reads stdin apart from the job loop, so a cancel arrives while a job is running. Whatever
+        arrives, it answers and reads on; at end of input it always lets the job loop end."""
+        try:
+            while line := requests.readline(MAX_LINE + 1):
+                try:
+                    self._accept(line, requests)
+                except ProtocolError as exc:
+                    self.emit({"id": None, "event": "error", "error": "ProtocolError", "message": str(exc),
+                               "exit_code": ProtocolError.exit_code})
+        except Exception:  # the input itself broke (a closed descriptor): end as at EOF
+            traceback.print_exc(file=sys.stderr)
+        finally:
+            self._closing.set()
+            self._jobs.put(None)
+
+    def _accept(self, line, requests) -> None:
+        if len(line) > MAX_LINE:
+            while line and not line.endswith(b"\n" if isinstance(line, bytes) else "\n"):
+                line = requests.readline(MAX_LINE)  # skip the rest of it, a bounded piece at a time
+            raise ProtocolError(f"bad request: a line is at most {MAX_LINE} bytes")
+        try:
+            text = line.decode("utf-8") if isinstance(line, bytes) else line
+            if not text.strip():
+                return
+            request = json.loads(text)
+        except UnicodeDecodeError as exc:
+            raise ProtocolError(f"bad request: not UTF-8 (byte {exc.start})") from None
+        except RecursionError:
+            raise ProtocolError("bad request: JSON nested too deeply") from None
+        except ValueError as exc:
+            raise ProtocolError(f"bad request: not JSON ({exc})") from None
+        if not isinstance(request, dict):
+            raise ProtocolError("bad request: a request must be a JSON object")
+        job_id = request.get("id")
+        if not (job_id is None or (isinstance(job_id, (int, str)) and not isinstance(job_id, bool))):
+            raise ProtocolError("bad request: id must be a string, an integer or null")
+        if isinstance(job_id, str) and len(job_id) > MAX_ID or isinstance(job_id, int) and abs(job_id) >= 1 << 63:
+            raise ProtocolError("bad request: id too long")
+        if request.get("op") == "cancel":
+            self._cancelled.add(job_id)
+        else:
+            self._jobs.put(request)
 
     def _run(self, request: dict) -> None:
         job_id, op = request.get("id"), request.get("op")
-        handler = OPS.get(op)
         try:
+            handler = OPS.get(op) if isinstance(op, str) else None
             if handler is None:
-                raise UsageError(f"unknown op {op!r}; expected one of {', '.join(OPS)}")
+                raise ProtocolError(f"unknown op {op!r}; expected one of {', '.join(OPS)}")
             params = {k: v for k, v in request.items() if k not in ("id", "op")}
+            try:
+                inspect.signature(handler).bind(self, job_id, **params)
+            except TypeError as exc:
+                raise ProtocolError(f"{op}: {exc}") from None
             result = handler(self, job_id, **params)
             self.emit({"id": job_id, "event": "result", **result})
-        except TypeError as exc:
-            self.emit({"id": job_id, "event": "error", "error": "ProtocolError", "message": f"{op}: {exc}"})
-        except (AvowError, ProvenanceError, LookupError, ValueError) as exc:
-            self.emit({"id": job_id, "event": "error", "error": type(exc).__name__, "message": str(exc)})
         except Exception as exc:  # the editor must get an answer, whatever broke
-            traceback.print_exc(file=sys.stderr)
-            self.emit({"id": job_id, "event": "error", "error": "InternalError", "message": f"{op} failed: {exc}"})
+            kind, message, code = classify(exc, op)
+            self.emit({"id": job_id, "event": "error", "error": kind, "message": message, "exit_code": code})
+        except KeyboardInterrupt:  # a stop signal: this job is abandoned (its staged files removed), then the worker ends
+            with contextlib.suppress(OSError):  # the editor may be gone: that can be why
+                self.emit({"id": job_id, "event": "error", "error": "Cancelled", "message": f"{op}: stopped by a signal", "exit_code": EXIT_CANCELLED})
+            raise
         finally:
             self._cancelled.discard(job_id)
 
@@ -109,6 +161,17 @@ class Worker:
 
     def progress(self, job_id):
         return lambda done, total: self.emit({"id": job_id, "event": "progress", "done": done, "total": total})
+
+
+def classify(exc: Exception, op) -> tuple[str, str, int]:
+    """Error kind, message and exit code from what happened, as the CLI says it (``cli.describe_failure``)."""
+    code = getattr(exc, "exit_code", None)
+    if isinstance(code, int):
+        return type(exc).__name__, str(exc), code
+    if isinstance(exc, OSError):
+        return "FileSystemError", describe_os_error(exc), EXIT_FILESYSTEM
+    traceback.print_exc(file=sys.stderr)
+    return "InternalError", f"{op} failed: {type(exc).__name__}: {exc}", EXIT_FAILED
 
 
 def op_describe(worker: Worker, job_id) -> dict:
@@ -133,10 +196,17 @@ def op_describe(worker: Worker, job_id) -> dict:
 
 
 def op_upscale(
-    worker: Worker, job_id, input: str, output: str, model=None, scale=None, tile=256, device="auto"
+    worker: Worker, job_id, input: str, output: str, model=None, scale=None, tile=256, device="auto", force=False
 ) -> dict:
+    """``force`` (false by default, as in the CLI) allows replacing an existing output; the input never."""
+    for name, value, types in (("input", input, str), ("output", output, str), ("model", model, (str, type(None))),
+                               ("scale", scale, (int, type(None))), ("device", device, str), ("force", force, bool)):
+        if not isinstance(value, types) or (name == "scale" and isinstance(value, bool)):
+            raise ProtocolError(f"upscale: {name} has the wrong type ({type(value).__name__})")
     source, target = Path(input), Path(output)
-    loaded = prepare_model(UpscaleOptions(scale=scale, model=model, device=device, tile=int(tile)))
+    check_tile(tile)
+    check_target(source, target, force)
+    loaded = prepare_model(UpscaleOptions(scale=scale, model=model, device=device, tile=tile))
     try:
         pixels = np.load(source, allow_pickle=False, mmap_mode="r")
     except (OSError, ValueError) as exc:
@@ -156,31 +226,65 @@ def op_upscale(
         np.save(staged, pixels_out)
         os.replace(staged, target)
     finally:
-        staged.unlink(missing_ok=True)
+        discard(staged)
     height, width, channels = pixels_out.shape
     provenance = disclose(loaded, picture, sha256_file(source), payload).to_dict()
     return {"output": str(target), "width": width, "height": height, "channels": channels, "provenance": provenance}
 
 
 def op_sign(worker: Worker, job_id, file: str, provenance: list | None = None, editor: str = "editor") -> dict:
-    """Disclose and sign a file an editor exported, in place and atomically."""
+    """Disclose and sign a file an editor exported, in place and atomically.
+
+    The pixels decide: the export is searched for Avow's mark (every key the user has) before
+    anything is signed, and a mark found makes the manifest declare AI synthesis whatever the
+    records say; records only add which model and scale. Records that cannot be read refuse the
+    export: signing without them could take a disclosure away.
+    """
     target = Path(file)
     if not target.is_file():
         raise UsageError(f"{target}: no such file")
-    try:
-        records = [Disclosure(**record) for record in provenance or []]
-    except TypeError as exc:
-        raise UsageError(f"provenance records do not match Avow's: {exc}") from exc
+    records = editor_records(provenance)
     identity = signing_identity()
-    staged = target.with_name(f".{target.stem}.{secrets.token_hex(4)}{target.suffix}")
-    staged.write_bytes(target.read_bytes())
-    manifest = editor_export_manifest(records, target.name, editor)
-    seal(staged, target, manifest, identity, None, records[-1] if records else None)
-    return {"file": str(target), "ai_declared": bool(records)}
+    mark = search_file(target)
+    if not mark["checked"] and not records:
+        raise SigningError(
+            f"{target.name}: cannot look for Avow's mark in the exported pixels ({mark['reason']}); "
+            "not signing it as free of AI synthesis"
+        )
+    found = FoundMark(mark["identifier"]) if mark["found"] else None
+    manifest = editor_export_manifest(records, target.name, editor, found)
+    sweep(target.parent)
+    staged = staged_path(target, "export")
+    try:
+        staged.write_bytes(target.read_bytes())
+        seal(staged, target, manifest, identity, None, records[-1] if records else found)
+    finally:
+        discard(staged)  # seal consumes it; this covers a stop before seal began
+    return {"file": str(target), "ai_declared": bool(records) or found is not None, "watermark": mark}
+
+
+def editor_records(provenance: object) -> list[Disclosure]:
+    """The editor's Avow records, each checked; ``None`` or [] means the document holds none."""
+    if provenance is None:
+        return []
+    if not isinstance(provenance, list):
+        raise RecordError(f"the document's Avow records cannot be read (a list expected, not {type(provenance).__name__}); not signing")
+    records = []
+    for number, record in enumerate(provenance, 1):
+        try:
+            records.append(Disclosure.from_record(record))
+        except RecordError as exc:
+            raise RecordError(f"the document's Avow record {number} cannot be read ({exc}); not signing") from None
+    return records
 
 
 def op_verify(worker: Worker, job_id, file: str) -> dict:
-    return verify_file(Path(file), trust_anchors()).to_dict()
+    """Through the same isolated pool as ``avow verify``: a hostile file costs a child process (memory
+    limit, timeout), never the worker the editor relies on."""
+    if not isinstance(file, str):
+        raise ProtocolError(f"verify: file has the wrong type ({type(file).__name__})")
+    (report,) = VerifierPool(trust_anchors(), processes=1).verify([Path(file)])
+    return report.to_dict()
 
 
 OPS = {"describe": op_describe, "upscale": op_upscale, "sign": op_sign, "verify": op_verify}
@@ -190,7 +294,11 @@ def main() -> int:
     # stdout carries the protocol alone: anything a library prints goes to stderr instead.
     protocol_out = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    Worker(protocol_out).serve(sys.stdin)
+    raise_on_stop_signals()
+    try:
+        Worker(protocol_out).serve(sys.stdin.buffer)
+    except KeyboardInterrupt:
+        return EXIT_CANCELLED
     return 0
 
 
