@@ -40,6 +40,19 @@ class WorkerUnavailable(WorkerError):
         super().__init__("WorkerUnavailable", message)
 
 
+def refuse_unclaimed_mark(report: dict) -> None:
+    """The pixels decide: an export whose signed file claims no AI over pixels that carry Avow's mark
+    (the worker's ``verify`` report on it) never gets the target's name, whatever the records said."""
+    mark = report.get("watermark") or {}
+    if mark.get("found") and not report.get("ai_declared"):
+        raise WorkerError(
+            "UnclaimedMark",
+            "the exported pixels carry Avow's mark of AI upscaling, but this image holds no record of that upscale "
+            "(a layer copied from another image?), so the file would claim human edits only. Export from the image "
+            "where the upscale was made.",
+        )
+
+
 def load_config(hook_dir: str | os.PathLike) -> dict:
     """The ``avow.json`` that ``avow install`` wrote beside the hook: which Python runs the worker."""
     path = Path(hook_dir) / CONFIG_NAME

@@ -234,3 +234,64 @@ def import_package(args):
         result["error"] = f"{type(exc).__name__}: {exc}"
     Path(out).write_text(json.dumps(result, indent=1))
     say(f"import_package: {json.dumps(result)}")
+
+
+def disclosure(args):
+    """``kritarunner -s avow_krita_driver -f disclosure JOB.json``: what an export may claim follows the
+    document. An upscaled layer duplicated into a new document (no annotation there) and the
+    original document with that layer hidden are exported with Content Credentials."""
+    from krita import Krita
+
+    job = json.loads(Path(args[0]).read_text())
+    work = Path(job["work"])
+    app = Krita.instance()
+    app.setBatchmode(True)
+    results: dict = {"scenarios": {}}
+    try:
+        import avow_krita
+        from avow_krita import core, extension
+
+        ext = avow_krita.EXTENSION
+        doc = app.openDocument(job["input"])
+        node = doc.topLevelNodes()[0]
+        say(f"disclosure: opened {Path(job['input']).name}: {doc.width()}x{doc.height()}")
+        outcome = ext.upscale_document(doc, node, core.Settings(scale=2, device="cpu", tile=int(job["tile"])), extension.LogProgress())
+        if outcome is None:
+            raise RuntimeError(f"upscale failed: {ext.last_error}")
+        layer = doc.nodeByName(outcome.layer_name)
+        results["upscaled"] = {"layers": layers(doc), "color_label": layer.colorLabel(), "records": len(core.provenance_records(doc))}
+        say(f"disclosure: upscaled x2; layers {[n['name'] for n in layers(doc)]}, colour label {layer.colorLabel()}")
+
+        # The synthesized layer duplicated into a new document: nothing there records the upscale.
+        pasted = app.createDocument(doc.width(), doc.height(), "pasted", "RGBA", "U8", "", 72.0)
+        copy = layer.duplicate()
+        pasted.rootNode().addChildNode(copy, None)
+        pasted.waitForDone()
+        for name, target, export_doc in (
+            ("pasted", work / "pasted.png", pasted),
+            ("hidden", work / "hidden.png", doc),
+        ):
+            if name == "hidden":
+                layer.setVisible(False)
+                doc.refreshProjection()
+                doc.waitForDone()
+            result = ext.export_document(export_doc, str(target), extension.LogProgress())
+            results["scenarios"][name] = {
+                "layers": layers(export_doc),
+                "present_records": len(core.present_records(export_doc)),
+                "exported": result is not None and target.is_file(),
+                "ai_declared": None if result is None else result["ai_declared"],
+                "verdict": None if result is None else result["verify"].get("verdict"),
+                "error": ext.last_error,
+                "file": str(target),
+            }
+            say(f"disclosure: {name}: " + json.dumps(results["scenarios"][name]))
+        pasted.setModified(False)
+        pasted.close()
+        doc.setModified(False)
+        doc.close()
+    except Exception:
+        results["driver_error"] = traceback.format_exc()
+        say("DRIVER ERROR\n" + results["driver_error"])
+    (work / "disclosure.json").write_text(json.dumps(results, indent=1))
+    say("done")

@@ -8,7 +8,12 @@ Qt's event loop keeps turning, so Krita stays responsive and a progress dialog c
 Provenance inside the document (Krita has no parasites): the new layer's name says it is
 AI-synthesized, the document carries an annotation ``avow/provenance`` (JSON, saved in .kra
 files under ``annotations/avow/provenance``) with the worker's provenance record for each
-upscale, and the document information's abstract gets a sentence. Export reads the annotation.
+upscale, keyed by the synthesized layer's unique id, and the document information's abstract gets
+a sentence. The annotation lives outside Krita's undo stack, so export claims only the records
+whose layer the document still shows: after an undo, a deletion or with the layer hidden, the
+record stays in the file but the claim goes. Pixels that carry Avow's mark without a record (a
+layer copied from another document) are the worker's to declare; if the exported file would still
+claim no AI over them, the export is refused (``avow_client.refuse_unclaimed_mark``).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from krita import InfoObject, Krita
-from PyQt5.QtCore import QByteArray, QEventLoop, QTimer
+from PyQt5.QtCore import QByteArray, QEventLoop, QTimer, QUuid
 
 from . import pixels
 
@@ -45,6 +50,7 @@ PLUGIN_DIR = Path(__file__).resolve().parent
 ANNOTATION = "avow/provenance"
 ANNOTATION_DESCRIPTION = "Avow: provenance of AI-upscaled (synthesized) layers"
 EXPORT_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff")
+LAYER_COLOR_LABEL = 7  # purple in Krita's layer colour labels: synthesized pixels, at a glance
 MASK_TYPES = ("transparencymask", "filtermask", "transformmask", "selectionmask", "colorizemask")
 # Krita's own environment must not leak into the venv's interpreter.
 _ENV_DROP = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONEXECUTABLE")
@@ -189,6 +195,30 @@ def provenance_records(doc) -> list:
     return records
 
 
+def present_records(doc) -> list:
+    """The records whose synthesized layer the document still shows: what the export may claim.
+
+    A record the hook cannot read stops the export: "no records" would sign human edits only."""
+    present = []
+    for record in provenance_records(doc):
+        uuid = record.get("layer_uuid") if isinstance(record, dict) else None
+        if not isinstance(uuid, str) or not isinstance(record.get("provenance"), dict) or QUuid(uuid).isNull():
+            raise AvowKritaError("this document's Avow provenance annotation is damaged (a record without its layer); not exporting")
+        node = doc.nodeByUniqueID(QUuid(uuid))
+        if node is not None and _shown(node):
+            present.append(record)
+    return present
+
+
+def _shown(node) -> bool:
+    """Visible with every group above it (a hidden layer is not in the exported pixels)."""
+    while node is not None:
+        if not node.visible():
+            return False
+        node = node.parentNode()
+    return True
+
+
 def _record(doc, record: dict) -> None:
     data = {"schema": 1, "records": provenance_records(doc) + [record]}
     payload = json.dumps(data, indent=1, sort_keys=True).encode("utf-8")
@@ -222,7 +252,8 @@ def disclosure_sentence(provenance: dict) -> str:
 
 
 def layer_name(source_name: str, provenance: dict) -> str:
-    return f"AI-upscaled x{provenance['scale']} ({provenance['model_name']}), synthesized: {source_name}"
+    """The disclosure first, so the Layers docker shows it however narrow it is."""
+    return f"AI-upscaled x{provenance['scale']} (Avow) - {source_name}"
 
 
 # ---------------------------------------------------------------- upscale
@@ -302,6 +333,7 @@ def upscale_document(doc, node, settings: Settings, session: Session, progress: 
         layer.setColorSpace(node.colorModel(), node.colorDepth(), node.colorProfile())
     parent = node.parentNode() or doc.rootNode()
     parent.addChildNode(layer, node)
+    layer.setColorLabel(LAYER_COLOR_LABEL)
     layer.setPixelData(QByteArray(out_bytes), 0, 0, out_width, out_height)
     if channels_sent == layout.channels:
         # Transparent pixels: the bicubic-scaled original would show through the new layer. Hide
@@ -358,7 +390,7 @@ def export_with_credentials(doc, path, session: Session, progress: Progress | No
         raise AvowKritaError(f"{target.name}: export to .jpg, .png, .webp or .tif (Content Credentials need one of those)")
     if not target.parent.is_dir():
         raise AvowKritaError(f"{target.parent}: no such folder")
-    records = provenance_records(doc)
+    records = present_records(doc)
     # A private folder beside the target (same file system, so the final move is atomic), and the
     # file in it already has the target's name, which the signed manifest records as its title.
     folder = target.parent / f".avow-export-{secrets.token_hex(4)}"
@@ -383,6 +415,7 @@ def export_with_credentials(doc, path, session: Session, progress: Progress | No
             "sign", progress, file=str(staged), provenance=[r["provenance"] for r in records], editor=editor_name()
         )
         report = session.request("verify", progress, file=str(staged))
+        client.refuse_unclaimed_mark(report)
         os.replace(staged, target)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
