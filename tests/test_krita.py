@@ -84,6 +84,7 @@ def profile(request, tmp_path_factory, shared_home):
         XDG_CONFIG_HOME=str(root / "config"),
         XDG_RUNTIME_DIR=str(runtime),
         AVOW_CONFIG_DIR=str(shared_home),
+        AVOW_WORKER_PYTHONPATH=os.environ.get("PYTHONPATH", ""),  # the worker runs the code under test
     )
     # The install runs with the tests' own import path, so a checkout under test installs its own plugin.
     install_env = dict(env, PYTHONPATH=os.environ.get("PYTHONPATH", ""))
@@ -311,7 +312,7 @@ def test_unsupported_colour_space_is_refused(krita_run):
     assert "CMYKA U8" in scenario["error"] and "Convert" in scenario["error"]
 
 
-def test_gui_registers_the_actions_and_upscales(request, profile, krita_run, tmp_path):
+def test_gui_registers_the_actions_and_upscales(request, profile, tmp_path):
     """Real Krita GUI under Xvfb: the plugin loads from the installed profile, its actions sit in
     Tools > Scripts, and triggering the upscale (settings dialog accepted as shown) adds the layer."""
     shutil.copytree(DRIVERS / "avow_gui_probe", profile.pykrita / "avow_gui_probe", dirs_exist_ok=True)
@@ -323,7 +324,13 @@ def test_gui_registers_the_actions_and_upscales(request, profile, krita_run, tmp
     with open(profile.kritarc, "w") as handle:
         kritarc.write(handle, space_around_delimiters=False)
     out = tmp_path / "probe.json"
-    env = dict(profile.env, AVOW_KRITA_PROBE_OUT=str(out), AVOW_KRITA_PROBE_INPUT=str(krita_run.inputs["rgba8"]))
+    env = dict(
+        profile.env,
+        AVOW_KRITA_PROBE_OUT=str(out),
+        AVOW_KRITA_PROBE_INPUT=str(pictures(tmp_path)["rgba8"]),
+        AVOW_KRITA_PROBE_UNDO_EXPORT=str(tmp_path / "undone.png"),
+        AVOW_SCREENSHOTS=str(tmp_path),  # the dialogs and the window as the user sees them (kept by pytest)
+    )
     gui = run_editor(["xvfb-run", "-a", "-s", "-screen 0 1280x1024x24", "krita", "--nosplash"], env, tmp_path / "transcript.log")
     assert not gui.timed_out, gui.failure("Krita's GUI")
     log = [line for line in gui.output.splitlines() if line.startswith(("avow_krita:", "avow_gui_probe:"))]
@@ -338,10 +345,23 @@ def test_gui_registers_the_actions_and_upscales(request, profile, krita_run, tmp
     assert found["menu_paths"]["avow_export_c2pa"] == ["Tools", "Scripts", "Export with Content Credentials..."]
     assert found["dialog"]["models"][1:] == ["avow-compact-x2 (x2, built-in)", "avow-compact-x4 (x4, built-in)"]
     assert found["progress_dialog_seen"]
+    first, second = found["seconds_to_dialog"]
+    show(request, f"\n[gui] menu click to the settings dialog: first use {first} s (the worker starts first), "
+                  f"second use {second} s")
+    assert found["after_second_use"] == {"size": found["after"]["size"], "layers": found["after"]["layers"]}  # cancelled
     assert found["after"]["last_error"] is None, found["after"]["last_error"]
     assert found["after"]["size"] == [192, 160]
     assert found["after"]["layers"] == ["Background", "AI-upscaled x4 (Avow) - Background"]
     assert found["after"]["annotations"] == ["avow/provenance"]
+
+    # Edit > Undo of both steps: the annotation stays (outside Krita's undo), the claim goes with the layer.
+    undone, redone = found["undo"]["undone"], found["undo"]["redone"]
+    show(request, f"\n[undo] after Edit > Undo x2: {undone}\n[undo] after Edit > Redo x2: {redone}")
+    assert undone["size"] == [48, 40] and not undone["layer_present"] and undone["records_in_annotation"] == 1
+    assert undone["claimed"] == 0 and undone["error"] is None
+    assert undone["ai_declared"] is False and undone["verdict"] == "signed"
+    assert redone["size"] == [192, 160] and redone["layer_present"] and redone["claimed"] == 1
+    assert redone["ai_declared"] is True and redone["verdict"] == "ai-synthesized"
 
 
 def test_package_zip_is_accepted_by_kritas_plugin_importer(request, profile, tmp_path):
@@ -377,7 +397,8 @@ def krita_disclosure(request, profile, tmp_path_factory):
     Image.fromarray(photo(80, 96, seed=3), "RGB").save(work / "input.png")  # x2: more than one period of the mark
     (work / "job.json").write_text(json.dumps({"work": str(work), "tile": TILE, "input": str(work / "input.png")}))
     env = dict(profile.env, QT_QPA_PLATFORM="offscreen", PYTHONPATH=f"{profile.pykrita}{os.pathsep}{DRIVERS}")
-    run = run_editor(["kritarunner", "-s", "avow_krita_driver", "-f", "disclosure", str(work / "job.json")], env, work / "transcript.log")
+    command = ["kritarunner", "-s", "avow_krita_driver", "-f", "disclosure", str(work / "job.json")]
+    run = run_editor(command, env, work / "transcript.log")
     assert not run.timed_out, run.failure("kritarunner")
     show(request, f"\n[kritarunner] disclosure (exit {run.returncode}, {run.seconds:.1f} s)\n" + "\n".join(
         line for line in run.output.splitlines() if line.startswith(("[krita]", "avow_krita:"))
@@ -397,7 +418,8 @@ def test_a_layer_copied_into_a_new_document_is_never_signed_as_human_edits(reque
     """No record travels with a duplicated layer; the pixels carry the mark: the export declares AI
     (the worker's sign reads the mark) or is refused, never signed as human edits only."""
     pasted = krita_disclosure["scenarios"]["pasted"]
-    show(request, f"\n[disclosure] pasted layer: exported {pasted['exported']}, verdict {pasted['verdict']}, error {pasted['error']}")
+    show(request, f"\n[disclosure] pasted layer: exported {pasted['exported']}, verdict {pasted['verdict']}, "
+                  f"error {pasted['error']}")
     assert pasted["present_records"] == 0
     if pasted["exported"]:
         assert pasted["ai_declared"] and pasted["verdict"] == "ai-synthesized", pasted
@@ -412,3 +434,21 @@ def test_a_hidden_synthesized_layer_is_not_claimed(request, krita_disclosure):
     assert hidden["exported"], hidden["error"]
     assert hidden["present_records"] == 0 and not hidden["ai_declared"]
     assert hidden["verdict"] == "signed"
+
+
+def test_cancel_while_the_worker_starts(request, krita_disclosure):
+    """Cancel during "Starting Avow's worker...": the worker is ended, no settings dialog or upscale follows."""
+    cancelled = krita_disclosure["scenarios"]["cancel_start"]
+    show(request, f"\n[cancel] during worker start: {cancelled['info']!r} after {cancelled['seconds']} s, "
+                  f"workers left {cancelled['workers_left']}")
+    assert cancelled["outcome_is_none"] and cancelled["unchanged"] and cancelled["error"] is None
+    assert "cancelled" in cancelled["info"].lower()
+    assert cancelled["workers_left"] == []
+
+
+def test_a_selection_is_upscaled_alone_over_its_area(krita_disclosure):
+    selection = krita_disclosure["scenarios"]["selection"]
+    assert selection["size"] == [192, 160]
+    assert selection["layer"] == "AI-upscaled x2 (Avow) - Background (selection)"
+    assert selection["bounds"] == [20, 16, 80, 48] and selection["region"] == [10, 8, 40, 24]
+    assert selection["source_visible"]  # the rest of the picture still shows

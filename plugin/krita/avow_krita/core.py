@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from krita import InfoObject, Krita
-from PyQt5.QtCore import QByteArray, QEventLoop, QTimer, QUuid
+from PyQt5.QtCore import QByteArray, QEventLoop, QTimer
 
 from . import pixels
 
@@ -52,8 +52,6 @@ ANNOTATION_DESCRIPTION = "Avow: provenance of AI-upscaled (synthesized) layers"
 EXPORT_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff")
 LAYER_COLOR_LABEL = 7  # purple in Krita's layer colour labels: synthesized pixels, at a glance
 MASK_TYPES = ("transparencymask", "filtermask", "transformmask", "selectionmask", "colorizemask")
-# Krita's own environment must not leak into the venv's interpreter.
-_ENV_DROP = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONEXECUTABLE")
 
 
 class AvowKritaError(Exception):
@@ -106,10 +104,6 @@ def editor_name() -> str:
     return f"Krita {Krita.instance().version()}"
 
 
-def worker_env() -> dict:
-    return {k: v for k, v in os.environ.items() if k not in _ENV_DROP}
-
-
 def run_in_background(work, progress: Progress | None = None, state: dict | None = None):
     """``work()`` in a thread while Qt's event loop turns; its result, or its exception re-raised."""
     box: dict = {}
@@ -149,14 +143,16 @@ def run_in_background(work, progress: Progress | None = None, state: dict | None
 class Session:
     """One worker process for one action (describe + upscale, or sign + verify)."""
 
-    def __init__(self, plugin_dir: Path = PLUGIN_DIR) -> None:
+    def __init__(self, plugin_dir: Path = PLUGIN_DIR, progress: Progress | None = None) -> None:
         self.config = client.load_config(plugin_dir)
-        self.worker = client.Worker(self.config["python"], env=worker_env())
+        self.worker = client.Worker(self.config["python"], env=client.worker_env())
+        self.progress = progress
         self.started = False
 
     def __enter__(self) -> Session:
+        state = {"done": 0, "total": 0, "cancel": False}  # Cancel works while the worker starts, too
         try:
-            run_in_background(self.worker.start)
+            run_in_background(lambda: self.worker.start(should_cancel=lambda: state["cancel"]), self.progress, state)
         except BaseException:
             self.worker.close()
             raise
@@ -199,24 +195,29 @@ def present_records(doc) -> list:
     """The records whose synthesized layer the document still shows: what the export may claim.
 
     A record the hook cannot read stops the export: "no records" would sign human edits only."""
+    shown = shown_layers(doc)
     present = []
     for record in provenance_records(doc):
-        uuid = record.get("layer_uuid") if isinstance(record, dict) else None
-        if not isinstance(uuid, str) or not isinstance(record.get("provenance"), dict) or QUuid(uuid).isNull():
-            raise AvowKritaError("this document's Avow provenance annotation is damaged (a record without its layer); not exporting")
-        node = doc.nodeByUniqueID(QUuid(uuid))
-        if node is not None and _shown(node):
+        readable = isinstance(record, dict) and isinstance(record.get("provenance"), dict)
+        if not readable or not isinstance(record.get("layer_uuid"), str):
+            raise AvowKritaError("this document's Avow provenance annotation is damaged (a record without its layer); "
+                                 "not exporting")
+        if record["layer_uuid"] in shown:
             present.append(record)
     return present
 
 
-def _shown(node) -> bool:
-    """Visible with every group above it (a hidden layer is not in the exported pixels)."""
-    while node is not None:
-        if not node.visible():
-            return False
-        node = node.parentNode()
-    return True
+def shown_layers(doc) -> set:
+    """The unique ids of the layers in the document's tree that are visible with every group above
+    them (a hidden layer is not in the exported pixels; an undone one is not in the tree)."""
+    shown: set = set()
+    pending = list(doc.rootNode().childNodes())
+    while pending:
+        node = pending.pop()
+        if node.visible():
+            shown.add(node.uniqueId().toString())
+            pending.extend(node.childNodes())
+    return shown
 
 
 def _record(doc, record: dict) -> None:
@@ -274,13 +275,43 @@ def check_node(doc, node) -> pixels.Layout:
         raise AvowKritaError(str(exc)) from None
 
 
+def check_settings(description: dict, settings: Settings) -> None:
+    """The request against what the worker described, in the dialog's words, before any pixel moves."""
+    models = {m.get("name"): m for m in description.get("models", []) if isinstance(m, dict)}
+    if settings.device not in description.get("devices", [settings.device]):
+        raise AvowKritaError(f"this computer has no {settings.device} device that Avow can use; choose Device: auto or cpu")
+    model = settings.model
+    if model is None or not models or model.endswith(".safetensors") or os.sep in model:
+        return
+    if model not in models:
+        raise AvowKritaError(f"there is no model '{model}'. Installed models: {', '.join(sorted(models))}")
+    if settings.scale is not None and int(models[model].get("scale") or settings.scale) != settings.scale:
+        raise AvowKritaError(f"the model {model} upscales x{models[model]['scale']}, not x{settings.scale}")
+
+
+def selection_region(doc) -> tuple:
+    """The selection's bounding box on the canvas (Krita's filters work on the selection too), or the
+    whole canvas when nothing is selected."""
+    selection = doc.selection()
+    if selection is None or selection.width() <= 0 or selection.height() <= 0:
+        return 0, 0, doc.width(), doc.height()
+    left, top = max(0, selection.x()), max(0, selection.y())
+    right = min(doc.width(), selection.x() + selection.width())
+    bottom = min(doc.height(), selection.y() + selection.height())
+    if right <= left or bottom <= top:
+        raise AvowKritaError("the selection lies outside the image; select part of it, or Select > Deselect")
+    return left, top, right - left, bottom - top
+
+
 def upscale_document(doc, node, settings: Settings, session: Session, progress: Progress | None = None) -> UpscaleOutcome:
     """Upscale ``node`` into a new layer above it; the document is only touched once the worker succeeded."""
     progress = progress or Progress()
     layout = check_node(doc, node)
     doc.waitForDone()  # let pending strokes (a just-opened image, a running filter) land first
-    width, height = doc.width(), doc.height()
-    raw = bytes(node.pixelData(0, 0, width, height) if node.type() == "paintlayer" else node.projectionPixelData(0, 0, width, height))
+    left, top, width, height = region = selection_region(doc)
+    whole = region == (0, 0, doc.width(), doc.height())
+    read = node.pixelData if node.type() == "paintlayer" else node.projectionPixelData
+    raw = bytes(read(left, top, width, height))
     folder = Path(tempfile.mkdtemp(prefix="avow-krita-"))  # private (0700)
     try:
         source, target = folder / "layer.npy", folder / "upscaled.npy"
@@ -321,8 +352,8 @@ def upscale_document(doc, node, settings: Settings, session: Session, progress: 
 
     # Only now does the document change.
     progress.status("Adding the synthesized layer...")
-    name = layer_name(node.name(), provenance)
-    doc.scaleImage(out_width, out_height, round(doc.xRes()), round(doc.yRes()), "Bicubic")
+    name = layer_name(node.name(), provenance) + ("" if whole else " (selection)")
+    doc.scaleImage(doc.width() * scale, doc.height() * scale, round(doc.xRes()), round(doc.yRes()), "Bicubic")
     doc.waitForDone()
     layer = doc.createNode(name, "paintlayer")
     if (layer.colorModel(), layer.colorDepth(), layer.colorProfile()) != (
@@ -334,8 +365,8 @@ def upscale_document(doc, node, settings: Settings, session: Session, progress: 
     parent = node.parentNode() or doc.rootNode()
     parent.addChildNode(layer, node)
     layer.setColorLabel(LAYER_COLOR_LABEL)
-    layer.setPixelData(QByteArray(out_bytes), 0, 0, out_width, out_height)
-    if channels_sent == layout.channels:
+    layer.setPixelData(QByteArray(out_bytes), left * scale, top * scale, out_width, out_height)
+    if channels_sent == layout.channels and whole:
         # Transparent pixels: the bicubic-scaled original would show through the new layer. Hide
         # it (Krita's API cannot make this undoable; opaque layers are covered and stay visible).
         node.setVisible(False)
@@ -347,7 +378,8 @@ def upscale_document(doc, node, settings: Settings, session: Session, progress: 
             "layer_uuid": uuid,
             "layer_name": name,
             "source_layer": node.name(),
-            "document_size": [out_width, out_height],
+            "source_region": list(region),
+            "document_size": [doc.width(), doc.height()],
             "provenance": provenance,
         },
     )
@@ -355,7 +387,7 @@ def upscale_document(doc, node, settings: Settings, session: Session, progress: 
     doc.refreshProjection()
     doc.waitForDone()
     doc.setModified(True)
-    return UpscaleOutcome(name, uuid, (width, height), (out_width, out_height), channels_sent, provenance)
+    return UpscaleOutcome(name, uuid, (width, height), (doc.width(), doc.height()), channels_sent, provenance)
 
 
 # ---------------------------------------------------------------- export
