@@ -181,6 +181,9 @@ def dialog(gimp, say):
         [sys.executable, "-m", "avow", "install", "gimp"], check=False, capture_output=True, text=True, env=env, timeout=60
     )
     assert install.returncode == 0, install.stderr
+    described = Path(gimp["env"]["XDG_CONFIG_HOME"]) / "GIMP" / "3.0" / "avow-describe.json"
+    if described.is_file():  # a second use: the dialog lists the models the first sessions' worker described
+        shutil.copy(described, home / ".config" / "GIMP" / "3.0" / "avow-describe.json")
     wrapper = ("xvfb-run", "--auto-servernum", "--server-args=-screen 0 1280x1024x24")
     return run_gimp(
         gimp, say, "dialog", env=env, wrapper=wrapper, input=gimp["work"] / "input.png", dialog_jpg=gimp["work"] / "dialog.jpg"

@@ -52,7 +52,8 @@ UPSCALE_NOTE = (
 )
 EXPORT_NOTE = (
     "Exports a merged copy (JPEG, PNG, WebP or TIFF, by extension) and signs it with C2PA Content Credentials, "
-    "listing this image's AI upscales, or only edits in GIMP when there are none."
+    "listing the AI upscales this image and its layers record, or only edits in GIMP when there are none. "
+    "Pixels that carry Avow's mark are never signed as edits only."
 )
 STRIP_BYTES = 64 << 20  # pixels go back into GIMP in strips of at most this many bytes
 
