@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import photo
+from editor_run import IDLE_LIMIT, run_editor
 from PIL import Image
 
 pytestmark = pytest.mark.gimp
@@ -29,7 +29,6 @@ pytestmark = pytest.mark.gimp
 ROOT = Path(__file__).resolve().parents[1]
 SESSION = ROOT / "tests" / "gimp" / "session.py"
 COMPOSITE_WITH_AI = "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia"
-GIMP_TIMEOUT = 300
 WIDTH, HEIGHT = 48, 40
 
 
@@ -53,7 +52,7 @@ def say(pytestconfig):
 
 
 @pytest.fixture(scope="module")
-def gimp(say):
+def gimp(say, tmp_path_factory):
     """The chroot (built if missing), a private workdir under /tmp (shared with the chroot), the plug-in installed."""
     started = time.monotonic()
     setup = subprocess.run(
@@ -72,6 +71,7 @@ def gimp(say):
         "XDG_CACHE_HOME": str(home / ".cache"),
         "AVOW_CONFIG_DIR": str(work / "avow-config"),  # one signing identity for GIMP's exports and verify
         "AVOW_VENV": sys.prefix,  # the venv running these tests is the one the plug-in's worker uses
+        "AVOW_WORKER_PYTHONPATH": os.environ.get("PYTHONPATH", ""),  # and the code under test, not the venv's install
     }
     install = subprocess.run(
         [sys.executable, "-m", "avow", "install", "gimp"], check=False, capture_output=True, text=True, env=env, timeout=60
@@ -85,28 +85,14 @@ def gimp(say):
     gray = np.stack([rgba[..., :3].mean(axis=2).astype(np.uint8), rgba[..., 3]], axis=2)
     Image.fromarray(gray, "LA").save(work / "gray-alpha.png")
     Image.fromarray(photo(480, 640, seed=1)).save(work / "big.png")  # long enough to cancel mid-way
+    Image.fromarray(photo(80, 96, seed=3)).save(work / "mark-input.png")  # x2: more than one period of the mark
     (work / "bogus.safetensors").write_bytes(b"this is not a model\x00" * 8)
-    yield {"work": work, "env": env, "plugin_dir": plugin_dir}
+    transcripts = tmp_path_factory.mktemp("gimp-transcripts")  # kept by pytest after the work dir is gone
+    yield {"work": work, "env": env, "plugin_dir": plugin_dir, "transcripts": transcripts}
     shutil.rmtree(work, ignore_errors=True)
 
 
-def kill_session(sid: int) -> None:
-    """Kill every process of the session GIMP was started in (plug-ins may run in their own process groups)."""
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == sid:  # after the name: state, ppid, pgrp, session
-            try:
-                os.kill(int(stat.parent.name), signal.SIGKILL)
-            except OSError:
-                pass
-
-
-def run_gimp(
-    gimp, say, phase: str, env: dict | None = None, wrapper: tuple = (), timeout: int = GIMP_TIMEOUT, **paths
-) -> dict:
+def run_gimp(gimp, say, phase: str, env: dict | None = None, wrapper: tuple = (), **paths) -> dict:
     work = gimp["work"]
     report = work / f"report-{phase}.json"
     task = work / f"task-{phase}.json"
@@ -122,20 +108,14 @@ def run_gimp(
         "--quit",
     ]
     env = {**(env or gimp["env"]), "AVOW_GIMP_TASK": str(task)}
-    started = time.monotonic()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
-    try:
-        output, _ = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        kill_session(process.pid)
-        try:
-            output, _ = process.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            output = "(no output: the GIMP processes did not end)"
-        pytest.fail(f"GIMP ({phase}) ran past {timeout}s:\n{output}")
-    seconds = time.monotonic() - started
-    lines = [line for line in output.splitlines() if line.startswith(("[gimp]", "GIMP-Error", "Traceback", "  File "))]
-    say(f"--- GIMP session '{phase}' ({seconds:.1f}s, exit {process.returncode})\n" + "\n".join(lines))
+    run = run_editor(command, env, gimp["transcripts"] / f"gimp-{phase}.log")
+    if run.timed_out:
+        pytest.fail(run.failure(f"GIMP ({phase})"))
+    output = run.output
+    shown = ("[gimp]", "GIMP-Error", "GIMP-CRITICAL", "Traceback", "  File ")
+    lines = [line for line in output.splitlines() if line.startswith(shown)]
+    heading = f"--- GIMP session '{phase}' ({run.seconds:.1f}s, exit {run.returncode}; transcript {run.transcript})"
+    say(heading + "\n" + "\n".join(lines))
     assert report.exists(), f"GIMP wrote no report:\n{output}"
     result = json.loads(report.read_text())
     result["output"] = output
@@ -177,6 +157,11 @@ def second(gimp, first, say):
         signed_png=work / "signed.png",
         unmarked_jpg=work / "unmarked.jpg",
         bad_export=work / "refused.bmp",
+        pasted_jpg=work / "pasted.jpg",
+        mark_input=work / "mark-input.png",
+        clipboard_png=work / "clipboard.png",
+        pixels_png=work / "pixels.png",
+        damaged_jpg=work / "damaged.jpg",
     )
 
 
@@ -190,13 +175,19 @@ def dialog(gimp, say):
         "XDG_CONFIG_HOME": str(home / ".config"),
         "XDG_DATA_HOME": str(home / ".local" / "share"),
         "XDG_CACHE_HOME": str(home / ".cache"),
+        "AVOW_SCREENSHOTS": str(gimp["transcripts"]),  # the dialogs as the user sees them, kept with the transcripts
     }
     install = subprocess.run(
         [sys.executable, "-m", "avow", "install", "gimp"], check=False, capture_output=True, text=True, env=env, timeout=60
     )
     assert install.returncode == 0, install.stderr
+    described = Path(gimp["env"]["XDG_CONFIG_HOME"]) / "GIMP" / "3.0" / "avow-describe.json"
+    if described.is_file():  # a second use: the dialog lists the models the first sessions' worker described
+        shutil.copy(described, home / ".config" / "GIMP" / "3.0" / "avow-describe.json")
     wrapper = ("xvfb-run", "--auto-servernum", "--server-args=-screen 0 1280x1024x24")
-    return run_gimp(gimp, say, "dialog", env=env, wrapper=wrapper, timeout=180, input=gimp["work"] / "input.png")
+    return run_gimp(
+        gimp, say, "dialog", env=env, wrapper=wrapper, input=gimp["work"] / "input.png", dialog_jpg=gimp["work"] / "dialog.jpg"
+    )
 
 
 def avow_cli(gimp, *args: str) -> subprocess.CompletedProcess:
@@ -224,7 +215,7 @@ def test_procedures_registered_in_the_menus(first):
     assert upscale is not None, "python-fu-avow-upscale is not in GIMP's PDB"
     assert upscale["menu_paths"] == ["<Image>/Filters/Enhance"]
     assert upscale["menu_label"] == "AI Upscale (disclosed)..."
-    assert {"model", "scale", "device", "tile", "output"} <= set(upscale["arguments"])
+    assert {"model", "model-choice", "scale", "device", "tile", "output"} <= set(upscale["arguments"])
     export = found["python-fu-avow-export-signed"]
     assert export is not None, "python-fu-avow-export-signed is not in GIMP's PDB"
     assert export["menu_paths"] == ["<Image>/File/[Export]"]
@@ -237,7 +228,7 @@ def test_upscale_adds_a_named_layer_matching_avows_own_output(gimp, first, say):
     assert step["status"] == "success", step["error"]
     after = step["after"]
     assert (after["width"], after["height"]) == (WIDTH * 4, HEIGHT * 4)
-    assert [layer["name"] for layer in after["layers"]] == ["Background (AI-upscaled x4, avow-compact-x4)", "Background"]
+    assert [layer["name"] for layer in after["layers"]] == ["AI-upscaled x4 (Avow) - Background", "Background"]
     new, original = after["layers"]
     assert (new["width"], new["height"], new["offsets"]) == (WIDTH * 4, HEIGHT * 4, [0, 0])
     assert original["pixels_sha256"] == step["before"]["layers"][0]["pixels_sha256"], "the source layer was changed"
@@ -263,7 +254,7 @@ def test_upscale_marks_the_image_layer_and_metadata(gimp, first):
     records = after["parasite"]
     assert isinstance(records, list) and len(records) == 1
     record = records[0]
-    name = "Background (AI-upscaled x4, avow-compact-x4)"
+    name = "AI-upscaled x4 (Avow) - Background"
     assert record["layer"] == name and record["model"] == "avow-compact-x4" and record["scale"] == 4
     assert len(record["sha256"]) == 64 and record["time"]
     assert record["provenance"]["model_sha256"] == record["sha256"]
@@ -271,6 +262,7 @@ def test_upscale_marks_the_image_layer_and_metadata(gimp, first):
     assert (record["provenance"]["input_width"], record["provenance"]["input_height"]) == (WIDTH, HEIGHT)
     assert after["layers"][0]["parasite"] == record  # the synthesized layer carries its own record
     assert after["layers"][1]["parasite"] is None  # the source layer is not marked
+    assert [layer["color_tag"] for layer in after["layers"]] == ["violet", "none"]  # seen at a glance in the dock
     assert after["xmp_digital_source_type"] == COMPOSITE_WITH_AI
 
     # GIMP's ordinary export (no Avow involved) already declares it through the image metadata.
@@ -288,7 +280,7 @@ def test_upscale_to_a_new_image_leaves_the_source_alone(first):
     assert step["distinct"]
     new = step["new_image"]
     assert (new["width"], new["height"]) == (WIDTH * 2, HEIGHT * 2)
-    assert [layer["name"] for layer in new["layers"]] == ["Background (AI-upscaled x2, avow-compact-x2)"]
+    assert [layer["name"] for layer in new["layers"]] == ["AI-upscaled x2 (Avow) - Background"]
     assert new["parasite"][0]["scale"] == 2 and new["parasite"][0]["output"] == "image"
     assert new["layers"][0]["parasite"] == new["parasite"][0]
     assert new["xmp_digital_source_type"] == COMPOSITE_WITH_AI
@@ -394,7 +386,7 @@ def test_dialog_cancel_changes_nothing_and_ok_upscales(dialog):
     assert ok["status"] == "success", ok["error"]
     after = ok["after"]
     assert (after["width"], after["height"]) == (WIDTH * 2, HEIGHT * 2)
-    assert [layer["name"] for layer in after["layers"]] == ["Background (AI-upscaled x2, avow-compact-x2)", "Background"]
+    assert [layer["name"] for layer in after["layers"]] == ["AI-upscaled x2 (Avow) - Background", "Background"]
     assert after["parasite"][0]["model"] == "avow-compact-x2"
 
 
@@ -411,7 +403,7 @@ def test_verify_finds_the_mark_in_an_xcf_layer_without_parasites(gimp, say):
     )
     saved = subprocess.run(
         [str(ROOT / "scripts" / "gimp-run.sh"), "gimp-console-3.0", "-i", "--batch-interpreter=python-fu-eval", "-b", script, "--quit"],
-        check=False, capture_output=True, text=True, env=gimp["env"], timeout=GIMP_TIMEOUT,
+        check=False, capture_output=True, text=True, env=gimp["env"], timeout=IDLE_LIMIT,
     )
     assert (work / "cat.xcf").exists(), saved.stdout + saved.stderr
     report = verify(gimp, work / "cat.xcf")
@@ -427,6 +419,88 @@ def test_verify_reads_gimps_xcf(gimp, first, say):
     report = verify(gimp, gimp["work"] / "upscaled.xcf")
     say(f"--- avow verify upscaled.xcf: {report['verdict']}: {report['summary']}")
     assert report["verdict"] == "no-provenance", report["summary"]
-    assert report["xcf"]["synthesized_layers"] == ["Background (AI-upscaled x4, avow-compact-x4)"]
-    assert report["watermark"]["layer"] == "Background (AI-upscaled x4, avow-compact-x4)"  # searched first
+    assert report["xcf"]["synthesized_layers"] == ["AI-upscaled x4 (Avow) - Background"]
+    assert report["watermark"]["layer"] == "AI-upscaled x4 (Avow) - Background"  # searched first
     assert not report["watermark"]["found"]  # 160 x 192 pixels: less than one period of an x4 mark
+
+
+def test_repeat_with_last_values_never_overwrites_unasked(gimp, second):
+    step = second["steps"]["repeat_export"]
+    assert step["status"] == "calling-error" and step["unchanged"]
+    assert step["error"].startswith("Avow:") and "overwrite" in step["error"]
+
+
+def test_a_layer_duplicated_into_a_new_image_is_declared(gimp, second, say):
+    step = second["steps"]["pasted_layer"]
+    assert step["state"]["parasite"] is None and step["state"]["layers"][0]["parasite"]
+    assert step["status"] == "success", step["error"]
+    report = verify(gimp, gimp["work"] / "pasted.jpg")
+    say(f"--- avow verify pasted.jpg: {report['verdict']}, {report['validation_state']}: {report['summary']}")
+    assert report["verdict"] == "ai-synthesized" and report["ai_declared"]
+
+
+def test_pixels_pasted_without_records_are_never_signed_as_human_edits(gimp, second, say):
+    """Copy and paste keeps the layer's record in GIMP 3 (the export declares it); the same pixels alone
+    are declared AI by their mark (the worker's sign reads it) or refused with a message, never
+    signed as edits only."""
+    step = second["steps"]["clipboard_paste"]
+    assert step["upscale_status"] == "success", step["upscale_error"]
+    clipboard, alone = step["clipboard"], step["pixels_only"]
+    assert clipboard["status"] == "success", clipboard["error"]
+    report = verify(gimp, gimp["work"] / "clipboard.png")
+    say(f"--- avow verify clipboard.png (pasted with its layer's record): {report['verdict']}: {report['summary']}")
+    assert report["verdict"] == "ai-synthesized" and report["ai_declared"]
+    assert alone["state"]["parasite"] is None and not any(layer["parasite"] for layer in alone["state"]["layers"])
+    if alone["status"] == "success":
+        report = verify(gimp, gimp["work"] / "pixels.png")
+        say(f"--- avow verify pixels.png (the pixels alone): {report['verdict']}: {report['summary']}")
+        assert report["verdict"] == "ai-synthesized" and report["ai_declared"]
+    else:
+        assert alone["status"] == "execution-error" and "carry Avow's mark" in alone["error"], alone
+        assert not alone["exported"]
+
+
+def test_a_damaged_parasite_fails_the_export_closed(second):
+    step = second["steps"]["damaged_parasite"]
+    assert step["status"] == "execution-error" and not step["exported"]
+    assert step["error"].startswith("Avow: not exported:") and "damaged" in step["error"]
+
+
+def test_a_model_typo_or_mismatch_is_refused_before_the_worker_starts(first):
+    step = first["steps"]["model_checks"]
+    assert step["unchanged"]
+    typo, mismatch = step["typo"], step["mismatch"]
+    assert typo["status"] == "calling-error" and "no model \u201cavow-compact-x3\u201d" in typo["error"]
+    assert "avow-compact-x2, avow-compact-x4" in typo["error"] and "--" not in typo["error"]
+    assert mismatch["status"] == "calling-error" and "choose Scale x2" in mismatch["error"]
+
+
+def test_export_asks_before_it_overwrites(dialog):
+    """Filters > Repeat shows the export dialog (Escape: cancelled); OK onto an existing file asks to
+    replace it (Escape: cancelled); the file is untouched."""
+    step = dialog["steps"]["dialog_export_asks"]
+    assert step["first"]["status"] == "success", step["first"]["error"]
+    assert step["repeat"]["status"] == "cancel" and step["repeat"]["driver_rc"] == 0, step["repeat"]
+    assert "dialog window" in step["repeat"]["driver"]
+    replace = step["replace"]
+    assert replace["status"] == "cancel" and replace["replace_driver_rc"] == 0, replace
+    assert "dialog window" in replace["replace_driver"]
+    assert step["unchanged"]
+
+
+def test_a_selection_is_upscaled_alone_over_its_area(first):
+    step = first["steps"]["upscale_selection"]
+    assert step["status"] == "success", step["error"]
+    after = step["after"]
+    assert (after["width"], after["height"]) == (WIDTH * 2, HEIGHT * 2)
+    new = after["layers"][0]
+    assert new["name"] == "AI-upscaled x2 (Avow) - Background (selection)"
+    assert (new["width"], new["height"], new["offsets"]) == (48, 32, [16, 12])
+    assert step["record"]["source_region"] == [8, 6, 24, 16]
+
+
+def test_no_undo_group_assertion_in_the_sessions(first, second):
+    """GIMP once logged `gimp_image_undo_group_end: assertion 'private->group_count > 0' failed`: every
+    session's log (upscales, a cancel, failures, exports) stays free of undo-group complaints."""
+    for session in (first, second):
+        assert "undo_group" not in session["output"], session["output"]

@@ -38,6 +38,7 @@ from avow.engine import (
 )
 from avow.images import read_picture, to_array
 from conftest import photo
+from editor_run import run_editor
 from PIL import Image
 
 pytestmark = pytest.mark.krita
@@ -45,7 +46,6 @@ pytestmark = pytest.mark.krita
 ROOT = Path(__file__).resolve().parent.parent
 DRIVERS = ROOT / "tests" / "krita"
 TILE = 256
-KRITA_TIMEOUT = 300
 NOISE = ("krita.lib.resources", "XML tag", "Tiles in memory", "Total tiles", "XDG_RUNTIME_DIR", "some tiles have leaked")
 
 
@@ -84,9 +84,12 @@ def profile(request, tmp_path_factory, shared_home):
         XDG_CONFIG_HOME=str(root / "config"),
         XDG_RUNTIME_DIR=str(runtime),
         AVOW_CONFIG_DIR=str(shared_home),
+        AVOW_WORKER_PYTHONPATH=os.environ.get("PYTHONPATH", ""),  # the worker runs the code under test
     )
+    # The install runs with the tests' own import path, so a checkout under test installs its own plugin.
+    install_env = dict(env, PYTHONPATH=os.environ.get("PYTHONPATH", ""))
     install = subprocess.run(
-        [sys.executable, "-m", "avow", "install", "krita"], env=env, check=False, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "avow", "install", "krita"], env=install_env, check=False, capture_output=True, text=True, timeout=120
     )
     show(request, "\n[install] $ avow install krita\n" + "\n".join(f"[install] {line}" for line in install.stdout.splitlines()))
     assert install.returncode == 0, install.stderr
@@ -131,10 +134,9 @@ def krita_run(request, profile, tmp_path_factory):
     (work / "job.json").write_text(json.dumps(job))
     env = dict(profile.env, QT_QPA_PLATFORM="offscreen", PYTHONPATH=f"{profile.pykrita}{os.pathsep}{DRIVERS}")
     command = ["kritarunner", "-s", "avow_krita_driver", "-f", "main", str(work / "job.json")]
-    started = time.perf_counter()
-    run = subprocess.run(command, env=env, check=False, capture_output=True, text=True, timeout=KRITA_TIMEOUT)
-    seconds = time.perf_counter() - started
-    output = run.stdout + run.stderr
+    run = run_editor(command, env, work / "transcript.log")
+    assert not run.timed_out, run.failure("kritarunner")
+    seconds, output = run.seconds, run.output
     transcript = [line for line in output.splitlines() if line.strip() and not any(noise in line for noise in NOISE)]
     show(
         request,
@@ -193,7 +195,7 @@ def test_upscale_matches_the_core(request, krita_run, tmp_path, key, scale, dept
     assert scenario["channels_sent"] == 4  # the alpha ramp went to the model too
     names = [layer["name"] for layer in scenario["layers"]]
     model = f"avow-compact-x{scale}"
-    assert names == ["Background", f"AI-upscaled x{scale} ({model}), synthesized: Background"]
+    assert names == ["Background", f"AI-upscaled x{scale} (Avow) - Background"]
     assert [layer["visible"] for layer in scenario["layers"]] == [False, True]
 
     width, height = scenario["size"]
@@ -310,7 +312,7 @@ def test_unsupported_colour_space_is_refused(krita_run):
     assert "CMYKA U8" in scenario["error"] and "Convert" in scenario["error"]
 
 
-def test_gui_registers_the_actions_and_upscales(request, profile, krita_run, tmp_path):
+def test_gui_registers_the_actions_and_upscales(request, profile, tmp_path):
     """Real Krita GUI under Xvfb: the plugin loads from the installed profile, its actions sit in
     Tools > Scripts, and triggering the upscale (settings dialog accepted as shown) adds the layer."""
     shutil.copytree(DRIVERS / "avow_gui_probe", profile.pykrita / "avow_gui_probe", dirs_exist_ok=True)
@@ -322,16 +324,18 @@ def test_gui_registers_the_actions_and_upscales(request, profile, krita_run, tmp
     with open(profile.kritarc, "w") as handle:
         kritarc.write(handle, space_around_delimiters=False)
     out = tmp_path / "probe.json"
-    env = dict(profile.env, AVOW_KRITA_PROBE_OUT=str(out), AVOW_KRITA_PROBE_INPUT=str(krita_run.inputs["rgba8"]))
-    started = time.perf_counter()
-    gui = subprocess.run(
-        ["xvfb-run", "-a", "-s", "-screen 0 1280x1024x24", "krita", "--nosplash"],
-        env=env, check=False, capture_output=True, text=True, timeout=KRITA_TIMEOUT,
+    env = dict(
+        profile.env,
+        AVOW_KRITA_PROBE_OUT=str(out),
+        AVOW_KRITA_PROBE_INPUT=str(pictures(tmp_path)["rgba8"]),
+        AVOW_KRITA_PROBE_UNDO_EXPORT=str(tmp_path / "undone.png"),
+        AVOW_SCREENSHOTS=str(tmp_path),  # the dialogs and the window as the user sees them (kept by pytest)
     )
-    seconds = time.perf_counter() - started
-    log = [line for line in (gui.stdout + gui.stderr).splitlines() if line.startswith(("avow_krita:", "avow_gui_probe:"))]
-    show(request, f"\n[gui] $ xvfb-run krita --nosplash  (exit {gui.returncode}, {seconds:.1f} s)\n" + "\n".join(f"[gui] {line}" for line in log))
-    assert out.is_file(), "the probe never ran:\n" + (gui.stdout + gui.stderr)[-3000:]
+    gui = run_editor(["xvfb-run", "-a", "-s", "-screen 0 1280x1024x24", "krita", "--nosplash"], env, tmp_path / "transcript.log")
+    assert not gui.timed_out, gui.failure("Krita's GUI")
+    log = [line for line in gui.output.splitlines() if line.startswith(("avow_krita:", "avow_gui_probe:"))]
+    show(request, f"\n[gui] $ xvfb-run krita --nosplash  (exit {gui.returncode}, {gui.seconds:.1f} s)\n" + "\n".join(f"[gui] {line}" for line in log))
+    assert out.is_file(), "the probe never ran:\n" + gui.output[-3000:]
     found = json.loads(out.read_text())
     assert "probe_error" not in found, found["probe_error"]
     assert any("actions registered in Tools > Scripts" in line for line in log)  # the plugin's own log line
@@ -341,10 +345,23 @@ def test_gui_registers_the_actions_and_upscales(request, profile, krita_run, tmp
     assert found["menu_paths"]["avow_export_c2pa"] == ["Tools", "Scripts", "Export with Content Credentials..."]
     assert found["dialog"]["models"][1:] == ["avow-compact-x2 (x2, built-in)", "avow-compact-x4 (x4, built-in)"]
     assert found["progress_dialog_seen"]
+    first, second = found["seconds_to_dialog"]
+    show(request, f"\n[gui] menu click to the settings dialog: first use {first} s (the worker starts first), "
+                  f"second use {second} s")
+    assert found["after_second_use"] == {"size": found["after"]["size"], "layers": found["after"]["layers"]}  # cancelled
     assert found["after"]["last_error"] is None, found["after"]["last_error"]
     assert found["after"]["size"] == [192, 160]
-    assert found["after"]["layers"] == ["Background", "AI-upscaled x4 (avow-compact-x4), synthesized: Background"]
+    assert found["after"]["layers"] == ["Background", "AI-upscaled x4 (Avow) - Background"]
     assert found["after"]["annotations"] == ["avow/provenance"]
+
+    # Edit > Undo of both steps: the annotation stays (outside Krita's undo), the claim goes with the layer.
+    undone, redone = found["undo"]["undone"], found["undo"]["redone"]
+    show(request, f"\n[undo] after Edit > Undo x2: {undone}\n[undo] after Edit > Redo x2: {redone}")
+    assert undone["size"] == [48, 40] and not undone["layer_present"] and undone["records_in_annotation"] == 1
+    assert undone["claimed"] == 0 and undone["error"] is None
+    assert undone["ai_declared"] is False and undone["verdict"] == "signed"
+    assert redone["size"] == [192, 160] and redone["layer_present"] and redone["claimed"] == 1
+    assert redone["ai_declared"] is True and redone["verdict"] == "ai-synthesized"
 
 
 def test_package_zip_is_accepted_by_kritas_plugin_importer(request, profile, tmp_path):
@@ -357,7 +374,8 @@ def test_package_zip_is_accepted_by_kritas_plugin_importer(request, profile, tmp
     resources.mkdir()
     env = dict(profile.env, QT_QPA_PLATFORM="offscreen", PYTHONPATH=str(DRIVERS))
     command = ["kritarunner", "-s", "avow_krita_driver", "-f", "import_package", str(archive), str(resources), str(out)]
-    subprocess.run(command, env=env, check=False, capture_output=True, text=True, timeout=KRITA_TIMEOUT)
+    imported = run_editor(command, env, tmp_path / "transcript.log")
+    assert not imported.timed_out, imported.failure("kritarunner")
     assert out.is_file()
     result = json.loads(out.read_text())
     show(
@@ -370,3 +388,67 @@ def test_package_zip_is_accepted_by_kritas_plugin_importer(request, profile, tmp
     assert [plugin["name"] for plugin in result["imported"]] == ["avow_krita"]
     for name in ("avow_krita.desktop", "avow_krita/__init__.py", "avow_krita/core.py", "avow_krita/avow_client.py", "avow_krita/avow.json"):
         assert name in result["files"], name
+
+
+@pytest.fixture(scope="session")
+def krita_disclosure(request, profile, tmp_path_factory):
+    """Its own kritarunner session, so the disclosure checks run (and time out) on their own."""
+    work = tmp_path_factory.mktemp("krita-disclosure")
+    Image.fromarray(photo(80, 96, seed=3), "RGB").save(work / "input.png")  # x2: more than one period of the mark
+    (work / "job.json").write_text(json.dumps({"work": str(work), "tile": TILE, "input": str(work / "input.png")}))
+    env = dict(profile.env, QT_QPA_PLATFORM="offscreen", PYTHONPATH=f"{profile.pykrita}{os.pathsep}{DRIVERS}")
+    command = ["kritarunner", "-s", "avow_krita_driver", "-f", "disclosure", str(work / "job.json")]
+    run = run_editor(command, env, work / "transcript.log")
+    assert not run.timed_out, run.failure("kritarunner")
+    show(request, f"\n[kritarunner] disclosure (exit {run.returncode}, {run.seconds:.1f} s)\n" + "\n".join(
+        line for line in run.output.splitlines() if line.startswith(("[krita]", "avow_krita:"))
+    ))
+    results = json.loads((work / "disclosure.json").read_text())
+    assert "driver_error" not in results, results["driver_error"]
+    return results
+
+
+def test_layer_name_and_colour_label_disclose(krita_disclosure):
+    upscaled = krita_disclosure["upscaled"]
+    assert [layer["name"] for layer in upscaled["layers"]] == ["Background", "AI-upscaled x2 (Avow) - Background"]
+    assert upscaled["color_label"] == 7
+
+
+def test_a_layer_copied_into_a_new_document_is_never_signed_as_human_edits(request, krita_disclosure):
+    """No record travels with a duplicated layer; the pixels carry the mark: the export declares AI
+    (the worker's sign reads the mark) or is refused, never signed as human edits only."""
+    pasted = krita_disclosure["scenarios"]["pasted"]
+    show(request, f"\n[disclosure] pasted layer: exported {pasted['exported']}, verdict {pasted['verdict']}, "
+                  f"error {pasted['error']}")
+    assert pasted["present_records"] == 0
+    if pasted["exported"]:
+        assert pasted["ai_declared"] and pasted["verdict"] == "ai-synthesized", pasted
+    else:
+        assert "carry Avow's mark" in pasted["error"] and "No file was written" in pasted["error"]
+        assert not Path(pasted["file"]).exists()
+
+
+def test_a_hidden_synthesized_layer_is_not_claimed(request, krita_disclosure):
+    hidden = krita_disclosure["scenarios"]["hidden"]
+    show(request, f"\n[disclosure] AI layer hidden: verdict {hidden['verdict']}, AI declared {hidden['ai_declared']}")
+    assert hidden["exported"], hidden["error"]
+    assert hidden["present_records"] == 0 and not hidden["ai_declared"]
+    assert hidden["verdict"] == "signed"
+
+
+def test_cancel_while_the_worker_starts(request, krita_disclosure):
+    """Cancel during "Starting Avow's worker...": the worker is ended, no settings dialog or upscale follows."""
+    cancelled = krita_disclosure["scenarios"]["cancel_start"]
+    show(request, f"\n[cancel] during worker start: {cancelled['info']!r} after {cancelled['seconds']} s, "
+                  f"workers left {cancelled['workers_left']}")
+    assert cancelled["outcome_is_none"] and cancelled["unchanged"] and cancelled["error"] is None
+    assert "cancelled" in cancelled["info"].lower()
+    assert cancelled["workers_left"] == []
+
+
+def test_a_selection_is_upscaled_alone_over_its_area(krita_disclosure):
+    selection = krita_disclosure["scenarios"]["selection"]
+    assert selection["size"] == [192, 160]
+    assert selection["layer"] == "AI-upscaled x2 (Avow) - Background (selection)"
+    assert selection["bounds"] == [20, 16, 80, 48] and selection["region"] == [10, 8, 40, 24]
+    assert selection["source_visible"]  # the rest of the picture still shows

@@ -17,11 +17,13 @@ import struct
 import subprocess
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 CONFIG_NAME = "avow.json"
 START_TIMEOUT = 120.0  # a cold start imports torch
 NPY_MAGIC = b"\x93NUMPY"
+_ENV_DROP = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONEXECUTABLE")
 
 
 class WorkerError(Exception):
@@ -38,6 +40,29 @@ class WorkerUnavailable(WorkerError):
 
     def __init__(self, message: str) -> None:
         super().__init__("WorkerUnavailable", message)
+
+
+def worker_env() -> dict:
+    """The editor's environment minus what would make the worker's Python load the editor's modules.
+    ``AVOW_WORKER_PYTHONPATH`` becomes the worker's PYTHONPATH: for running Avow from a checkout (its
+    tests do) rather than from the packages installed in the venv."""
+    env = {k: v for k, v in os.environ.items() if k not in _ENV_DROP}
+    if env.get("AVOW_WORKER_PYTHONPATH"):
+        env["PYTHONPATH"] = env["AVOW_WORKER_PYTHONPATH"]
+    return env
+
+
+def refuse_unclaimed_mark(report: dict) -> None:
+    """The pixels decide: an export whose signed file claims no AI over pixels that carry Avow's mark
+    (the worker's ``verify`` report on it) never gets the target's name, whatever the records said."""
+    mark = report.get("watermark") or {}
+    if mark.get("found") and not report.get("ai_declared"):
+        raise WorkerError(
+            "UnclaimedMark",
+            "the exported pixels carry Avow's mark of AI upscaling, but this image holds no record of that upscale "
+            "(a layer copied from another image?), so the file would claim human edits only. Export from the image "
+            "where the upscale was made.",
+        )
 
 
 def load_config(hook_dir: str | os.PathLike) -> dict:
@@ -73,7 +98,9 @@ class Worker:
     def __exit__(self, *exc_info) -> None:
         self.close()
 
-    def start(self) -> None:
+    def start(self, should_cancel=None) -> None:
+        """Start the worker and wait for it to be ready (a cold start imports torch: seconds);
+        ``should_cancel()`` true meanwhile ends it and raises ``WorkerError("Cancelled")``."""
         try:
             self._process = subprocess.Popen(
                 [self.python, "-m", "avow.worker"],
@@ -91,7 +118,19 @@ class Worker:
                 "From Avow's environment, run: avow install gimp (or: avow install krita)"
             ) from exc
         threading.Thread(target=self._pump, daemon=True).start()
-        ready = self._next_event(START_TIMEOUT)
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            try:
+                ready = self._next_event(0.1)
+                break
+            except WorkerUnavailable:
+                raise
+            except WorkerError:
+                if should_cancel is not None and should_cancel():
+                    self.close(kill=True)
+                    raise WorkerError("Cancelled", "cancelled while Avow's worker was starting") from None
+                if time.monotonic() > deadline:
+                    raise WorkerError("Timeout", f"Avow's worker gave no answer in {START_TIMEOUT:.0f} s") from None
         if ready.get("event") != "ready":
             raise WorkerUnavailable(f"Avow's worker did not start: {ready.get('message', ready)}")
 
@@ -155,11 +194,14 @@ class Worker:
             elif kind == "error":
                 raise WorkerError(event.get("error", "Error"), event.get("message", "unknown error"))
 
-    def close(self) -> None:
+    def close(self, kill: bool = False) -> None:
+        """End the worker: stdin closed (it finishes and exits), or killed (nothing of it is wanted)."""
         process = self._process
         if process is None:
             return
         try:
+            if kill:
+                process.kill()
             if process.stdin is not None:
                 process.stdin.close()
             process.wait(timeout=10)

@@ -103,6 +103,7 @@ def describe(image):
                 "height": layer.get_height(),
                 "offsets": list(layer.get_offsets()[1:]),
                 "parasite": parasite_json(layer),
+                "color_tag": layer.get_color_tag().value_nick,
                 "pixels_sha256": pixels_sha256(layer),
             }
             for layer in layers
@@ -241,6 +242,24 @@ def upscale_gray_alpha():
     return result
 
 
+@step("upscale_selection")
+def upscale_selection():
+    """A selection: its bounding box is upscaled, into a layer over that area (x scale)."""
+    image = load(task["input"])
+    image.select_rectangle(Gimp.ChannelOps.REPLACE, 8, 6, 24, 16)
+    status, values, error = pdb_run(
+        UPSCALE, image=image, drawables=[image.get_layers()[0]], model="", scale="x2", device="cpu", tile=256, output="layer"
+    )
+    result = {"status": status, "error": error}
+    if status == "success":
+        result["after"] = describe(image)
+        result["record"] = parasite_json(values[1])
+        say(f"upscale x2 of a 24x16 selection at (8, 6): image {image.get_width()}x{image.get_height()}, layers "
+            f"{[(layer['name'], layer['width'], layer['height'], layer['offsets']) for layer in result['after']['layers']]}")
+    image.delete()
+    return result
+
+
 CANCEL_WATCHER = r"""
 import os, signal, sys, time
 
@@ -256,11 +275,15 @@ def processes():
                 continue
             yield int(pid), ppid, cmdline
 
-deadline = time.monotonic() + 120
+# Only this GIMP's plug-in's worker: other jobs on the machine may run workers of their own.
+gimp = int(sys.argv[1])
+deadline = time.monotonic() + 600
 worker = plugin = None
 while time.monotonic() < deadline and worker is None:
-    for pid, ppid, cmdline in processes():
-        if b"avow.worker" in cmdline:
+    table = list(processes())
+    parents = {pid: ppid for pid, ppid, _ in table}
+    for pid, ppid, cmdline in table:
+        if b"avow.worker" in cmdline and parents.get(ppid) == gimp:
             worker, plugin = pid, ppid
     time.sleep(0.1)
 if worker is None:
@@ -298,11 +321,18 @@ def cancel():
 
     image = load(task["big_input"])
     before = describe(image)
-    watcher = subprocess.Popen(["python3", "-c", CANCEL_WATCHER], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # This script runs in GIMP's python-fu-eval plug-in: its parent is GIMP, the upscale plug-in's parent too.
+    watcher = subprocess.Popen(
+        ["python3", "-c", CANCEL_WATCHER, str(os.getppid())], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     status, _, error = pdb_run(
         UPSCALE, image=image, drawables=[image.get_layers()[0]], model="", scale="x4", device="cpu", tile=64, output="layer"
     )
-    watched = watcher.communicate(timeout=90)[0].strip()
+    try:  # the call has returned: the watcher only has the worker's end left to see (<= 30 s)
+        watched = watcher.communicate(timeout=60)[0].strip()
+    except subprocess.TimeoutExpired:
+        watcher.kill()
+        watched = "the watcher never saw this GIMP's worker: " + watcher.communicate()[0].strip()
     after = describe(image)
     say(f"cancel: {watched}; the call returned {status}; image {after['width']}x{after['height']}, "
         f"{len(after['layers'])} layer(s), unchanged: {after == before}")
@@ -324,6 +354,25 @@ def worker_failure():
         f"parasite {after['parasite']}, pixels unchanged: {after == before}")
     image.delete()
     return {"status": status, "error": error, "before": before, "after": after}
+
+
+@step("model_checks")
+def model_checks():
+    """A typo and a model/scale mismatch are refused in the dialog's words before any worker starts
+    (a calling error: the check against the models the last worker listed), the image unchanged."""
+    image = load(task["input"])
+    before = describe(image)
+    result = {}
+    for name, model, scale in (("typo", "avow-compact-x3", "x4"), ("mismatch", "avow-compact-x2", "x4")):
+        layer = image.get_layers()[0]
+        status, _, error = pdb_run(
+            UPSCALE, image=image, drawables=[layer], model=model, scale=scale, device="cpu", tile=256, output="layer"
+        )
+        result[name] = {"status": status, "error": error}
+        say(f"model {model} at {scale}: status {status}: {error}")
+    result["unchanged"] = describe(image) == before
+    image.delete()
+    return result
 
 
 @step("worker_unavailable")
@@ -371,6 +420,92 @@ def reopen_xcf():
     return state
 
 
+def file_sha256(path):
+    import hashlib
+
+    with open(path, "rb") as handle:
+        return hashlib.sha256(handle.read()).hexdigest()
+
+
+@step("repeat_export")
+def repeat_export():
+    """Filters > Repeat (Ctrl+F) after an export runs it WITH_LAST_VALS: never an unasked overwrite."""
+    image = load(task["xcf"])
+    before = file_sha256(task["signed_jpg"])
+    file = Gio.File.new_for_path(task["signed_jpg"])
+    status, _, error = pdb_run_mode(Gimp.RunMode.WITH_LAST_VALS, EXPORT, image=image, file=file)
+    unchanged = file_sha256(task["signed_jpg"]) == before
+    say(f"export repeated with last values (no display): status {status}: {error}; signed.jpg unchanged: {unchanged}")
+    image.delete()
+    return {"status": status, "error": error, "unchanged": unchanged}
+
+
+def synthesized_layer(image):
+    return next(layer for layer in image.get_layers() if layer.get_parasite(PARASITE) is not None)
+
+
+@step("pasted_layer")
+def pasted_layer():
+    """The AI layer dragged/duplicated into a new image (its parasite goes along, the image has none)."""
+    source = load(task["xcf"])
+    layer = synthesized_layer(source)
+    new = Gimp.Image.new(layer.get_width(), layer.get_height(), Gimp.ImageBaseType.RGB)
+    copy = Gimp.Layer.new_from_drawable(layer, new)
+    new.insert_layer(copy, None, 0)
+    state = describe(new)
+    status, _, error = pdb_run(EXPORT, image=new, file=Gio.File.new_for_path(task["pasted_jpg"]))
+    say(f"AI layer duplicated into a new image (image parasite {state['parasite']}, layer parasite "
+        f"{state['layers'][0]['parasite'] is not None}) exported -> pasted.jpg: {status} {error or ''}")
+    new.delete()
+    source.delete()
+    return {"status": status, "error": error, "state": state}
+
+
+@step("clipboard_paste")
+def clipboard_paste():
+    """Edit > Copy of the AI layer, Edit > Paste as > New Image (GIMP 3 copies the layer's parasites
+    along); then the same pixels alone in a new image, as pasted from another application: only the
+    pixels say what they are, and they decide."""
+    image = load(task["mark_input"])
+    status, values, error = pdb_run(
+        UPSCALE, image=image, drawables=[image.get_layers()[0]], model="", scale="x2", device="cpu", tile=256, output="layer"
+    )
+    result = {"upscale_status": status, "upscale_error": error}
+    if status == "success":
+        synthesized = values[1]
+        Gimp.edit_copy([synthesized])
+        pasted = Gimp.edit_paste_as_new_image()
+        bare = Gimp.Image.new(synthesized.get_width(), synthesized.get_height(), Gimp.ImageBaseType.RGB)
+        width, height = synthesized.get_width(), synthesized.get_height()
+        layer = Gimp.Layer.new(bare, "Pasted", width, height, Gimp.ImageType.RGB_IMAGE, 100.0, Gimp.LayerMode.NORMAL)
+        bare.insert_layer(layer, None, 0)
+        rectangle = Gegl.Rectangle.new(0, 0, synthesized.get_width(), synthesized.get_height())
+        data = synthesized.get_buffer().get(rectangle, 1.0, "R'G'B' u8", Gegl.AbyssPolicy.CLAMP)
+        layer.get_buffer().set(rectangle, "R'G'B' u8", bytes(data))
+        layer.get_buffer().flush()
+        for name, new, target in (("clipboard", pasted, task["clipboard_png"]), ("pixels_only", bare, task["pixels_png"])):
+            state = describe(new)
+            status, _, error = pdb_run(EXPORT, image=new, file=Gio.File.new_for_path(target))
+            result[name] = {"state": state, "status": status, "error": error, "exported": os.path.exists(target)}
+            records = [layer["parasite"] is not None for layer in state["layers"]]
+            say(f"{name}: new image {new.get_width()}x{new.get_height()}, image record {state['parasite'] is not None}, "
+                f"layer records {records}; exported -> {os.path.basename(target)}: {status} {error or ''}")
+            new.delete()
+    image.delete()
+    return result
+
+
+@step("damaged_parasite")
+def damaged_parasite():
+    image = load(task["input"])
+    image.get_layers()[0].attach_parasite(Gimp.Parasite.new(PARASITE, Gimp.PARASITE_PERSISTENT, list(b'[{"provenance": ')))
+    status, _, error = pdb_run(EXPORT, image=image, file=Gio.File.new_for_path(task["damaged_jpg"]))
+    exported = os.path.exists(task["damaged_jpg"])
+    say(f"export of an image whose layer parasite is damaged: status {status}: {error}; file written: {exported}")
+    image.delete()
+    return {"status": status, "error": error, "exported": exported}
+
+
 @step("export_plain_image")
 def export_plain_image():
     """No upscale in this image: signed as edited in GIMP, no AI claimed."""
@@ -393,8 +528,9 @@ def export_bad_extension():
 # --- phase "dialog": GIMP under a virtual X server (xvfb-run), the dialog driven by xdotool ------
 
 
-def press_in_dialog(title, keys):
-    """A background process that waits for the dialog, then presses ``keys`` in it (as a user would)."""
+def press_in_dialog(title, keys, shot=""):
+    """A background process that waits for the dialog, then presses ``keys`` in it (as a user would);
+    with ``shot`` and $AVOW_SCREENSHOTS, the screen is saved first as $AVOW_SCREENSHOTS/<shot>.png."""
     import subprocess
 
     # If the keys do not close it, the window is killed so GIMP's call returns instead of hanging.
@@ -402,17 +538,20 @@ def press_in_dialog(title, keys):
         'find() { xdotool search --name "$0" 2>/dev/null | head -n1; }; '
         'for i in $(seq 120); do W=$(find); [ -n "$W" ] && break; sleep 0.5; done; '
         '[ -n "$W" ] || { echo "no dialog window"; exit 3; }; echo "dialog window $W"; '
-        'xdotool windowfocus --sync "$W"; sleep 1; xdotool key $1; '
+        'xdotool windowfocus --sync "$W"; sleep 1; '
+        'if [ -n "$2" ] && [ -n "$AVOW_SCREENSHOTS" ]; then "$AVOW_VENV/bin/python" -c '
+        '"import sys; from PIL import ImageGrab; ImageGrab.grab().save(sys.argv[1])" "$AVOW_SCREENSHOTS/$2.png"; fi; '
+        'xdotool key $1; '
         'for i in $(seq 40); do [ -z "$(find)" ] && exit 0; sleep 0.5; done; '
         'echo "the dialog did not close: killed"; xdotool windowkill "$W"; exit 4'
     )
-    return subprocess.Popen(["sh", "-c", script, title, keys], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(["sh", "-c", script, title, keys, shot], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def interactive_upscale(keys):
+def interactive_upscale(keys, shot=""):
     image = load(task["input"])
     before = describe(image)
-    driver = press_in_dialog("^AI Upscale \\(disclosed\\)$", keys)
+    driver = press_in_dialog("^AI Upscale \\(disclosed\\)$", keys, shot)
     status, _, error = pdb_run_mode(
         Gimp.RunMode.INTERACTIVE, UPSCALE, image=image, drawables=[image.get_layers()[0]], scale="x2", device="cpu"
     )
@@ -432,16 +571,57 @@ def dialog_cancel():
 
 @step("dialog_ok")
 def dialog_ok():
-    result = interactive_upscale("alt+o")
+    result = interactive_upscale("alt+o", "gimp-upscale-dialog")
     say(f"dialog ({result['driver']}), OK: status {result['status']} {result['error'] or ''}; image "
         f"{result['after']['width']}x{result['after']['height']}, layers {[l['name'] for l in result['after']['layers']]}")
     return result
 
 
+@step("dialog_export_asks")
+def dialog_export_asks():
+    """With a display: Repeat (WITH_LAST_VALS) shows the export dialog, and exporting onto an existing
+    file asks before replacing it; Escape at either leaves the file as it was."""
+    image = load(task["input"])
+    target = task["dialog_jpg"]
+    status, _, error = pdb_run(EXPORT, image=image, file=Gio.File.new_for_path(target))
+    result = {"first": {"status": status, "error": error}}
+    before = file_sha256(target)
+    driver = press_in_dialog("^Export with Content Credentials$", "Escape")
+    status, _, error = pdb_run_mode(Gimp.RunMode.WITH_LAST_VALS, EXPORT, image=image, file=Gio.File.new_for_path(target))
+    output = driver.communicate(timeout=120)[0].strip()
+    result["repeat"] = {"status": status, "error": error, "driver": output, "driver_rc": driver.returncode}
+    driver = press_in_dialog("^Export with Content Credentials$", "alt+o", "gimp-export-dialog")
+    replace = press_in_dialog("^Replace the existing file\\?$", "Escape", "gimp-export-replace")
+    status, _, error = pdb_run_mode(Gimp.RunMode.INTERACTIVE, EXPORT, image=image, file=Gio.File.new_for_path(target))
+    result["replace"] = {
+        "status": status,
+        "error": error,
+        "driver": driver.communicate(timeout=120)[0].strip(),
+        "replace_driver": replace.communicate(timeout=120)[0].strip(),
+        "replace_driver_rc": replace.returncode,
+    }
+    result["unchanged"] = file_sha256(target) == before
+    say(f"export dialogs: {json.dumps(result)}")
+    image.delete()
+    return result
+
+
 PHASES = {
-    "upscale": [registration, upscale_layer, upscale_new_image, upscale_gray_alpha, cancel, worker_failure, worker_unavailable],
-    "reopen": [reopen_xcf, export_plain_image, export_bad_extension],
-    "dialog": [dialog_cancel, dialog_ok],
+    "upscale": [
+        registration,
+        upscale_layer,
+        upscale_new_image,
+        upscale_gray_alpha,
+        upscale_selection,
+        cancel,
+        worker_failure,
+        model_checks,
+        worker_unavailable,
+    ],
+    "reopen": [
+        reopen_xcf, repeat_export, pasted_layer, clipboard_paste, damaged_parasite, export_plain_image, export_bad_extension
+    ],
+    "dialog": [dialog_cancel, dialog_ok, dialog_export_asks],
 }
 
 save_report()

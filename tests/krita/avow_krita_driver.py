@@ -234,3 +234,125 @@ def import_package(args):
         result["error"] = f"{type(exc).__name__}: {exc}"
     Path(out).write_text(json.dumps(result, indent=1))
     say(f"import_package: {json.dumps(result)}")
+
+
+def workers_of_this_process() -> list:
+    """Avow workers this Krita started that are still alive (zombies excepted)."""
+    import os
+
+    left = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == os.getpid() and fields[0] != "Z" and b"avow.worker" in cmdline:
+            left.append(int(stat.parent.name))
+    return left
+
+
+def disclosure(args):
+    """``kritarunner -s avow_krita_driver -f disclosure JOB.json``: what an export may claim follows the
+    document. An upscaled layer duplicated into a new document (no annotation there) and the
+    original document with that layer hidden are exported with Content Credentials."""
+    from krita import Krita
+
+    job = json.loads(Path(args[0]).read_text())
+    work = Path(job["work"])
+    app = Krita.instance()
+    app.setBatchmode(True)
+    results: dict = {"scenarios": {}}
+    try:
+        import avow_krita
+        from avow_krita import core, extension
+
+        ext = avow_krita.EXTENSION
+        doc = app.openDocument(job["input"])
+        node = doc.topLevelNodes()[0]
+        say(f"disclosure: opened {Path(job['input']).name}: {doc.width()}x{doc.height()}")
+        settings = core.Settings(scale=2, device="cpu", tile=int(job["tile"]))
+        outcome = ext.upscale_document(doc, node, settings, extension.LogProgress())
+        if outcome is None:
+            raise RuntimeError(f"upscale failed: {ext.last_error}")
+        layer = doc.nodeByName(outcome.layer_name)
+        records = len(core.provenance_records(doc))
+        results["upscaled"] = {"layers": layers(doc), "color_label": layer.colorLabel(), "records": records}
+        say(f"disclosure: upscaled x2; layers {[n['name'] for n in layers(doc)]}, colour label {layer.colorLabel()}")
+
+        # The synthesized layer duplicated into a new document: nothing there records the upscale.
+        pasted = app.createDocument(doc.width(), doc.height(), "pasted", "RGBA", "U8", "", 72.0)
+        copy = layer.duplicate()
+        pasted.rootNode().addChildNode(copy, None)
+        pasted.waitForDone()
+        for name, target, export_doc in (
+            ("pasted", work / "pasted.png", pasted),
+            ("hidden", work / "hidden.png", doc),
+        ):
+            if name == "hidden":
+                layer.setVisible(False)
+                doc.refreshProjection()
+                doc.waitForDone()
+            result = ext.export_document(export_doc, str(target), extension.LogProgress())
+            results["scenarios"][name] = {
+                "layers": layers(export_doc),
+                "present_records": len(core.present_records(export_doc)),
+                "exported": result is not None and target.is_file(),
+                "ai_declared": None if result is None else result["ai_declared"],
+                "verdict": None if result is None else result["verify"].get("verdict"),
+                "error": ext.last_error,
+                "file": str(target),
+            }
+            say(f"disclosure: {name}: " + json.dumps(results["scenarios"][name]))
+        pasted.setModified(False)
+        pasted.close()
+        doc.setModified(False)
+        doc.close()
+
+        # Cancel pressed while "Starting Avow's worker...": the start ends, nothing else runs.
+        class CancelAtOnce(core.Progress):
+            def cancelled(self) -> bool:
+                return True
+
+        doc = app.openDocument(job["input"])
+        before = snapshot(doc)
+        started = time.perf_counter()
+        outcome = ext.upscale_document(doc, doc.topLevelNodes()[0], core.Settings(scale=2, device="cpu"), CancelAtOnce())
+        results["scenarios"]["cancel_start"] = {
+            "outcome_is_none": outcome is None,
+            "info": ext.last_info,
+            "error": ext.last_error,
+            "unchanged": snapshot(doc) == before,
+            "seconds": round(time.perf_counter() - started, 2),
+            "workers_left": workers_of_this_process(),
+        }
+        say("disclosure: cancel_start: " + json.dumps(results["scenarios"]["cancel_start"]))
+        doc.close()
+
+        # A selection: its bounding box is upscaled, into a layer over that area.
+        from krita import Selection
+
+        doc = app.openDocument(job["input"])
+        selection = Selection()
+        selection.select(10, 8, 40, 24, 255)
+        doc.setSelection(selection)
+        outcome = ext.upscale_document(doc, doc.topLevelNodes()[0], core.Settings(scale=2, device="cpu"), extension.LogProgress())
+        if outcome is None:
+            raise RuntimeError(f"selection upscale failed: {ext.last_error}")
+        layer = doc.nodeByName(outcome.layer_name)
+        bounds = layer.bounds()
+        results["scenarios"]["selection"] = {
+            "size": [doc.width(), doc.height()],
+            "layer": outcome.layer_name,
+            "bounds": [bounds.x(), bounds.y(), bounds.width(), bounds.height()],
+            "source_visible": doc.topLevelNodes()[0].visible(),
+            "region": core.provenance_records(doc)[-1]["source_region"],
+        }
+        say("disclosure: selection: " + json.dumps(results["scenarios"]["selection"]))
+        doc.setModified(False)
+        doc.close()
+    except Exception:
+        results["driver_error"] = traceback.format_exc()
+        say("DRIVER ERROR\n" + results["driver_error"])
+    (work / "disclosure.json").write_text(json.dumps(results, indent=1))
+    say("done")

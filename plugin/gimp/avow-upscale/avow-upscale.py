@@ -44,6 +44,7 @@ EXPORT = "python-fu-avow-export-signed"
 PARASITE = "avow-provenance"
 COMPOSITE_WITH_AI = "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia"
 EXPORT_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff")
+LAYER_COLOR = Gimp.ColorTag.VIOLET  # the synthesized layer's colour tag in the Layers dock
 UPSCALE_NOTE = (
     "The model invents plausible detail; it does not recover it. The new layer is named as AI-upscaled, its "
     "pixels carry Avow's invisible watermark, and the image is marked (parasite and XMP DigitalSourceType) so "
@@ -51,7 +52,8 @@ UPSCALE_NOTE = (
 )
 EXPORT_NOTE = (
     "Exports a merged copy (JPEG, PNG, WebP or TIFF, by extension) and signs it with C2PA Content Credentials, "
-    "listing this image's AI upscales, or only edits in GIMP when there are none."
+    "listing the AI upscales this image and its layers record, or only edits in GIMP when there are none. "
+    "Pixels that carry Avow's mark are never signed as edits only."
 )
 STRIP_BYTES = 64 << 20  # pixels go back into GIMP in strips of at most this many bytes
 
@@ -71,14 +73,6 @@ def _error(procedure, message, status=Gimp.PDBStatusType.EXECUTION_ERROR):
     return procedure.new_return_values(status, GLib.Error(message))
 
 
-def _worker_env():
-    """GIMP's environment, minus what would make the worker's Python load the wrong modules."""
-    env = dict(os.environ)
-    for name in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONEXECUTABLE"):
-        env.pop(name, None)
-    return env
-
-
 def _start_worker():
     config = avow_client.load_config(HERE)
     python = config["python"]
@@ -87,7 +81,7 @@ def _start_worker():
             f"Avow's Python {python} (from {os.path.join(HERE, 'avow.json')}) does not exist. "
             "From Avow's environment, run: avow install gimp"
         )
-    return avow_client.Worker(python, env=_worker_env())
+    return avow_client.Worker(python, env=avow_client.worker_env())
 
 
 def _private_workdir():
@@ -135,11 +129,11 @@ def _layer_type(channels):
     }[channels]
 
 
-def _read_drawable(drawable, path):
-    width, height = drawable.get_width(), drawable.get_height()
+def _read_drawable(drawable, path, region):
+    left, top, width, height = region
     fmt, channels = _pixel_format(drawable)
     buffer = drawable.get_buffer()
-    data = buffer.get(Gegl.Rectangle.new(0, 0, width, height), 1.0, fmt, Gegl.AbyssPolicy.CLAMP)
+    data = buffer.get(Gegl.Rectangle.new(left, top, width, height), 1.0, fmt, Gegl.AbyssPolicy.CLAMP)
     avow_client.write_npy(path, width, height, channels, bytes(data))
     return width, height, channels
 
@@ -168,18 +162,52 @@ def _write_layer(layer, path, channels):
 # --- provenance marks ----------------------------------------------------------------------------
 
 
-def image_records(image):
-    """The image's list of upscale records (from the ``avow-provenance`` parasite), [] if none."""
-    parasite = image.get_parasite(PARASITE)
+class DamagedRecord(Exception):
+    """An ``avow-provenance`` parasite that cannot be read: exporting would claim no AI, so nothing is."""
+
+
+def _parasite_records(owner, where):
+    parasite = owner.get_parasite(PARASITE)
     if parasite is None:
         return []
     try:
         records = json.loads(bytes(parasite.get_data()).decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
-        return []
+        records = None
     if isinstance(records, dict):
         records = [records]
-    return [r for r in records if isinstance(r, dict)] if isinstance(records, list) else []
+    if not isinstance(records, list) or not all(isinstance(r, dict) and isinstance(r.get("provenance"), dict) for r in records):
+        raise DamagedRecord(
+            f"the record of AI upscaling on {where} (parasite '{PARASITE}') is damaged, so it cannot be declared. "
+            "Nothing was written. Remove the parasite only if that content is not AI-upscaled."
+        )
+    return records
+
+
+def image_records(image):
+    """The image's list of upscale records (its ``avow-provenance`` parasite), [] if none."""
+    return _parasite_records(image, "this image")
+
+
+def _all_layers(layers):
+    for layer in layers:
+        yield layer
+        if layer.is_group():
+            yield from _all_layers(layer.get_children())
+
+
+def export_records(image):
+    """What an export declares: the image's records and those its layers carry (a synthesized layer
+    dragged, duplicated or pasted from another image brings its own), each once."""
+    records, seen = [], set()
+    sources = [(image, "this image")] + [(layer, f"the layer '{layer.get_name()}'") for layer in _all_layers(image.get_layers())]
+    for owner, where in sources:
+        for record in _parasite_records(owner, where):
+            key = json.dumps(record, sort_keys=True)
+            if key not in seen:
+                seen.add(key)
+                records.append(record)
+    return records
 
 
 def _attach(owner, value):
@@ -223,14 +251,79 @@ def _metadata_with_tags(metadata, tags):
 
 # --- upscale -------------------------------------------------------------------------------------
 
+UPSCALE_FIELDS = ["model-choice", "scale", "device", "tile", "output"]
+DESCRIBE_CACHE = "avow-describe.json"  # the worker's last `describe`, so the dialog lists models at once
 
-def _dialog(procedure, config, title, role, note):
+
+def _cache_path():
+    return os.path.join(Gimp.directory(), DESCRIBE_CACHE)
+
+
+def _cached_description():
+    try:
+        with open(_cache_path(), encoding="utf-8") as handle:
+            description = json.load(handle)
+    except (OSError, ValueError):
+        return {}
+    return description if isinstance(description, dict) else {}
+
+
+def _save_description(description):
+    path = _cache_path()
+    try:
+        with open(path + ".tmp", "w", encoding="utf-8") as handle:
+            json.dump({k: description.get(k) for k in ("version", "models", "devices")}, handle)
+        os.replace(path + ".tmp", path)
+    except OSError:
+        pass  # the list is a convenience; the worker checks every request anyway
+
+
+def _models(description):
+    models = description.get("models")
+    return [m for m in models if isinstance(m, dict) and isinstance(m.get("name"), str)] if isinstance(models, list) else []
+
+
+def _model_names(description):
+    """Dialog choice nick -> model name ('auto': Avow's default for the scale)."""
+    names = {"auto": ""}
+    for model in _models(description):
+        names[re.sub(r"[^a-z0-9-]+", "-", model["name"].lower())] = model["name"]
+    return names
+
+
+def _model_choice(description):
+    entries = [("auto", "Default for the scale")]
+    for nick, name in list(_model_names(description).items())[1:]:
+        model = next(m for m in _models(description) if m["name"] == name)
+        entries.append((nick, f"{name} (x{model.get('scale')}, {model.get('origin', '')})"))
+    return _choice(*entries)
+
+
+def _check_request(description, model, scale, device):
+    """What is wrong with the request, in the dialog's words, or None; unknown until a worker has described itself."""
+    models = {m["name"]: m for m in _models(description)}
+    devices = description.get("devices")
+    if device == "cuda" and isinstance(devices, list) and "cuda" not in devices:
+        return "this computer has no CUDA GPU that Avow can use; choose Device: Auto or CPU."
+    if model is None or not models or model.endswith(".safetensors") or os.sep in model:
+        return None
+    if model not in models:
+        return f"there is no model \u201c{model}\u201d. Installed models: {', '.join(sorted(models))} (or Default for the scale)."
+    if int(models[model].get("scale") or scale) != scale:
+        return (
+            f"the model {model} upscales x{models[model]['scale']}, not x{scale}: choose Scale x{models[model]['scale']}, "
+            "or Default for the scale."
+        )
+    return None
+
+
+
+def _dialog(procedure, config, title, role, note, names):
     gi.require_version("GimpUi", "3.0")
     from gi.repository import GimpUi
 
     GimpUi.init(role)
     dialog = GimpUi.ProcedureDialog.new(procedure, config, title)
-    names = [spec.name for spec in procedure.get_arguments()][3:]  # after run-mode, image, drawables
     try:
         label = dialog.get_label("avow-note", note, False, False)
         label.set_line_wrap(True)
@@ -245,7 +338,8 @@ def _dialog(procedure, config, title, role, note):
 
 
 def run_upscale(procedure, run_mode, image, drawables, config, data):
-    if run_mode == Gimp.RunMode.INTERACTIVE and not _dialog(procedure, config, "AI Upscale (disclosed)", UPSCALE, UPSCALE_NOTE):
+    title = "AI Upscale (disclosed)"
+    if run_mode == Gimp.RunMode.INTERACTIVE and not _dialog(procedure, config, title, UPSCALE, UPSCALE_NOTE, UPSCALE_FIELDS):
         return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
     if len(drawables) != 1:
         return _error(procedure, "AI Upscale works on one layer: select exactly one.", Gimp.PDBStatusType.CALLING_ERROR)
@@ -255,20 +349,43 @@ def run_upscale(procedure, run_mode, image, drawables, config, data):
     if image.get_base_type() == Gimp.ImageBaseType.INDEXED:
         return _error(procedure, "AI Upscale needs an RGB or grayscale image (Image > Mode).", Gimp.PDBStatusType.CALLING_ERROR)
 
-    model = (config.get_property("model") or "").strip()
+    try:
+        image_records(image)  # a damaged record would fail the upscale at its end: say so before the heavy work
+    except DamagedRecord as exc:
+        return _error(procedure, f"Avow: not upscaled: {exc}")
+
+    # The dialog shows the list of installed models; scripts may name any model, or a path, in 'model'.
+    model = (config.get_property("model") or "").strip() if run_mode == Gimp.RunMode.NONINTERACTIVE else ""
+    if model.lower() in ("", "auto", "default"):
+        model = _model_names(_cached_description()).get(config.get_property("model-choice"), "")
     model = None if model.lower() in ("", "auto", "default") else model
     scale = int(config.get_property("scale").lstrip("x"))
     device = config.get_property("device")
     tile = int(config.get_property("tile"))
     output = config.get_property("output")
+    problem = _check_request(_cached_description(), model, scale, device)  # before the worker's ~20 s start
+    if problem:
+        return _error(procedure, f"Avow: {problem}", Gimp.PDBStatusType.CALLING_ERROR)
+
+    # With a selection, its bounding box on the layer is upscaled (as GIMP's filters work on the selection).
+    touches, *region = drawable.mask_intersect()
+    if not touches:
+        message = "Avow: the selection does not touch this layer; select part of it, or Select > None."
+        return _error(procedure, message, Gimp.PDBStatusType.CALLING_ERROR)
+    whole = region == [0, 0, drawable.get_width(), drawable.get_height()]
 
     workdir = _private_workdir()
     Gimp.progress_init(f"AI upscaling x{scale} (Avow)")
     try:
         source = os.path.join(workdir, "in.npy")
         target = os.path.join(workdir, "out.npy")
-        width, height, channels = _read_drawable(drawable, source)
+        width, height, channels = _read_drawable(drawable, source, region)
         with _start_worker() as worker:
+            description = worker.request("describe")
+            _save_description(description)
+            problem = _check_request(description, model, scale, device)  # before the model runs
+            if problem:
+                raise avow_client.WorkerError("UsageError", problem)
             result = worker.request(
                 "upscale",
                 on_progress=lambda done, total: Gimp.progress_update(done / total if total else 0.0),
@@ -284,7 +401,9 @@ def run_upscale(procedure, run_mode, image, drawables, config, data):
         out_w, out_h, out_c = int(result["width"]), int(result["height"]), int(result["channels"])
         if (out_w, out_h, out_c) != (width * scale, height * scale, channels):
             raise ValueError(f"the worker returned {out_w}x{out_h}x{out_c}, expected {width * scale}x{height * scale}x{channels}")
-        name = f"{drawable.get_name()} (AI-upscaled x{scale}, {provenance.get('model_name', 'unknown model')})"
+        name = f"AI-upscaled x{scale} (Avow) - {drawable.get_name()}"  # the disclosure first: docks cut long names
+        if not whole:
+            name += " (selection)"
         record = {
             "layer": name,
             "model": provenance.get("model_name"),
@@ -293,6 +412,7 @@ def run_upscale(procedure, run_mode, image, drawables, config, data):
             "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),  # noqa: UP017 - GIMP may bundle Python < 3.11
             "output": output,
             "source_layer": drawable.get_name(),
+            "source_region": region,
             "provenance": provenance,
         }
         if output == "image":
@@ -300,7 +420,7 @@ def run_upscale(procedure, run_mode, image, drawables, config, data):
                 image, drawable, name, out_w, out_h, out_c, target, record, run_mode == Gimp.RunMode.INTERACTIVE
             )
         else:
-            target_image, layer = image, _new_layer(image, drawable, name, scale, out_w, out_h, out_c, target, record)
+            target_image, layer = image, _new_layer(image, drawable, region, name, scale, out_w, out_h, out_c, target, record)
     except avow_client.WorkerError as exc:
         return _error(procedure, f"Avow: {exc.message}")
     except Exception as exc:  # noqa: BLE001 - never crash GIMP's call; the image is unchanged at this point
@@ -310,6 +430,11 @@ def run_upscale(procedure, run_mode, image, drawables, config, data):
         Gimp.progress_end()
         shutil.rmtree(workdir, ignore_errors=True)
     Gimp.displays_flush()
+    _tell(
+        run_mode,
+        f"Avow: new layer \u201c{layer.get_name()}\u201d ({out_w}x{out_h}). Its pixels are synthesized by the model "
+        f"{provenance.get('model_name')}; File > Export with Content Credentials keeps that declared.",
+    )
     return Gimp.ValueArray.new_from_values(
         [
             GObject.Value(Gimp.PDBStatusType, Gimp.PDBStatusType.SUCCESS),
@@ -319,8 +444,9 @@ def run_upscale(procedure, run_mode, image, drawables, config, data):
     )
 
 
-def _new_layer(image, drawable, name, scale, width, height, channels, pixels, record):
-    """One undo step: the canvas grows, the synthesized layer goes above its source, marks attached."""
+def _new_layer(image, drawable, region, name, scale, width, height, channels, pixels, record):
+    """One undo step: the canvas grows, the synthesized layer goes above its source (over the region
+    it came from), marks attached."""
     layer = Gimp.Layer.new(image, name, width, height, _layer_type(channels), 100.0, Gimp.LayerMode.NORMAL)
     try:
         _write_layer(layer, pixels, channels)  # before the layer joins the image: nothing to undo on failure
@@ -328,6 +454,7 @@ def _new_layer(image, drawable, name, scale, width, height, channels, pixels, re
         layer.delete()
         raise
     _, x, y = drawable.get_offsets()
+    x, y = x + region[0], y + region[1]
     size = image.get_width(), image.get_height()
     parasite, metadata = image.get_parasite(PARASITE), image.get_metadata()
     inserted = False
@@ -387,6 +514,7 @@ def _new_image(image, drawable, name, width, height, channels, pixels, record, s
 
 
 def _mark(image, layer, record):
+    layer.set_color_tag(LAYER_COLOR)
     _attach(image, image_records(image) + [record])
     _attach(layer, record)
     _set_xmp_disclosure(image, record)
@@ -429,31 +557,79 @@ def _gimp_export(image, path, suffix, run_mode):
 
 
 
+def _has_display():
+    """Whether a dialog can be shown (not so in gimp-console or a batch job on a headless machine)."""
+    return sys.platform in ("win32", "darwin") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def _confirm_replace(path):
+    """As GIMP's Export As asks: an existing file is replaced only when the user says so."""
+    gi.require_version("Gtk", "3.0")
+    from gi.repository import Gtk
+
+    dialog = Gtk.MessageDialog(
+        message_type=Gtk.MessageType.QUESTION,
+        buttons=Gtk.ButtonsType.NONE,
+        text=f"A file named \u201c{os.path.basename(path)}\u201d already exists. Replace it?",
+        title="Replace the existing file?",
+    )
+    dialog.format_secondary_text(f"It is in {os.path.dirname(path)}. Replacing it overwrites its contents.")
+    dialog.add_buttons("_Cancel", Gtk.ResponseType.CANCEL, "_Replace", Gtk.ResponseType.ACCEPT)
+    dialog.set_default_response(Gtk.ResponseType.CANCEL)
+    answer = dialog.run()
+    dialog.destroy()
+    return answer == Gtk.ResponseType.ACCEPT
+
+
+def _cancelled(procedure):
+    return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
+
+
 def run_export(procedure, run_mode, image, drawables, config, data):
-    if run_mode == Gimp.RunMode.INTERACTIVE and not _dialog(procedure, config, "Export with Content Credentials", EXPORT, EXPORT_NOTE):
-        return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
+    if run_mode == Gimp.RunMode.WITH_LAST_VALS:
+        # Filters > Repeat (Ctrl+F) runs the last procedure with its last values and no dialog. For an
+        # export that would overwrite the last file unasked: show the dialog instead (as Re-show does),
+        # or refuse where no dialog can be shown.
+        if not _has_display():
+            return _error(
+                procedure,
+                "Avow: Export with Content Credentials asks where to export every time; repeating it with the last "
+                "values would overwrite the last exported file unasked. Use File > Export with Content Credentials...",
+                Gimp.PDBStatusType.CALLING_ERROR,
+            )
+        run_mode = Gimp.RunMode.INTERACTIVE
+    interactive = run_mode == Gimp.RunMode.INTERACTIVE
+    if interactive and not _dialog(procedure, config, "Export with Content Credentials", EXPORT, EXPORT_NOTE, ["file"]):
+        return _cancelled(procedure)
     file = config.get_property("file")
     path = file.get_path() if file is not None else None
     if not path:
-        return _error(procedure, "Export with Content Credentials: no file given", Gimp.PDBStatusType.CALLING_ERROR)
+        return _error(procedure, "Avow: choose the file to export to.", Gimp.PDBStatusType.CALLING_ERROR)
     suffix = os.path.splitext(path)[1].lower()
     if suffix not in EXPORT_SUFFIXES:
         return _error(
             procedure,
-            f"Export with Content Credentials writes JPEG, PNG, WebP or TIFF ({', '.join(EXPORT_SUFFIXES)}), not {suffix or 'no extension'}",
+            f"Avow: Export with Content Credentials writes JPEG, PNG, WebP or TIFF ({', '.join(EXPORT_SUFFIXES)}), "
+            f"not {suffix or 'no extension'}",
             Gimp.PDBStatusType.CALLING_ERROR,
         )
-    records = image_records(image)
-    provenance = [r["provenance"] for r in records if isinstance(r.get("provenance"), dict)]
+    try:
+        records = export_records(image)
+    except DamagedRecord as exc:
+        return _error(procedure, f"Avow: not exported: {exc}")
+    if interactive and os.path.exists(path) and not _confirm_replace(path):
+        return _cancelled(procedure)
+    provenance = [r["provenance"] for r in records]
     folder = os.path.dirname(os.path.abspath(path))
     # Exported and signed beside the target (same file system), under the target's own name (the
     # manifest's title), then moved into place: an unsigned file never has the target's name.
     try:
         stage_dir = tempfile.mkdtemp(prefix=".avow-export-", dir=folder)
     except OSError as exc:
-        return _error(procedure, f"Export with Content Credentials: cannot write in {folder}: {exc}")
+        return _error(procedure, f"Avow: cannot write in {folder}: {exc}")
     staged = os.path.join(stage_dir, os.path.basename(path))
-    Gimp.progress_init("Exporting with Content Credentials (Avow)")
+    name = os.path.basename(path)
+    Gimp.progress_init(f"Exporting {name} with Content Credentials (Avow)")
     try:
         copy = image.duplicate()
         try:
@@ -466,22 +642,41 @@ def run_export(procedure, run_mode, image, drawables, config, data):
         finally:
             copy.delete()
         if status == Gimp.PDBStatusType.CANCEL:
-            return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
+            return _cancelled(procedure)
         if status != Gimp.PDBStatusType.SUCCESS:
-            return _error(procedure, f"Export with Content Credentials: GIMP's exporter failed: {message}")
-        Gimp.progress_update(0.5)
+            return _error(procedure, f"Avow: GIMP's exporter failed: {message}")
+        Gimp.progress_set_text(f"Starting Avow to sign {name}...")
+        Gimp.progress_update(0.25)
         with _start_worker() as worker:
-            worker.request("sign", file=staged, provenance=provenance, editor=_editor())
+            Gimp.progress_set_text(f"Writing the disclosure and signing {name}...")
+            Gimp.progress_update(0.5)
+            signed = worker.request("sign", file=staged, provenance=provenance, editor=_editor())
+            Gimp.progress_set_text(f"Checking the signed {name}...")
+            Gimp.progress_update(0.8)
+            report = worker.request("verify", file=staged)
+        avow_client.refuse_unclaimed_mark(report)
         os.replace(staged, path)
+        Gimp.progress_update(1.0)
     except avow_client.WorkerError as exc:
-        return _error(procedure, f"Avow: {exc.message}")
+        return _error(procedure, f"Avow: not exported: {exc.message}")
     except Exception as exc:  # noqa: BLE001 - never crash GIMP's call; nothing was written at the target
         traceback.print_exc()
-        return _error(procedure, f"Avow: export failed: {exc}")
+        return _error(procedure, f"Avow: export failed, nothing was written: {exc}")
     finally:
         Gimp.progress_end()
         shutil.rmtree(stage_dir, ignore_errors=True)
+    declared = "AI upscaling" if signed.get("ai_declared") else "edits in GIMP only (no AI upscale in this image)"
+    verdict = report.get("summary", report.get("verdict"))
+    _tell(run_mode, f"Avow: exported {path} with Content Credentials; it declares {declared}. Verify: {verdict}")
     return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
+
+
+def _tell(run_mode, message):
+    """A message when the job is done, for a person at the screen (scripts get the return values)."""
+    if run_mode == Gimp.RunMode.INTERACTIVE:
+        Gimp.message(message)
+    else:
+        print(message, flush=True)
 
 
 # --- registration --------------------------------------------------------------------------------
@@ -510,7 +705,8 @@ class AvowUpscale(Gimp.PlugIn):
         procedure.set_documentation(
             "Upscale a layer with an AI model; the result says it is synthesized",
             "Upscales the selected layer with Avow's super-resolution model (in Avow's worker process) and adds "
-            "the result as a new layer named as AI-upscaled (the canvas grows by the scale), or as a new image. "
+            "the result as a new layer named as AI-upscaled (the canvas grows by the scale), or as a new image; "
+            "with a selection, only the selection's bounding box on the layer is upscaled, into a layer over that area. "
             "The pixels are invented by the model, not recovered: they carry Avow's invisible watermark (which "
             "'avow verify' finds even after the metadata is stripped), the image is marked with an 'avow-provenance' "
             "parasite and XMP DigitalSourceType compositeWithTrainedAlgorithmicMedia, and "
@@ -522,6 +718,12 @@ class AvowUpscale(Gimp.PlugIn):
         flags = GObject.ParamFlags.READWRITE
         procedure.add_string_argument(
             "model", "_Model", "Built-in or user model name, or a .safetensors path; 'auto': Avow's default for the scale", "auto", flags
+        )
+        # A plain argument: GIMP 3.0.4's Python crashes on an aux choice argument.
+        models = _model_choice(_cached_description())
+        procedure.add_choice_argument(
+            "model-choice", "_Model", "The dialog's list of installed models (as Avow's worker last described them); "
+            "scripts may pass 'model' instead", models, "auto", flags
         )
         procedure.add_choice_argument("scale", "Sc_ale", "Upscaling factor", _choice(("x2", "x2"), ("x4", "x4")), "x4", flags)
         procedure.add_choice_argument(

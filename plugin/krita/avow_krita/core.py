@@ -8,7 +8,12 @@ Qt's event loop keeps turning, so Krita stays responsive and a progress dialog c
 Provenance inside the document (Krita has no parasites): the new layer's name says it is
 AI-synthesized, the document carries an annotation ``avow/provenance`` (JSON, saved in .kra
 files under ``annotations/avow/provenance``) with the worker's provenance record for each
-upscale, and the document information's abstract gets a sentence. Export reads the annotation.
+upscale, keyed by the synthesized layer's unique id, and the document information's abstract gets
+a sentence. The annotation lives outside Krita's undo stack, so export claims only the records
+whose layer the document still shows: after an undo, a deletion or with the layer hidden, the
+record stays in the file but the claim goes. Pixels that carry Avow's mark without a record (a
+layer copied from another document) are the worker's to declare; if the exported file would still
+claim no AI over them, the export is refused (``avow_client.refuse_unclaimed_mark``).
 """
 
 from __future__ import annotations
@@ -45,9 +50,8 @@ PLUGIN_DIR = Path(__file__).resolve().parent
 ANNOTATION = "avow/provenance"
 ANNOTATION_DESCRIPTION = "Avow: provenance of AI-upscaled (synthesized) layers"
 EXPORT_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff")
+LAYER_COLOR_LABEL = 7  # purple in Krita's layer colour labels: synthesized pixels, at a glance
 MASK_TYPES = ("transparencymask", "filtermask", "transformmask", "selectionmask", "colorizemask")
-# Krita's own environment must not leak into the venv's interpreter.
-_ENV_DROP = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONEXECUTABLE")
 
 
 class AvowKritaError(Exception):
@@ -100,10 +104,6 @@ def editor_name() -> str:
     return f"Krita {Krita.instance().version()}"
 
 
-def worker_env() -> dict:
-    return {k: v for k, v in os.environ.items() if k not in _ENV_DROP}
-
-
 def run_in_background(work, progress: Progress | None = None, state: dict | None = None):
     """``work()`` in a thread while Qt's event loop turns; its result, or its exception re-raised."""
     box: dict = {}
@@ -143,14 +143,16 @@ def run_in_background(work, progress: Progress | None = None, state: dict | None
 class Session:
     """One worker process for one action (describe + upscale, or sign + verify)."""
 
-    def __init__(self, plugin_dir: Path = PLUGIN_DIR) -> None:
+    def __init__(self, plugin_dir: Path = PLUGIN_DIR, progress: Progress | None = None) -> None:
         self.config = client.load_config(plugin_dir)
-        self.worker = client.Worker(self.config["python"], env=worker_env())
+        self.worker = client.Worker(self.config["python"], env=client.worker_env())
+        self.progress = progress
         self.started = False
 
     def __enter__(self) -> Session:
+        state = {"done": 0, "total": 0, "cancel": False}  # Cancel works while the worker starts, too
         try:
-            run_in_background(self.worker.start)
+            run_in_background(lambda: self.worker.start(should_cancel=lambda: state["cancel"]), self.progress, state)
         except BaseException:
             self.worker.close()
             raise
@@ -189,6 +191,35 @@ def provenance_records(doc) -> list:
     return records
 
 
+def present_records(doc) -> list:
+    """The records whose synthesized layer the document still shows: what the export may claim.
+
+    A record the hook cannot read stops the export: "no records" would sign human edits only."""
+    shown = shown_layers(doc)
+    present = []
+    for record in provenance_records(doc):
+        readable = isinstance(record, dict) and isinstance(record.get("provenance"), dict)
+        if not readable or not isinstance(record.get("layer_uuid"), str):
+            raise AvowKritaError("this document's Avow provenance annotation is damaged (a record without its layer); "
+                                 "not exporting")
+        if record["layer_uuid"] in shown:
+            present.append(record)
+    return present
+
+
+def shown_layers(doc) -> set:
+    """The unique ids of the layers in the document's tree that are visible with every group above
+    them (a hidden layer is not in the exported pixels; an undone one is not in the tree)."""
+    shown: set = set()
+    pending = list(doc.rootNode().childNodes())
+    while pending:
+        node = pending.pop()
+        if node.visible():
+            shown.add(node.uniqueId().toString())
+            pending.extend(node.childNodes())
+    return shown
+
+
 def _record(doc, record: dict) -> None:
     data = {"schema": 1, "records": provenance_records(doc) + [record]}
     payload = json.dumps(data, indent=1, sort_keys=True).encode("utf-8")
@@ -222,7 +253,8 @@ def disclosure_sentence(provenance: dict) -> str:
 
 
 def layer_name(source_name: str, provenance: dict) -> str:
-    return f"AI-upscaled x{provenance['scale']} ({provenance['model_name']}), synthesized: {source_name}"
+    """The disclosure first, so the Layers docker shows it however narrow it is."""
+    return f"AI-upscaled x{provenance['scale']} (Avow) - {source_name}"
 
 
 # ---------------------------------------------------------------- upscale
@@ -243,13 +275,43 @@ def check_node(doc, node) -> pixels.Layout:
         raise AvowKritaError(str(exc)) from None
 
 
+def check_settings(description: dict, settings: Settings) -> None:
+    """The request against what the worker described, in the dialog's words, before any pixel moves."""
+    models = {m.get("name"): m for m in description.get("models", []) if isinstance(m, dict)}
+    if settings.device not in description.get("devices", [settings.device]):
+        raise AvowKritaError(f"this computer has no {settings.device} device that Avow can use; choose Device: auto or cpu")
+    model = settings.model
+    if model is None or not models or model.endswith(".safetensors") or os.sep in model:
+        return
+    if model not in models:
+        raise AvowKritaError(f"there is no model '{model}'. Installed models: {', '.join(sorted(models))}")
+    if settings.scale is not None and int(models[model].get("scale") or settings.scale) != settings.scale:
+        raise AvowKritaError(f"the model {model} upscales x{models[model]['scale']}, not x{settings.scale}")
+
+
+def selection_region(doc) -> tuple:
+    """The selection's bounding box on the canvas (Krita's filters work on the selection too), or the
+    whole canvas when nothing is selected."""
+    selection = doc.selection()
+    if selection is None or selection.width() <= 0 or selection.height() <= 0:
+        return 0, 0, doc.width(), doc.height()
+    left, top = max(0, selection.x()), max(0, selection.y())
+    right = min(doc.width(), selection.x() + selection.width())
+    bottom = min(doc.height(), selection.y() + selection.height())
+    if right <= left or bottom <= top:
+        raise AvowKritaError("the selection lies outside the image; select part of it, or Select > Deselect")
+    return left, top, right - left, bottom - top
+
+
 def upscale_document(doc, node, settings: Settings, session: Session, progress: Progress | None = None) -> UpscaleOutcome:
     """Upscale ``node`` into a new layer above it; the document is only touched once the worker succeeded."""
     progress = progress or Progress()
     layout = check_node(doc, node)
     doc.waitForDone()  # let pending strokes (a just-opened image, a running filter) land first
-    width, height = doc.width(), doc.height()
-    raw = bytes(node.pixelData(0, 0, width, height) if node.type() == "paintlayer" else node.projectionPixelData(0, 0, width, height))
+    left, top, width, height = region = selection_region(doc)
+    whole = region == (0, 0, doc.width(), doc.height())
+    read = node.pixelData if node.type() == "paintlayer" else node.projectionPixelData
+    raw = bytes(read(left, top, width, height))
     folder = Path(tempfile.mkdtemp(prefix="avow-krita-"))  # private (0700)
     try:
         source, target = folder / "layer.npy", folder / "upscaled.npy"
@@ -290,8 +352,8 @@ def upscale_document(doc, node, settings: Settings, session: Session, progress: 
 
     # Only now does the document change.
     progress.status("Adding the synthesized layer...")
-    name = layer_name(node.name(), provenance)
-    doc.scaleImage(out_width, out_height, round(doc.xRes()), round(doc.yRes()), "Bicubic")
+    name = layer_name(node.name(), provenance) + ("" if whole else " (selection)")
+    doc.scaleImage(doc.width() * scale, doc.height() * scale, round(doc.xRes()), round(doc.yRes()), "Bicubic")
     doc.waitForDone()
     layer = doc.createNode(name, "paintlayer")
     if (layer.colorModel(), layer.colorDepth(), layer.colorProfile()) != (
@@ -302,8 +364,9 @@ def upscale_document(doc, node, settings: Settings, session: Session, progress: 
         layer.setColorSpace(node.colorModel(), node.colorDepth(), node.colorProfile())
     parent = node.parentNode() or doc.rootNode()
     parent.addChildNode(layer, node)
-    layer.setPixelData(QByteArray(out_bytes), 0, 0, out_width, out_height)
-    if channels_sent == layout.channels:
+    layer.setColorLabel(LAYER_COLOR_LABEL)
+    layer.setPixelData(QByteArray(out_bytes), left * scale, top * scale, out_width, out_height)
+    if channels_sent == layout.channels and whole:
         # Transparent pixels: the bicubic-scaled original would show through the new layer. Hide
         # it (Krita's API cannot make this undoable; opaque layers are covered and stay visible).
         node.setVisible(False)
@@ -315,7 +378,8 @@ def upscale_document(doc, node, settings: Settings, session: Session, progress: 
             "layer_uuid": uuid,
             "layer_name": name,
             "source_layer": node.name(),
-            "document_size": [out_width, out_height],
+            "source_region": list(region),
+            "document_size": [doc.width(), doc.height()],
             "provenance": provenance,
         },
     )
@@ -323,7 +387,7 @@ def upscale_document(doc, node, settings: Settings, session: Session, progress: 
     doc.refreshProjection()
     doc.waitForDone()
     doc.setModified(True)
-    return UpscaleOutcome(name, uuid, (width, height), (out_width, out_height), channels_sent, provenance)
+    return UpscaleOutcome(name, uuid, (width, height), (doc.width(), doc.height()), channels_sent, provenance)
 
 
 # ---------------------------------------------------------------- export
@@ -358,7 +422,7 @@ def export_with_credentials(doc, path, session: Session, progress: Progress | No
         raise AvowKritaError(f"{target.name}: export to .jpg, .png, .webp or .tif (Content Credentials need one of those)")
     if not target.parent.is_dir():
         raise AvowKritaError(f"{target.parent}: no such folder")
-    records = provenance_records(doc)
+    records = present_records(doc)
     # A private folder beside the target (same file system, so the final move is atomic), and the
     # file in it already has the target's name, which the signed manifest records as its title.
     folder = target.parent / f".avow-export-{secrets.token_hex(4)}"
@@ -383,6 +447,7 @@ def export_with_credentials(doc, path, session: Session, progress: Progress | No
             "sign", progress, file=str(staged), provenance=[r["provenance"] for r in records], editor=editor_name()
         )
         report = session.request("verify", progress, file=str(staged))
+        client.refuse_unclaimed_mark(report)
         os.replace(staged, target)
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import traceback
 from pathlib import Path
@@ -43,6 +44,15 @@ def _remember(key: str, value) -> None:
     Krita.instance().writeSetting(SETTINGS_GROUP, key, "" if value is None else str(value))
 
 
+def _cached_description() -> dict:
+    """The last worker's ``describe`` (models, devices), kept in kritarc; {} before the first use."""
+    try:
+        description = json.loads(_setting("describe", "") or "{}")
+    except ValueError:
+        return {}
+    return description if isinstance(description, dict) and description.get("models") else {}
+
+
 class DialogProgress(core.Progress):
     def __init__(self, parent, text: str) -> None:
         self.dialog = QProgressDialog(text, "Cancel", 0, 0, parent)
@@ -67,6 +77,7 @@ class DialogProgress(core.Progress):
         self.dialog.hide()
 
     def show(self) -> None:
+        self.dialog.reset()  # a Cancel pressed before the settings dialog must not cancel what follows it
         self.dialog.show()
 
     def close(self) -> None:
@@ -225,20 +236,27 @@ class AvowExtension(Extension):
         self.last_error = self.last_info = None
         try:
             core.check_node(doc, node)
+            core.selection_region(doc)
         except core.AvowKritaError as exc:
             self.report_error("cannot upscale", str(exc))
             return None
+        cached = _cached_description()
+        if settings is None and cached:  # the dialog at once, from what the last worker described
+            settings = self._ask(cached)
+            if settings is None:
+                return None
         progress = progress or self._progress("Starting Avow's worker...")
         try:
-            with core.Session() as session:
-                if settings is None:
-                    description = session.request("describe")
+            with core.Session(progress=progress) as session:
+                description = session.request("describe")
+                _remember("describe", json.dumps({k: description.get(k) for k in ("version", "models", "devices")}))
+                if settings is None:  # the first use: the worker's start comes before the dialog
                     progress.hide()
-                    dialog = UpscaleDialog(self._parent(), description)
-                    if dialog.exec_() != QDialog.Accepted:
+                    settings = self._ask(description)
+                    if settings is None:
                         return None
-                    settings = dialog.settings()
                     progress.show()
+                core.check_settings(description, settings)
                 outcome = core.upscale_document(doc, node, settings, session, progress)
         except core.WorkerError as exc:
             if exc.kind == "Cancelled":
@@ -264,6 +282,10 @@ class AvowExtension(Extension):
         )
         return outcome
 
+    def _ask(self, description: dict) -> core.Settings | None:
+        dialog = UpscaleDialog(self._parent(), description)
+        return dialog.settings() if dialog.exec_() == QDialog.Accepted else None
+
     # ------------------------------------------------------------ export
 
     def export_active(self) -> None:
@@ -288,10 +310,13 @@ class AvowExtension(Extension):
         self.last_error = self.last_info = None
         progress = progress or self._progress("Starting Avow's worker...")
         try:
-            with core.Session() as session:
+            with core.Session(progress=progress) as session:
                 result = core.export_with_credentials(doc, path, session, progress)
         except core.WorkerError as exc:
-            self.report_error("export failed", f"{exc.message}\n\nNo file was written.")
+            if exc.kind == "Cancelled":
+                self.report_info("export cancelled", "Export cancelled; no file was written.")
+            else:
+                self.report_error("export failed", f"{exc.message}\n\nNo file was written.")
             return None
         except core.AvowKritaError as exc:
             self.report_error("export failed", f"{exc}\n\nNo file was written.")
