@@ -262,7 +262,7 @@ def test_cli_upscale_then_verify_json(tmp_path, jpeg_in, model_x2):
     done = run_cli("verify", "--json", str(out), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
-    assert report["schema"] == 1 and report["verdict"] == "ai-synthesized"
+    assert report["schema"] == 2 and report["verdict"] == "ai-synthesized"
     assert report["validation_state"] == "Trusted" and report["ai_declared"] is True
     assert report["xmp"]["digital_source_type"].endswith("compositeWithTrainedAlgorithmicMedia")
     _, xmp = read_metadata(out)

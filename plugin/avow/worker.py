@@ -298,7 +298,12 @@ def main() -> int:
     try:
         Worker(protocol_out).serve(sys.stdin.buffer)
     except KeyboardInterrupt:
-        return EXIT_CANCELLED
+        # The reader thread sits in stdin's read holding its lock, and a normal interpreter
+        # shutdown aborts on that lock: leave at once (the job's staged files are already gone).
+        for stream in (protocol_out, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+        os._exit(EXIT_CANCELLED)
     return 0
 
 
