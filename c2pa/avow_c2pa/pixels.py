@@ -53,7 +53,10 @@ def search_file(path: Path) -> dict:
         pixels, full_size, lenient = decode(path)
     except PixelsUnreadableError as exc:
         return unchecked(str(exc))
-    mark = find_mark(pixels, full_size, keys)
+    try:
+        mark = find_mark(pixels, full_size, keys)
+    except (MemoryError, ValueError, TypeError, FloatingPointError) as exc:  # odd shapes or sizes numpy refuses
+        return unchecked(f"the search failed: {_why(exc)}")
     mark["lenient_decode"] = lenient
     return mark
 
