@@ -95,6 +95,10 @@ def find_mark(pixels: np.ndarray, full_size: tuple[int, int] | None, keys: list[
     return public
 
 
+class _TooLarge(ValueError):
+    """Above the pixel budget: no second, lenient attempt."""
+
+
 def decode(path: Path) -> tuple[np.ndarray, tuple[int, int], bool]:
     """The pixels to search, the picture's full (width, height) (a JPEG is decoded at reduced
     scale) and whether only the lenient decode succeeded."""
@@ -114,10 +118,6 @@ def decode(path: Path) -> tuple[np.ndarray, tuple[int, int], bool]:
             # What a lenient decoder fills in where no data decoded: searching it would read as "no mark".
             raise PixelsUnreadableError(f"no picture content decodes ({_why(strict)})") from None
         return pixels, full_size, True
-
-
-class _TooLarge(ValueError):
-    pass
 
 
 def _why(exc: BaseException) -> str:
