@@ -107,7 +107,7 @@ def decode(path: Path) -> tuple[np.ndarray, tuple[int, int], bool]:
         return pixels, full_size, False
     except _TooLarge as exc:
         raise PixelsUnreadableError(str(exc)) from None
-    except Exception as strict:  # Pillow's decoders raise a zoo on damaged data
+    except Exception as strict:  # noqa: BLE001 - Pillow's decoders raise a zoo on damaged data
         try:
             pixels, full_size = _decode(path, lenient=True)
         except _TooLarge as exc:
