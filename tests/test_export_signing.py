@@ -78,6 +78,20 @@ def test_records_add_the_model_to_what_the_pixels_say(worker, upscaled, tmp_path
     assert report.verdict == AI_SYNTHESIZED and report.model["model"] == result.disclosure.model_name
 
 
+def test_a_mark_no_record_names_is_declared_beside_the_records(worker, upscaled, tmp_path):  # noqa: F811
+    """Records of another upscale (a layer since deleted) and pixels from this one: both declared."""
+    _, result = upscaled
+    exported = pasted_into_a_new_document(result.output, tmp_path / "export.png")
+    other = {**result.disclosure.to_dict(), "watermark_id": "0badf00d"}
+    worker.request("sign", file=str(exported), provenance=[other], editor="GIMP 3.0.4")
+    assertions = active_manifest(exported)["assertions"]
+    actions = next(a for a in assertions if a["label"] == "c2pa.actions.v2")["data"]["actions"]
+    identified = [a["parameters"].get("dev.avow.identifier") for a in actions if a["action"] == "c2pa.edited"]
+    assert identified == [None, result.disclosure.watermark_id]  # the record's edit names its model instead
+    carried = next(a for a in assertions if a["label"] == "dev.avow.watermark")["data"]
+    assert carried["identifiers"] == ["0badf00d", result.disclosure.watermark_id]
+
+
 @pytest.mark.parametrize(
     "provenance",
     ["garbage", {"model_name": "x"}, [{"bogus": 1}], [None], ["[]"]],

@@ -53,7 +53,10 @@ def search_file(path: Path) -> dict:
         pixels, full_size, lenient = decode(path)
     except PixelsUnreadableError as exc:
         return unchecked(str(exc))
-    mark = find_mark(pixels, full_size, keys)
+    try:
+        mark = find_mark(pixels, full_size, keys)
+    except (MemoryError, ValueError, TypeError, FloatingPointError) as exc:  # odd shapes or sizes numpy refuses
+        return unchecked(f"the search failed: {_why(exc)}")
     mark["lenient_decode"] = lenient
     return mark
 
@@ -92,6 +95,10 @@ def find_mark(pixels: np.ndarray, full_size: tuple[int, int] | None, keys: list[
     return public
 
 
+class _TooLarge(ValueError):
+    """Above the pixel budget: no second, lenient attempt."""
+
+
 def decode(path: Path) -> tuple[np.ndarray, tuple[int, int], bool]:
     """The pixels to search, the picture's full (width, height) (a JPEG is decoded at reduced
     scale) and whether only the lenient decode succeeded."""
@@ -100,7 +107,7 @@ def decode(path: Path) -> tuple[np.ndarray, tuple[int, int], bool]:
         return pixels, full_size, False
     except _TooLarge as exc:
         raise PixelsUnreadableError(str(exc)) from None
-    except Exception as strict:  # Pillow's decoders raise a zoo on damaged data
+    except Exception as strict:  # noqa: BLE001 - Pillow's decoders raise a zoo on damaged data
         try:
             pixels, full_size = _decode(path, lenient=True)
         except _TooLarge as exc:
@@ -111,10 +118,6 @@ def decode(path: Path) -> tuple[np.ndarray, tuple[int, int], bool]:
             # What a lenient decoder fills in where no data decoded: searching it would read as "no mark".
             raise PixelsUnreadableError(f"no picture content decodes ({_why(strict)})") from None
         return pixels, full_size, True
-
-
-class _TooLarge(ValueError):
-    pass
 
 
 def _why(exc: BaseException) -> str:
