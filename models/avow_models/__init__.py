@@ -5,7 +5,14 @@ model comes with a ``ModelDescriptor`` whose ``sha256`` is what Avow discloses a
 """
 
 from .catalog import DEFAULT_MODELS, builtin_models, find_model
-from .descriptor import LoadedModel, ModelDescriptor, ModelNotFoundError, UnsupportedModelError
+from .descriptor import (
+    LoadedModel,
+    ModelDescriptor,
+    ModelNotFoundError,
+    SizeRequirements,
+    Tiling,
+    UnsupportedModelError,
+)
 from .loading import convert_to_safetensors, load_model
 
 __all__ = [
@@ -13,6 +20,8 @@ __all__ = [
     "LoadedModel",
     "ModelDescriptor",
     "ModelNotFoundError",
+    "SizeRequirements",
+    "Tiling",
     "UnsupportedModelError",
     "builtin_models",
     "convert_to_safetensors",

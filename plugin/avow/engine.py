@@ -166,16 +166,16 @@ def synthesize(
     planes = [picture.color] + ([np.repeat(picture.alpha[..., None], 3, axis=2)] if picture.alpha is not None else [])
     outputs = []
     for number, plane in enumerate(planes):
-        tensor = torch.from_numpy(plane).permute(2, 0, 1).unsqueeze(0)
 
         def progress(done: int, total: int, offset=number) -> None:
             if on_progress is not None:
                 on_progress(offset * total + done, len(planes) * total)
 
-        upscaled = tiling.upscale(
-            module, tensor, model.descriptor.scale, tile, dtype=dtype, on_progress=progress, should_stop=should_stop
+        outputs.append(
+            tiling.upscale(
+                module, plane, model.descriptor.scale, tile, model.descriptor.tiling, dtype, progress, should_stop
+            )
         )
-        outputs.append(upscaled.squeeze(0).permute(1, 2, 0).clamp_(0.0, 1.0).numpy())
     alpha = outputs[1].mean(axis=2) if len(outputs) > 1 else None
     keys = (watermark.DEFAULT_KEY, *user_watermark_keys())
     color = watermark.embed(outputs[0], payload, keys, source_size=picture.size)
