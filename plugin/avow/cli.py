@@ -3,7 +3,8 @@
 Every failure a user can cause ends in one line on stderr and a documented exit code, never a
 traceback. Exit codes: verify uses its verdict codes (0 verified, 1 tampered, 2 no provenance,
 3 unreadable); other commands use 0 success, 3 usage or unreadable input, 4 failure while
-working, 130 cancelled.
+working, 130 cancelled. A batch upscale goes on past a failed picture and exits with the highest
+code of the pictures that failed.
 """
 
 from __future__ import annotations
@@ -70,9 +71,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"avow {__version__}")
     commands = parser.add_subparsers(metavar="COMMAND")
 
-    upscale = commands.add_parser("upscale", help="upscale an image; the result is disclosed and signed")
-    upscale.add_argument("input", type=Path)
-    upscale.add_argument("-o", "--output", type=Path, required=True, help="output file; its extension picks the format")
+    upscale = commands.add_parser("upscale", help="upscale images; each result is disclosed and signed")
+    upscale.add_argument("input", type=Path, nargs="+", help="pictures, or folders of pictures")
+    upscale.add_argument(
+        "-o", "--output", type=Path, required=True,
+        help="output file (its extension picks the format), or a folder for several inputs: NAME-xSCALE.EXT",
+    )
     upscale.add_argument("--scale", type=int, choices=(2, 4), help="default: the model's scale (4 for the default)")
     upscale.add_argument("--model", help="built-in or user model name, or a .safetensors/.pth path")
     upscale.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
@@ -121,6 +125,8 @@ def _upscale(args) -> int:
 
     options = UpscaleOptions(args.scale, args.model, args.device, args.tile, args.force, args.key, args.cert)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # a `kill` cleans up like Ctrl-C
+    if len(args.input) > 1 or args.input[0].is_dir() or args.output.is_dir():
+        return _upscale_batch(args, options)
     with tqdm(total=0, unit="tile", disable=not sys.stderr.isatty(), leave=False) as bar:
 
         def progress(done: int, total: int) -> None:
@@ -128,13 +134,46 @@ def _upscale(args) -> int:
                 bar.reset(total=total)
             bar.update(done - bar.n)
 
-        result = upscale_file(args.input, args.output, options, on_progress=progress)
+        result = upscale_file(args.input[0], args.output, options, on_progress=progress)
+    print(_upscaled(result))
+    return 0
+
+
+def _upscale_batch(args, options) -> int:
+    """Exit code: 0 when every picture was upscaled, else the highest of the failed ones' codes."""
+    from tqdm import tqdm
+
+    from .batch import upscale_many
+
+    worst, failed, done = 0, 0, 0
+    with tqdm(total=1, unit="picture", disable=not sys.stderr.isatty(), leave=False,
+              bar_format="{l_bar}{bar}| {n:.1f}/{total_fmt} [{elapsed}<{remaining}]") as bar:
+
+        def progress(done: float, total: int) -> None:
+            bar.total, bar.n = total, done
+            bar.refresh()
+
+        for outcome in upscale_many(args.input, args.output, options, progress):
+            if outcome.error is None:
+                done += 1
+                tqdm.write(_upscaled(outcome.result))
+                continue
+            failed += 1
+            message = _message(outcome.error)
+            if outcome.source.name not in message:
+                message = f"{outcome.source}: {message}"
+            tqdm.write(f"avow: error: {message}", file=sys.stderr)
+            worst = max(worst, EXIT_USAGE if _is_usage(outcome.error) else EXIT_FAILED)
+    print(f"{done} upscaled" + (f", {failed} failed" if failed else "") + f" into {args.output}")
+    return worst
+
+
+def _upscaled(result) -> str:
     width, height = result.output_size
-    print(
+    return (
         f"{result.output}: {width}x{height}, x{result.disclosure.scale} with {result.disclosure.model_name} "
         f"on {result.device} in {result.seconds:.1f}s; disclosed (EXIF/XMP) and signed (C2PA)"
     )
-    return 0
 
 
 def _verify(args) -> int:

@@ -64,13 +64,14 @@ def upscale_file(
     options: UpscaleOptions = UpscaleOptions(),
     on_progress: tiling.Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
+    model: LoadedModel | None = None,  # already prepared from ``options`` (a batch loads it once)
 ) -> UpscaleResult:
     started = time.perf_counter()
     source, target = Path(source), Path(target)
     _check_paths(source, target, options.force)
     identity = signing_identity(options.key, options.cert)  # before the heavy work: a bad key fails fast
     user_watermark_keys()  # likewise a malformed [watermark] setting
-    model = prepare_model(options)
+    model = model or prepare_model(options)
     header = read_header(source)
     check_budget(source.name, header.width, header.height, model.descriptor.scale)
     picture = read_picture(source)
