@@ -8,8 +8,11 @@ import numpy as np
 import pytest
 import torch
 from avow import tiling
-from avow_models import SizeRequirements
+from avow_models import SizeRequirements, UnsupportedModelError
+from avow_models.archs.rrdb import RRDBNet
+from avow_models.loading import describe_model
 from avow_models.registry import ARCHITECTURES
+from safetensors.torch import save_file
 
 # The deepest published shape of each architecture, with random weights: realesr-general-x4v3
 # (SRVGGNetCompact, 64 features, 32 body convs) and RealESRGAN_x4plus / _x2plus (23 RRDBs).
@@ -102,3 +105,16 @@ def test_odd_sizes_reach_architectures_that_unshuffle_their_input():
     whole = tiling.upscale(model, picture, 2, 0, geometry)
     assert tiled.shape == (42, 62, 3) and np.isfinite(tiled).all()
     assert float(np.abs(whole - tiled).max()) <= 1e-4
+
+
+def test_a_model_card_can_widen_the_overlap_up_to_the_exact_field(tmp_path):
+    weights = tmp_path / "m.safetensors"
+    save_file(RRDBNet(num_feat=8, num_block=2, num_grow_ch=4).state_dict(), str(weights))
+    assert describe_model(weights).tiling.overlap == 24
+    (tmp_path / "m.toml").write_text("tile_overlap = 30\n")
+    assert describe_model(weights).tiling.overlap == 30
+    (tmp_path / "m.toml").write_text("tile_overlap = 500\n")
+    assert describe_model(weights).tiling.overlap == describe_model(weights).tiling.receptive_field == 34
+    (tmp_path / "m.toml").write_text("tile_overlap = -1\n")
+    with pytest.raises(UnsupportedModelError, match="tile_overlap"):
+        describe_model(weights)

@@ -30,6 +30,9 @@ OUTPUT_FORMATS = {".jpg": "jpeg", ".jpeg": "jpeg", ".png": "png", ".webp": "webp
 SIXTEEN_BIT_FORMATS = {"png", "tiff"}
 ALPHA_FORMATS = {"png", "webp", "tiff"}
 QUANTISE_ROWS = 256
+# zlib's fastest level, as OpenCV (and so Real-ESRGAN) writes PNG: on a 2 MP upscale 4x faster
+# than Pillow's default 6 for a 20 % larger file; the pixels are the same.
+PNG_COMPRESSION = 1
 
 # Pillow's own bomb check, tightened to what Avow will ever upscale; the real budget (input x
 # scale²) is checked by the caller from the header, before any pixel is decoded.
@@ -233,6 +236,8 @@ def _write8(pixels: np.ndarray, fmt: str, path: Path, icc: bytes | None) -> None
         options["quality"] = 95
     if fmt == "tiff":
         options["compression"] = "tiff_adobe_deflate"
+    if fmt == "png":
+        options["compress_level"] = PNG_COMPRESSION
     image.save(path, format=fmt.upper(), **options)
 
 
@@ -249,7 +254,9 @@ def _write16(pixels: np.ndarray, fmt: str, path: Path, icc: bytes | None) -> Non
         )
         return
     buffer = io.BytesIO()
-    writer = png.Writer(width, height, greyscale=planes < 3, alpha=planes in (2, 4), bitdepth=16)
+    writer = png.Writer(
+        width, height, greyscale=planes < 3, alpha=planes in (2, 4), bitdepth=16, compression=PNG_COMPRESSION
+    )
     writer.write(buffer, pixels.reshape(height, width * planes))
     data = buffer.getvalue()
     if icc:
