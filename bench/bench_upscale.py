@@ -30,6 +30,7 @@ import torch
 from PIL import Image
 
 from avow import engine, images, tiling
+from avow.devices import inference_dtype, pick_device
 from avow.engine import UpscaleOptions, upscale_file
 from avow_c2pa import watermark
 from avow_models import find_model, load_model
@@ -37,7 +38,8 @@ from avow_models import find_model, load_model
 
 def naive_upscale(model: torch.nn.Module, rgb: np.ndarray, scale: int, tile: int = 512, pad: int = 10) -> np.ndarray:
     """RealESRGANer.tile_process + post-processing (Real-ESRGAN 0.3), for an x4 or x2 model."""
-    img = torch.from_numpy(rgb.astype(np.float32) / 255.0).permute(2, 0, 1).unsqueeze(0)
+    parameter = next(model.parameters())  # its device, and half precision where RealESRGANer(half=True)
+    img = torch.from_numpy(rgb.astype(np.float32) / 255.0).permute(2, 0, 1).unsqueeze(0).to(parameter)
     mod_pad_h = mod_pad_w = 0
     if scale == 2:
         mod_pad_h, mod_pad_w = -img.shape[2] % 2, -img.shape[3] % 2
@@ -93,12 +95,15 @@ class Stages:
 
 def speed(args, model) -> None:
     scale = model.descriptor.scale
-    naive_module = copy.deepcopy(model.module)  # the tiler turns its module channels_last; this one stays as loaded
+    device = pick_device(args.device)
+    dtype = inference_dtype(device, model.descriptor.fp16_safe)
+    # The tiler turns its module channels_last; this copy stays as loaded (same weights, device, dtype).
+    naive_module = copy.deepcopy(model.module).to(device=device, dtype=dtype)
     stages = Stages()
     stages.wrap(tiling, "upscale", "model")
     stages.wrap(watermark, "embed", "mark")
-    print(f"\nspeed: output Mpx/s, medians of {args.repeats} alternating runs (naive tile 512 pad 10; "
-          f"avow tile {args.tile}, overlap {model.descriptor.tiling.overlap})")
+    print(f"\nspeed on {device.type} ({dtype}): output Mpx/s, medians of {args.repeats} alternating runs "
+          f"(naive tile 512 pad 10; avow tile {args.tile}, overlap {model.descriptor.tiling.overlap})")
     print(f"{'input':>9} {'output':>8} | {'naive':>7} | {'avow':>7} {'ratio':>6} | {'avow+mark':>9} {'ratio':>6}")
     for megapixels in args.sizes:
         side = round(math.sqrt(megapixels * 1e6))
@@ -112,7 +117,7 @@ def speed(args, model) -> None:
             naive.append(time.perf_counter() - started)
             stages.seconds.clear()
             started = time.perf_counter()
-            result = engine.synthesize(picture, model, torch.device("cpu"), args.tile, 0x1234ABCD)
+            result = engine.synthesize(picture, model, device, args.tile, 0x1234ABCD)
             images.quantise(result, 8)
             total = time.perf_counter() - started
             marked.append(total)
@@ -186,6 +191,7 @@ def main() -> None:
     parser.add_argument("--model", help="name or path (default: avow-compact-x4)")
     parser.add_argument("--tile", type=int, default=256)
     parser.add_argument("--threads", type=int, default=1, help="torch threads for both loops")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="for the speed table")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sizes", type=float, nargs="*", default=[0.25, 1, 4], help="input megapixels")
     parser.add_argument("--breakdown", type=float, default=0.25, help="input megapixels (0: skip)")
@@ -200,7 +206,7 @@ def main() -> None:
             return rss_child(args)
         model = load_model(find_model(args.model, 4))
         print(f"model {model.descriptor.name} ({model.descriptor.params} params, {model.descriptor.arch}), "
-              f"cpu float32, {torch.get_num_threads()} torch threads; this machine is shared and loaded")
+              f"{torch.get_num_threads()} torch threads; this machine is shared and loaded")
         if args.sizes:
             speed(args, model)
         if args.breakdown:
