@@ -1,6 +1,7 @@
 """Avow's engine beside a RealESRGANer-style loop, same weights and threads, one run: figures, not pass/fail.
 
-    PYTHONPATH=plugin:c2pa:models .venv/bin/python bench/bench_upscale.py [--model NAME] [--threads 1]
+    PYTHONPATH=plugin:c2pa:models .venv/bin/python bench/bench_upscale.py [--model NAME | --rrdb] [--threads 1]
+                                                         [--device cpu|cuda]
 
 Prints, for 0.25, 1 and 4 MP inputs: output Mpx/s of the naive loop (tile 512, pad 10, float32
 output buffer, quantised at the end, as Real-ESRGAN's inference script does) and of Avow's engine
@@ -34,6 +35,8 @@ from avow.devices import inference_dtype, pick_device
 from avow.engine import UpscaleOptions, upscale_file
 from avow_c2pa import watermark
 from avow_models import find_model, load_model
+from avow_models.archs.rrdb import RRDBNet
+from safetensors.torch import save_file
 
 
 def naive_upscale(model: torch.nn.Module, rgb: np.ndarray, scale: int, tile: int = 512, pad: int = 10) -> np.ndarray:
@@ -189,6 +192,7 @@ def rss_child(args) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="name or path (default: avow-compact-x4)")
+    parser.add_argument("--rrdb", action="store_true", help="a full RRDBNet x4 (23 blocks), random weights")
     parser.add_argument("--tile", type=int, default=256)
     parser.add_argument("--threads", type=int, default=1, help="torch threads for both loops")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="for the speed table")
@@ -204,6 +208,9 @@ def main() -> None:
         os.environ["AVOW_CONFIG_DIR"] = home  # a throwaway signing identity, never the user's
         if args.rss_child:
             return rss_child(args)
+        if args.rrdb:
+            args.model = str(Path(home) / "rrdbnet-x4-random.safetensors")
+            save_file(RRDBNet().state_dict(), args.model)  # RealESRGAN_x4plus's shape
         model = load_model(find_model(args.model, 4))
         print(f"model {model.descriptor.name} ({model.descriptor.params} params, {model.descriptor.arch}), "
               f"{torch.get_num_threads()} torch threads; this machine is shared and loaded")
