@@ -118,3 +118,13 @@ def test_a_model_card_can_widen_the_overlap_up_to_the_exact_field(tmp_path):
     (tmp_path / "m.toml").write_text("tile_overlap = -1\n")
     with pytest.raises(UnsupportedModelError, match="tile_overlap"):
         describe_model(weights)
+
+
+def test_a_non_finite_output_is_refused_before_clamping():
+    spec = next(s for s in ARCHITECTURES if s.name == "SRVGGNetCompact")
+    kwargs = dict(num_feat=8, num_conv=2, scale=2)
+    model = build(spec, kwargs)
+    with torch.no_grad():
+        model.body[-1].bias[0] = float("inf")  # clamping would make this a plausible white
+    with pytest.raises(UnsupportedModelError, match="NaN or infinite"):
+        tiling.upscale(model, image(20, 20), 2, 8, spec.tiling(**kwargs))

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from avow_models import SizeRequirements, Tiling
+from avow_models import SizeRequirements, Tiling, UnsupportedModelError
 from torch.nn import functional as F
 
 from .errors import Cancelled, DeviceError
@@ -39,7 +39,8 @@ def upscale(
     ``dtype``); returns H*scale x W*scale x C float32, clamped to [0, 1].
 
     ``tile`` 0 means a single tile of the whole image. The result is written tile by tile into
-    one output array: nothing of full size exists as a tensor.
+    one output array: nothing of full size exists as a tensor. A tile whose output is not finite
+    raises ``UnsupportedModelError``.
     """
     device = next(model.parameters()).device
     height, width, channels = image.shape
@@ -92,6 +93,9 @@ def _run(model, image, output, scale, plan, size: SizeRequirements, device, dtyp
         result = model(patch)
         top, left = (rows.start - crows.start) * scale, (cols.start - ccols.start) * scale
         core = result[0, :, top : top + (rows.stop - rows.start) * scale, left : left + (cols.stop - cols.start) * scale]
+        # Checked before clamping, which would turn NaN/inf (damaged weights, overflow) into a picture.
+        if not bool(torch.isfinite(core).all()):
+            raise UnsupportedModelError("the model's output holds NaN or infinite values; nothing was written")
         core = core.permute(1, 2, 0).clamp_(0.0, 1.0).float().cpu()
         output[rows.start * scale : rows.stop * scale, cols.start * scale : cols.stop * scale] = core.numpy()
         if on_progress is not None:
