@@ -174,7 +174,8 @@ def synthesize(
 
         outputs.append(
             tiling.upscale(
-                module, plane, model.descriptor.scale, tile, model.descriptor.tiling, dtype, progress, should_stop
+                module, plane, model.descriptor.scale, tile, model.descriptor.tiling,
+                dtype=dtype, on_progress=progress, should_stop=should_stop,
             )
         )
     alpha = outputs[1].mean(axis=2) if len(outputs) > 1 else None
