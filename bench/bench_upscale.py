@@ -1,54 +1,225 @@
-"""Throughput and memory of the engine's tiled inference on this machine: figures, not pass/fail.
+"""Avow's engine beside a RealESRGANer-style loop, same weights and threads, one run: figures, not pass/fail.
 
-    .venv/bin/python bench/bench_upscale.py [--model NAME] [--size 1024] [--tile 256] [--device auto]
+    PYTHONPATH=plugin:c2pa:models .venv/bin/python bench/bench_upscale.py [--model NAME | --rrdb] [--threads 1]
+                                                         [--device cpu|cuda]
 
-Prints seconds per output megapixel for each tile size and the process's peak resident memory,
-so a change in tiling or device handling shows up as a number.
+Prints, for 0.25, 1 and 4 MP inputs: output Mpx/s of the naive loop (tile 512, pad 10, float32
+output buffer, quantised at the end, as Real-ESRGAN's inference script does) and of Avow's engine
+(its tiler, then the band-wise quantisation; and with the watermark), medians of ``--repeats``
+alternating runs, and the ratios. Then the stage breakdown of a real ``upscale_file`` (decode,
+model, mark, quantise, encode, EXIF/XMP + C2PA) and, each in a fresh process, its peak resident
+memory for 4, 16 and 64 MP outputs.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import math
+import os
 import resource
+import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from collections import defaultdict
+from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 
-from avow import tiling
+from avow import engine, images, tiling
 from avow.devices import inference_dtype, pick_device
-from avow_c2pa.config import user_models_dir
+from avow.engine import UpscaleOptions, upscale_file
+from avow_c2pa import watermark
 from avow_models import find_model, load_model
+from avow_models.archs.rrdb import RRDBNet
+from safetensors.torch import save_file
+
+
+def naive_upscale(model: torch.nn.Module, rgb: np.ndarray, scale: int, tile: int = 512, pad: int = 10) -> np.ndarray:
+    """RealESRGANer.tile_process + post-processing (Real-ESRGAN 0.3), for an x4 or x2 model."""
+    parameter = next(model.parameters())  # its device, and half precision where RealESRGANer(half=True)
+    img = torch.from_numpy(rgb.astype(np.float32) / 255.0).permute(2, 0, 1).unsqueeze(0).to(parameter)
+    mod_pad_h = mod_pad_w = 0
+    if scale == 2:
+        mod_pad_h, mod_pad_w = -img.shape[2] % 2, -img.shape[3] % 2
+        img = torch.nn.functional.pad(img, (0, mod_pad_w, 0, mod_pad_h), "reflect")
+    batch, channel, height, width = img.shape
+    output = img.new_zeros((batch, channel, height * scale, width * scale))
+    for y in range(math.ceil(height / tile)):
+        for x in range(math.ceil(width / tile)):
+            ofs_x, ofs_y = x * tile, y * tile
+            x0, x1 = ofs_x, min(ofs_x + tile, width)
+            y0, y1 = ofs_y, min(ofs_y + tile, height)
+            x0p, x1p = max(x0 - pad, 0), min(x1 + pad, width)
+            y0p, y1p = max(y0 - pad, 0), min(y1 + pad, height)
+            with torch.no_grad():
+                output_tile = model(img[:, :, y0p:y1p, x0p:x1p])
+            tx, ty = (x0 - x0p) * scale, (y0 - y0p) * scale
+            output[:, :, y0 * scale : y1 * scale, x0 * scale : x1 * scale] = output_tile[
+                :, :, ty : ty + (y1 - y0) * scale, tx : tx + (x1 - x0) * scale
+            ]
+    output = output[:, :, : (height - mod_pad_h) * scale, : (width - mod_pad_w) * scale]
+    out = output.data.squeeze().float().cpu().clamp_(0, 1).numpy()
+    return (np.transpose(out, (1, 2, 0)) * 255.0).round().astype(np.uint8)
+
+
+def test_picture(side: int, seed: int = 0) -> np.ndarray:
+    """Gradients, edges and noise: something for the model and the mark's masking to work on."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:side, 0:side].astype(np.float32)
+    base = np.stack([(x * 0.7) % 256, (y * 0.9) % 256, ((x + y) * 0.4) % 256], axis=2)
+    base[side // 3 : side // 2, side // 4 : side // 2] = 230
+    base += rng.normal(0, 6, base.shape).astype(np.float32)
+    return np.clip(base, 0, 255).astype(np.uint8)
+
+
+class Stages:
+    """Wall time per named function, by wrapping the module attributes the engine calls through."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    def wrap(self, owner, name: str, label: str) -> None:
+        original = getattr(owner, name)
+
+        def timed(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.seconds[label] += time.perf_counter() - started
+
+        setattr(owner, name, timed)
+
+
+def speed(args, model) -> None:
+    scale = model.descriptor.scale
+    device = pick_device(args.device)
+    dtype = inference_dtype(device, model.descriptor.fp16_safe)
+    # The tiler turns its module channels_last; this copy stays as loaded (same weights, device, dtype).
+    naive_module = copy.deepcopy(model.module).to(device=device, dtype=dtype)
+    stages = Stages()
+    stages.wrap(tiling, "upscale", "model")
+    stages.wrap(watermark, "embed", "mark")
+    print(f"\nspeed on {device.type} ({dtype}): output Mpx/s, medians of {args.repeats} alternating runs "
+          f"(naive tile 512 pad 10; avow tile {args.tile}, overlap {model.descriptor.tiling.overlap})")
+    print(f"{'input':>9} {'output':>8} | {'naive':>7} | {'avow':>7} {'ratio':>6} | {'avow+mark':>9} {'ratio':>6}")
+    for megapixels in args.sizes:
+        side = round(math.sqrt(megapixels * 1e6))
+        rgb = test_picture(side)
+        picture = images.from_array(rgb.astype(np.float32) / 255.0, "png", 8)
+        out_mp = (side * scale) ** 2 / 1e6
+        naive, plain, marked = [], [], []
+        for _ in range(args.repeats):
+            started = time.perf_counter()
+            naive_upscale(naive_module, rgb, scale)
+            naive.append(time.perf_counter() - started)
+            stages.seconds.clear()
+            started = time.perf_counter()
+            result = engine.synthesize(picture, model, device, args.tile, 0x1234ABCD)
+            images.quantise(result, 8)
+            total = time.perf_counter() - started
+            marked.append(total)
+            plain.append(total - stages.seconds["mark"])
+        n, p, m = (out_mp / statistics.median(v) for v in (naive, plain, marked))
+        print(f"{megapixels:>6} MP {out_mp:>5.0f} MP | {n:7.2f} | {p:7.2f} {p / n:5.2f}x | {m:9.2f} {m / n:5.2f}x")
+
+
+def breakdown(args, folder: Path) -> None:
+    side = round(math.sqrt(args.breakdown * 1e6))
+    source = folder / "breakdown.png"
+    Image.fromarray(test_picture(side)).save(source)
+    stages = Stages()
+    for name, label in [("prepare_model", "model load"), ("read_picture", "decode"), ("sha256_file", "hash input"),
+                        ("write_picture", "write"), ("seal", "EXIF/XMP + C2PA")]:
+        stages.wrap(engine, name, label)
+    stages.wrap(images, "quantise", "quantise")
+    stages.wrap(tiling, "upscale", "model")
+    stages.wrap(watermark, "embed", "mark")
+    options = UpscaleOptions(model=args.model, tile=args.tile, device="cpu", force=True)
+    upscale_file(source, folder / "warm.png", options)  # signing identity and caches
+    runs = []
+    for _ in range(args.repeats):
+        stages.seconds.clear()
+        started = time.perf_counter()
+        upscale_file(source, folder / "out.png", options)
+        runs.append((time.perf_counter() - started, dict(stages.seconds)))
+    total, seconds = sorted(runs, key=lambda run: run[0])[len(runs) // 2]
+    seconds["encode"] = seconds.pop("write") - seconds["quantise"]  # write_picture = quantise + encode
+    out_mp = (side * 4) ** 2 / 1e6
+    print(f"\nstage breakdown of upscale_file, {side}x{side} PNG -> ~{out_mp:.0f} MP PNG (median run of {args.repeats}):")
+    for label, value in sorted(seconds.items(), key=lambda item: -item[1]):
+        print(f"  {label:<18} {value:7.2f} s {100 * value / total:5.1f} %")
+    print(f"  {'other':<18} {total - sum(seconds.values()):7.2f} s")
+    after = sum(seconds.get(k, 0.0) for k in ("mark", "quantise", "encode", "EXIF/XMP + C2PA"))
+    provenance = seconds.get("mark", 0.0) + seconds.get("EXIF/XMP + C2PA", 0.0)
+    print(f"  total {total:.2f} s; after the model {100 * after / total:.1f} %, "
+          f"of which provenance (mark, EXIF/XMP, C2PA) {100 * provenance / total:.1f} %")
+
+
+def peak_memory(args, folder: Path) -> None:
+    print("\npeak RSS of upscale_file, each in a fresh process (baseline: imports and the model loaded):")
+    print(f"{'output':>8} {'uint8':>9} {'baseline':>9} {'peak':>9} {'peak-base':>10} {'/ uint8':>8}")
+    for megapixels in args.rss_sizes:
+        side = round(math.sqrt(megapixels * 1e6))
+        source = folder / f"rss-{side}.png"
+        Image.fromarray(test_picture(side)).save(source)
+        done = subprocess.run(
+            [sys.executable, __file__, "--model", args.model or "", "--tile", str(args.tile),
+             "--threads", str(args.threads), "--rss-child", str(source)],
+            capture_output=True, text=True, check=True,
+        )
+        base, peak = (int(v) for v in done.stdout.split())
+        output = (side * 4) ** 2 * 3 / 2**20
+        print(f"{(side * 4) ** 2 / 1e6:>5.0f} MP {output:>5.0f} MiB {base:>5.0f} MiB {peak:>5.0f} MiB "
+              f"{peak - base:>6.0f} MiB {(peak - base) / output:7.2f}x")
+
+
+def rss_child(args) -> None:
+    source = Path(args.rss_child)
+    options = UpscaleOptions(model=args.model, tile=args.tile, device="cpu", force=True)
+    engine.prepare_model(options)
+    with open("/proc/self/status") as status:
+        base = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) // 1024
+    upscale_file(source, source.with_name(source.stem + "-x4.png"), options)
+    print(base, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model")
-    parser.add_argument("--scale", type=int, default=4)
-    parser.add_argument("--size", type=int, default=512, help="input edge in pixels")
-    parser.add_argument("--tiles", type=int, nargs="+", default=[0, 128, 256])
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--model", help="name or path (default: avow-compact-x4)")
+    parser.add_argument("--rrdb", action="store_true", help="a full RRDBNet x4 (23 blocks), random weights")
+    parser.add_argument("--tile", type=int, default=256)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for both loops")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="for the speed table")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--sizes", type=float, nargs="*", default=[0.25, 1, 4], help="input megapixels")
+    parser.add_argument("--breakdown", type=float, default=0.25, help="input megapixels (0: skip)")
+    parser.add_argument("--rss-sizes", type=float, nargs="*", default=[0.25, 1, 4], help="input megapixels")
+    parser.add_argument("--rss-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
-
-    model = load_model(find_model(args.model, args.scale, user_models_dir()))
-    device = pick_device(args.device)
-    dtype = inference_dtype(device, model.descriptor.fp16_safe)
-    module = model.module.to(device=device, dtype=dtype)
-    image = torch.rand(1, 3, args.size, args.size, generator=torch.Generator().manual_seed(0))
-    scale = model.descriptor.scale
-    megapixels = (args.size * scale) ** 2 / 1e6
-    print(f"model {model.descriptor.name} ({model.descriptor.params} params) on {device.type}/{dtype}, "
-          f"{torch.get_num_threads()} threads, input {args.size}x{args.size} -> {megapixels:.1f} MP")
-    tiling.upscale(module, image[:, :, :64, :64], scale, tile=0, dtype=dtype)  # warm-up
-    for tile in args.tiles:
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        started = time.perf_counter()
-        tiling.upscale(module, image, scale, tile=tile, dtype=dtype)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        seconds = time.perf_counter() - started
-        print(f"tile {tile or 'none':>5}: {seconds:7.2f} s, {seconds / megapixels:6.2f} s per output MP")
-    print(f"peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    args.model = args.model or None
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory(prefix="avow-bench-") as home:
+        os.environ["AVOW_CONFIG_DIR"] = home  # a throwaway signing identity, never the user's
+        if args.rss_child:
+            return rss_child(args)
+        if args.rrdb:
+            args.model = str(Path(home) / "rrdbnet-x4-random.safetensors")
+            save_file(RRDBNet().state_dict(), args.model)  # RealESRGAN_x4plus's shape
+        model = load_model(find_model(args.model, 4))
+        print(f"model {model.descriptor.name} ({model.descriptor.params} params, {model.descriptor.arch}), "
+              f"{torch.get_num_threads()} torch threads; this machine is shared and loaded")
+        if args.sizes:
+            speed(args, model)
+        if args.breakdown:
+            breakdown(args, Path(home))
+        if args.rss_sizes:
+            peak_memory(args, Path(home))
 
 
 if __name__ == "__main__":

@@ -298,7 +298,7 @@ def test_descriptor_describes_the_file(tmp_path):
     assert desc.license is None and desc.description is None
     assert desc.fp16_safe is True
     assert desc.params == 3 * 16 * 9 + 16 + 16 + 4 * (16 * 16 * 9 + 16 + 16) + 16 * 12 * 9 + 12
-    assert desc.to_dict() == {f: getattr(desc, f) for f in ModelDescriptor.__dataclass_fields__}
+    assert desc.to_dict().keys() == ModelDescriptor.__dataclass_fields__.keys()
     with pytest.raises(AttributeError):
         desc.name = "other"  # type: ignore[misc]
 

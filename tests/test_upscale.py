@@ -15,7 +15,6 @@ import png
 import pytest
 import tifffile
 import torch
-from avow import tiling
 from avow.engine import UpscaleOptions, upscale_file
 from avow.errors import Cancelled, ImageError, UsageError
 from avow_c2pa import watermark
@@ -189,16 +188,6 @@ def test_cancel_leaves_nothing(tmp_path, jpeg_in, model_x2):
     assert calls == [(1, 9)] and list(outdir.iterdir()) == []
 
 
-def test_tiled_output_equals_untiled():
-    torch.manual_seed(3)
-    model = SRVGGNetCompact(num_feat=16, num_conv=6, scale=4).eval()
-    image = torch.rand(1, 3, 45, 61)
-    whole = tiling.upscale(model, image, 4, tile=0)
-    tiled = tiling.upscale(model, image, 4, tile=16, overlap=16)
-    assert whole.shape == tiled.shape == (1, 3, 180, 244)
-    assert (whole - tiled).abs().max().item() <= 1 / 255
-
-
 def huge_png(path: Path, width: int, height: int) -> None:
     """A PNG header declaring a huge image over a tiny payload: a decompression-bomb shape."""
     def chunk(kind: bytes, data: bytes) -> bytes:
@@ -267,16 +256,6 @@ def test_cli_upscale_then_verify_json(tmp_path, jpeg_in, model_x2):
     assert report["xmp"]["digital_source_type"].endswith("compositeWithTrainedAlgorithmicMedia")
     _, xmp = read_metadata(out)
     assert xmp["Xmp.avow.inputWidth"] == "48"
-
-
-def test_odd_sizes_reach_architectures_that_unshuffle_their_input():
-    from avow_models.archs.rrdb import RRDBNet
-
-    torch.manual_seed(4)
-    model = RRDBNet(num_feat=8, num_block=1, num_grow_ch=4, scale=2).eval()
-    image = torch.rand(1, 3, 21, 30)
-    tiled = tiling.upscale(model, image, 2, tile=8, overlap=4)
-    assert tiled.shape == (1, 3, 42, 60) and torch.isfinite(tiled).all()
 
 
 def test_a_camera_signed_input_shows_as_history_not_as_verdict(tmp_path, model_x2):

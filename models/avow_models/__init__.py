@@ -7,7 +7,14 @@ model comes with a ``ModelDescriptor`` whose ``sha256`` is what Avow discloses a
 from typing import TYPE_CHECKING, Any
 
 from .catalog import DEFAULT_MODELS, builtin_models, find_model
-from .descriptor import LoadedModel, ModelDescriptor, ModelNotFoundError, UnsupportedModelError
+from .descriptor import (
+    LoadedModel,
+    ModelDescriptor,
+    ModelNotFoundError,
+    SizeRequirements,
+    Tiling,
+    UnsupportedModelError,
+)
 
 if TYPE_CHECKING:
     from .loading import convert_to_safetensors, load_model
@@ -28,6 +35,8 @@ __all__ = [
     "LoadedModel",
     "ModelDescriptor",
     "ModelNotFoundError",
+    "SizeRequirements",
+    "Tiling",
     "UnsupportedModelError",
     "builtin_models",
     "convert_to_safetensors",

@@ -32,6 +32,39 @@ class ModelNotFoundError(LookupError):
 
 
 @dataclass(frozen=True)
+class SizeRequirements:
+    """What input sizes a network accepts (as spandrel's): an input is padded up to meet them.
+
+    ``multiple_of`` is also the grid tiles must start on: an architecture that pixel-unshuffles
+    its input groups pixels in ``multiple_of`` squares, and a tile cut off that grid would group
+    them differently from the whole image."""
+
+    minimum: int = 1
+    multiple_of: int = 1
+    square: bool = False
+
+    def padded(self, height: int, width: int) -> tuple[int, int]:
+        """The smallest (height, width) at least as large that the network accepts."""
+        height, width = max(height, self.minimum), max(width, self.minimum)
+        if self.square:
+            height = width = max(height, width)
+        return height + -height % self.multiple_of, width + -width % self.multiple_of
+
+
+@dataclass(frozen=True)
+class Tiling:
+    """How far an output pixel looks, which is what a tiler needs to cut the input without seams.
+
+    ``receptive_field`` is exact: input pixels on each side of an output pixel's own that can change
+    it. ``overlap`` is the context the tiler gives each tile: the receptive field where that is
+    affordable, else a measured bound beyond which the influence is below 1e-4 (RRDBNet)."""
+
+    receptive_field: int
+    overlap: int
+    size: SizeRequirements = SizeRequirements()
+
+
+@dataclass(frozen=True)
 class ModelDescriptor:
     name: str
     arch: str
@@ -45,6 +78,7 @@ class ModelDescriptor:
     license: str | None
     fp16_safe: bool
     description: str | None
+    tiling: Tiling
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

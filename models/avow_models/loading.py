@@ -13,6 +13,7 @@ one ``torch.load`` away from arbitrary code execution. The rules here are theref
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -32,7 +33,7 @@ import safetensors.torch
 import torch
 from torch import Tensor
 
-from .descriptor import LoadedModel, ModelDescriptor, UnsupportedModelError
+from .descriptor import LoadedModel, ModelDescriptor, Tiling, UnsupportedModelError
 from .registry import Detection, StateDict, detect
 
 MAX_FILE_BYTES = 2 * 1024**3
@@ -52,7 +53,13 @@ _SAFETENSORS_FLOAT_DTYPES = {
     "F8_E4M3": torch.float8_e4m3fn,
     "F8_E5M2": torch.float8_e5m2,
 }
-_CARD_TYPES: dict[str, type] = {"name": str, "description": str, "license": str, "fp16_safe": bool}
+_CARD_TYPES: dict[str, type] = {
+    "name": str,
+    "description": str,
+    "license": str,
+    "fp16_safe": bool,
+    "tile_overlap": int,  # a measured overlap for these weights, never beyond the exact field
+}
 
 
 def load_model(path: str | os.PathLike[str]) -> LoadedModel:
@@ -279,7 +286,17 @@ def _descriptor(path: Path, data: bytes, state_dict: StateDict, detection: Detec
         license=card.get("license"),
         fp16_safe=card.get("fp16_safe", detection.spec.fp16_safe),
         description=card.get("description"),
+        tiling=_tiling(path, detection, card.get("tile_overlap")),
     )
+
+
+def _tiling(path: Path, detection: Detection, card_overlap: int | None) -> Tiling:
+    tiling = detection.tiling()
+    if card_overlap is None:
+        return tiling
+    if card_overlap < 0:
+        _refuse(path, f"model card: 'tile_overlap' must be 0 or more, not {card_overlap}")
+    return dataclasses.replace(tiling, overlap=min(card_overlap, tiling.receptive_field))
 
 
 def _card(path: Path) -> dict[str, Any]:

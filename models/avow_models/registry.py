@@ -5,8 +5,9 @@ back from the shapes. Each detector only proposes constructor arguments; the pro
 checked by building the network on the ``meta`` device and comparing every key and shape, so a
 detector can stay short and a file that merely resembles an architecture is still refused.
 
-Adding an architecture is one module under ``archs/`` plus one ``ArchSpec`` line below; the
-detector's kwargs must include ``in_channels``, ``out_channels`` and ``scale``.
+Adding an architecture is one module under ``archs/`` (the network and its ``tiling``) plus one
+``ArchSpec`` line below; the detector's kwargs must include ``in_channels``, ``out_channels`` and
+``scale``.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .archs import rrdb, srvgg
 from .archs.rrdb import UNSHUFFLE, RRDBNet
 from .archs.srvgg import SRVGGNetCompact
-from .descriptor import UnsupportedModelError
+from .descriptor import Tiling, UnsupportedModelError
 
 StateDict = Mapping[str, Tensor]
 
@@ -33,6 +35,7 @@ class ArchSpec:
     detect: Callable[[StateDict], dict[str, Any] | None]
     build: Callable[..., nn.Module]
     fp16_safe: bool
+    tiling: Callable[..., Tiling]  # from the detected kwargs: receptive field, overlap, sizes
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,9 @@ class Detection:
 
     def build(self) -> nn.Module:
         return self.spec.build(**self.kwargs)
+
+    def tiling(self) -> Tiling:
+        return self.spec.tiling(**self.kwargs)
 
 
 def _indices(state_dict: StateDict, pattern: str) -> list[int]:
@@ -124,8 +130,8 @@ def _detect_rrdb(state_dict: StateDict) -> dict[str, Any] | None:
 
 
 ARCHITECTURES: tuple[ArchSpec, ...] = (
-    ArchSpec("SRVGGNetCompact", _detect_srvgg, SRVGGNetCompact, fp16_safe=True),
-    ArchSpec("RRDBNet", _detect_rrdb, RRDBNet, fp16_safe=True),
+    ArchSpec("SRVGGNetCompact", _detect_srvgg, SRVGGNetCompact, fp16_safe=True, tiling=srvgg.tiling),
+    ArchSpec("RRDBNet", _detect_rrdb, RRDBNet, fp16_safe=True, tiling=rrdb.tiling),
 )
 
 

@@ -3,7 +3,8 @@
 Every failure a user can cause ends in one line on stderr and a documented exit code, never a
 traceback. The code comes from the error's type, i.e. from what happened (``exit_code`` of each
 typed error; the table is in ``avow_c2pa.errors`` and the README): verify's verdicts use 0-3 and
-8-10 (``avow_c2pa.verdicts``).
+8-10 (``avow_c2pa.verdicts``). A batch upscale goes on past a failed picture
+and exits with the highest code of the pictures that failed.
 """
 
 from __future__ import annotations
@@ -111,9 +112,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.set_defaults(run=_help(parser))
     commands = parser.add_subparsers(metavar="COMMAND")
 
-    upscale = commands.add_parser("upscale", help="upscale an image; the result is disclosed and signed")
-    upscale.add_argument("input", type=Path)
-    upscale.add_argument("-o", "--output", type=Path, required=True, help="output file; its extension picks the format")
+    upscale = commands.add_parser("upscale", help="upscale images; each result is disclosed and signed")
+    upscale.add_argument("input", type=Path, nargs="+", help="pictures, or folders of pictures")
+    upscale.add_argument(
+        "-o", "--output", type=Path, required=True,
+        help="output file (its extension picks the format), or a folder for several inputs: NAME-xSCALE.EXT",
+    )
     upscale.add_argument("--scale", type=int, choices=(2, 4), help="default: the model's scale (4 for the default)")
     upscale.add_argument("--model", help="built-in or user model name, or a .safetensors/.pth path")
     upscale.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
@@ -164,17 +168,19 @@ def _parser() -> argparse.ArgumentParser:
 
 def _upscale(args) -> int:
     raise_on_stop_signals()  # a `kill` or a closed terminal cleans up like Ctrl-C, from the start
+    if len(args.input) > 1 or args.input[0].is_dir() or args.output.is_dir():
+        return _upscale_batch(args, _upscale_options(args))
 
     from .precheck import check_upscale
 
     # Before torch loads: a wrong path, certificate or setting is said at once.
-    check_upscale(args.input, args.output, args.force, args.tile, args.key, args.cert, args.model, args.scale)
+    check_upscale(args.input[0], args.output, args.force, args.tile, args.key, args.cert, args.model, args.scale)
 
     from tqdm import tqdm
 
-    from .engine import UpscaleOptions, upscale_file
+    from .engine import upscale_file
 
-    options = UpscaleOptions(args.scale, args.model, args.device, args.tile, args.force, args.key, args.cert)
+    options = _upscale_options(args)
     before = _file_id(args.output)
     with tqdm(total=0, unit="tile", disable=not sys.stderr.isatty(), leave=False) as bar:
 
@@ -184,7 +190,7 @@ def _upscale(args) -> int:
             bar.update(done - bar.n)
 
         try:
-            result = upscale_file(args.input, args.output, options, on_progress=progress)
+            result = upscale_file(args.input[0], args.output, options, on_progress=progress)
         except KeyboardInterrupt:
             if _file_id(args.output) == before:
                 raise
@@ -195,12 +201,51 @@ def _upscale(args) -> int:
             if exc.filename is None:  # a failed write() names no file: it was the output's
                 raise file_system_error(exc, args.output) from None
             raise
+    print(_upscaled(result))
+    return 0
+
+
+def _upscale_options(args):
+    from .engine import UpscaleOptions
+
+    return UpscaleOptions(args.scale, args.model, args.device, args.tile, args.force, args.key, args.cert)
+
+
+def _upscale_batch(args, options) -> int:
+    """Exit code: 0 when every picture was upscaled, else the highest of the failed ones' codes."""
+    from tqdm import tqdm
+
+    from .batch import upscale_many
+
+    worst, failed, done = 0, 0, 0
+    with tqdm(total=1, unit="picture", disable=not sys.stderr.isatty(), leave=False,
+              bar_format="{l_bar}{bar}| {n:.1f}/{total_fmt} [{elapsed}<{remaining}]") as bar:
+
+        def progress(done: float, total: int) -> None:
+            bar.total, bar.n = total, done
+            bar.refresh()
+
+        for outcome in upscale_many(args.input, args.output, options, progress):
+            if outcome.error is None:
+                done += 1
+                tqdm.write(_upscaled(outcome.result))
+                continue
+            failed += 1
+            message, code = describe_failure(outcome.error)
+            if outcome.source.name not in message:
+                message = f"{outcome.source}: {message}"
+            tqdm.write(f"avow: error: {message}", file=sys.stderr)
+            worst = max(worst, code)
+    print(f"{done} upscaled" + (f", {failed} failed" if failed else "") + f" into {args.output}")
+    return worst
+
+
+def _upscaled(result) -> str:
     width, height = result.output_size
-    print(
+    return (
         f"{result.output}: {width}x{height}, x{result.disclosure.scale} with {result.disclosure.model_name} "
         f"on {result.device} in {result.seconds:.1f}s; disclosed (EXIF/XMP) and signed (C2PA)"
     )
-    return 0
 
 
 def _file_id(path: Path) -> tuple[int, int] | None:

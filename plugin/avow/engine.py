@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from avow_c2pa import watermark
 from avow_c2pa.config import user_models_dir, user_watermark_keys
 from avow_c2pa.disclosure import Disclosure, sha256_file
@@ -65,6 +64,7 @@ def upscale_file(
     options: UpscaleOptions = UpscaleOptions(),
     on_progress: tiling.Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
+    model: LoadedModel | None = None,  # already prepared from ``options`` (a batch loads it once)
 ) -> UpscaleResult:
     started = time.perf_counter()
     source, target = Path(source), Path(target)
@@ -72,7 +72,7 @@ def upscale_file(
         source, target, options.force, options.tile, options.key, options.cert, options.model, options.scale
     )
     sweep(target.parent)  # what a killed run left
-    model = prepare_model(options)
+    model = model or prepare_model(options)
     header = read_header(source)
     check_budget(source.name, header.width, header.height, model.descriptor.scale)
     picture = read_picture(source)
@@ -156,31 +156,28 @@ def synthesize(
     planes = [picture.color] + ([np.repeat(picture.alpha[..., None], 3, axis=2)] if picture.alpha is not None else [])
     outputs = []
     for number, plane in enumerate(planes):
-        tensor = torch.from_numpy(plane).permute(2, 0, 1).unsqueeze(0)
 
         def progress(done: int, total: int, offset=number) -> None:
             if on_progress is not None:
                 on_progress(offset * total + done, len(planes) * total)
 
-        upscaled = tiling.upscale(
-            module, tensor, model.descriptor.scale, tile, dtype=dtype, on_progress=progress, should_stop=should_stop
+        outputs.append(
+            tiling.upscale(
+                module, plane, model.descriptor.scale, tile, model.descriptor.tiling,
+                dtype=dtype, on_progress=progress, should_stop=should_stop,
+            )
         )
-        outputs.append(_sound_output(upscaled, plane, model.descriptor.name))
+        outputs[-1] = _sound_output(outputs[-1], plane, model.descriptor.name)
     alpha = outputs[1].mean(axis=2) if len(outputs) > 1 else None
     keys = (watermark.DEFAULT_KEY, *user_watermark_keys())
     color = watermark.embed(outputs[0], payload, keys, source_size=picture.size)
     return dataclasses.replace(picture, color=color, alpha=alpha)
 
 
-def _sound_output(upscaled: torch.Tensor, plane: np.ndarray, name: str) -> np.ndarray:
-    """The model's output as H x W x 3 in [0, 1], refused if it is broken rather than a picture.
-
-    Checked before clamping, which would turn NaN/inf (damaged weights, activations overflowing
-    from huge ones, fp16 overflow) into a black picture to be disclosed, signed and reported as a
-    success; likewise a flat output made from an input that is not flat."""
-    if not all(bool(torch.isfinite(rows).all()) for rows in upscaled.split(64, dim=2)):
-        raise UnsupportedModelError(f"model {name}: its output holds NaN or infinite values; nothing was written")
-    output = upscaled.squeeze(0).permute(1, 2, 0).clamp_(0.0, 1.0).numpy()
+def _sound_output(output: np.ndarray, plane: np.ndarray, name: str) -> np.ndarray:
+    """Refuse a flat output made from an input that is not flat: huge weights can saturate every
+    pixel, and that picture must not be disclosed, signed and reported as a success. (NaN and
+    infinite values are refused by the tiler, before clamping would hide them.)"""
     if output.min() == output.max() and plane.min() != plane.max():
         raise UnsupportedModelError(f"model {name}: its output is one flat colour; nothing was written")
     return output
