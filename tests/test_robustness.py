@@ -172,7 +172,6 @@ def test_upscale_refusals_come_before_torch_is_imported(tmp_path, home, png_in):
         return ["--key", str(identity[0]), "--cert", str(identity[1])]
 
     cases = {
-        "input is a directory": (["upscale", str(tmp_path), "-o", str(out)], EXIT_USAGE, "is a directory"),
         "output is a directory": (["upscale", str(png_in), "-o", str(tmp_path / "folder.png"), "--force"],
                                   EXIT_USAGE, "is a directory"),
         "output is the input": (["upscale", str(png_in), "-o", str(png_in), "--force"], EXIT_USAGE, "the input"),

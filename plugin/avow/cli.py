@@ -168,7 +168,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _upscale(args) -> int:
     raise_on_stop_signals()  # a `kill` or a closed terminal cleans up like Ctrl-C, from the start
-    if len(args.input) > 1 or args.input[0].is_dir() or args.output.is_dir():
+    if len(args.input) > 1 or args.input[0].is_dir():
         return _upscale_batch(args, _upscale_options(args))
 
     from .precheck import check_upscale
