@@ -101,13 +101,15 @@ class Layer:
 def parse_param(text: str) -> list[Layer]:
     """The layers of an ncnn ``.param`` file (text format, magic 7767517), in file order."""
     lines = [line.split() for line in text.splitlines() if line.strip()]
-    if not lines or lines[0] != ["7767517"] or len(lines[1]) != 2:
+    if len(lines) < 2 or lines[0] != ["7767517"] or len(lines[1]) != 2 or not lines[1][0].isdigit():
         raise UnsupportedModelError("not an ncnn text .param file (magic 7767517)")
     count = int(lines[1][0])
     if len(lines) - 2 != count:
         raise UnsupportedModelError(f"the .param file declares {count} layers but lists {len(lines) - 2}")
     layers = []
     for fields in lines[2:]:
+        if len(fields) < 4 or not (fields[2].isdigit() and fields[3].isdigit()):
+            raise UnsupportedModelError(f"malformed .param line {' '.join(fields)[:80]!r}")
         kind, name, n_in, n_out = fields[0], fields[1], int(fields[2]), int(fields[3])
         params = {}
         for item in fields[4 + n_in + n_out :]:
