@@ -233,7 +233,7 @@ def find_source(given: str | os.PathLike[str] | None = None) -> Source:
         if spec is None or not spec.submodule_search_locations:
             raise ModelNotFoundError(f"{PACKAGE} is not installed: {INSTALL_HINT}")
         folder = Path(next(iter(spec.submodule_search_locations))) / "models"
-        return Source(lambda name: (folder / name).read_bytes(), str(folder), importlib.metadata.version(PACKAGE))
+        return _folder_source(folder, importlib.metadata.version(PACKAGE))
     path = Path(given).expanduser()
     if path.is_file() and zipfile.is_zipfile(path):
         archive = zipfile.ZipFile(path)
@@ -241,8 +241,12 @@ def find_source(given: str | os.PathLike[str] | None = None) -> Source:
         return Source(lambda name: archive.read(f"{MODULE}/models/{name}"), str(path.absolute()), version)
     for folder in (path, path / "models", path / MODULE / "models"):
         if (folder / f"{REALESRGAN[0].ncnn}.param").is_file():
-            return Source(lambda name, f=folder: (f / name).read_bytes(), str(folder.absolute()), "unknown")
+            return _folder_source(folder, "unknown")
     raise ModelNotFoundError(f"{path}: neither a {PACKAGE} wheel nor a folder holding its models; {INSTALL_HINT}")
+
+
+def _folder_source(folder: Path, version: str) -> Source:
+    return Source(lambda name: (folder / name).read_bytes(), str(folder.absolute()), version)
 
 
 def install(target_dir: Path, source: Source, models: tuple[CommunityModel, ...] = REALESRGAN) -> list[ModelDescriptor]:
