@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from avow_c2pa.errors import ProvenanceError
-from avow_c2pa.interrupts import raise_on_stop_signals
+from avow_c2pa.interrupts import stop_signals_raise
 
 from . import __version__
 from .errors import AvowError, Cancelled
@@ -115,7 +115,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _upscale(args) -> int:
-    raise_on_stop_signals()  # a `kill` or a closed terminal cleans up like Ctrl-C, from the start
+    with stop_signals_raise():  # from the start: torch takes seconds to import
+        return _upscale_stoppable(args)
+
+
+def _upscale_stoppable(args) -> int:
     from tqdm import tqdm
 
     from .engine import UpscaleOptions, upscale_file

@@ -29,7 +29,7 @@ import numpy as np
 from avow_c2pa.config import user_models_dir
 from avow_c2pa.disclosure import Disclosure, sha256_file
 from avow_c2pa.errors import ProvenanceError
-from avow_c2pa.interrupts import raise_on_stop_signals
+from avow_c2pa.interrupts import stop_signals_raise
 from avow_c2pa.keys import signing_identity
 from avow_c2pa.manifest import editor_export_manifest, seal
 from avow_c2pa.staging import staged_path, sweep
@@ -201,9 +201,9 @@ def main() -> int:
     # stdout carries the protocol alone: anything a library prints goes to stderr instead.
     protocol_out = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    raise_on_stop_signals()
     try:
-        Worker(protocol_out).serve(sys.stdin)
+        with stop_signals_raise():
+            Worker(protocol_out).serve(sys.stdin)
     except KeyboardInterrupt:
         return 130
     return 0
