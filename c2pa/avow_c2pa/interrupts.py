@@ -19,12 +19,21 @@ from typing import Any
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
-def raise_on_stop_signals() -> None:
-    """SIGTERM and SIGHUP raise ``KeyboardInterrupt`` like Ctrl-C, so a ``kill`` or a closed terminal
-    runs the same clean-up. A signal the process was started with ignored (``nohup``) stays ignored."""
+@contextmanager
+def stop_signals_raise() -> Iterator[None]:
+    """For the duration, SIGTERM and SIGHUP raise ``KeyboardInterrupt`` like Ctrl-C, so a ``kill`` or a
+    closed terminal runs the same clean-up. Afterwards they act as before: a signal that arrives
+    while the interpreter exits must not raise into its teardown. A signal the process was started
+    with ignored (``nohup``) stays ignored."""
+    previous: dict[int, Any] = {}
     for signum in STOP_SIGNALS:
         if signal.getsignal(signum) not in (signal.SIG_IGN, None):
-            signal.signal(signum, signal.default_int_handler)
+            previous[signum] = signal.signal(signum, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 @contextmanager

@@ -22,7 +22,7 @@ from avow_c2pa.errors import (
     describe_os_error,
     file_system_error,
 )
-from avow_c2pa.interrupts import raise_on_stop_signals
+from avow_c2pa.interrupts import stop_signals_raise
 
 from . import __version__
 from .errors import Cancelled
@@ -171,7 +171,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _upscale(args) -> int:
-    raise_on_stop_signals()  # a `kill` or a closed terminal cleans up like Ctrl-C, from the start
+    with stop_signals_raise():  # from the start: torch takes seconds to import
+        return _upscale_stoppable(args)
+
+
+def _upscale_stoppable(args) -> int:
     if len(args.input) > 1 or args.input[0].is_dir():
         return _upscale_batch(args, _upscale_options(args))
 

@@ -36,7 +36,7 @@ import numpy as np
 from avow_c2pa.config import user_models_dir
 from avow_c2pa.disclosure import Disclosure, FoundMark, sha256_file
 from avow_c2pa.errors import EXIT_CANCELLED, EXIT_FAILED, EXIT_FILESYSTEM, EXIT_USAGE, RecordError, SigningError, describe_os_error, discard
-from avow_c2pa.interrupts import raise_on_stop_signals
+from avow_c2pa.interrupts import stop_signals_raise
 from avow_c2pa.isolation import VerifierPool
 from avow_c2pa.keys import signing_identity
 from avow_c2pa.manifest import editor_export_manifest, seal
@@ -294,9 +294,9 @@ def main() -> int:
     # stdout carries the protocol alone: anything a library prints goes to stderr instead.
     protocol_out = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    raise_on_stop_signals()
     try:
-        Worker(protocol_out).serve(sys.stdin.buffer)
+        with stop_signals_raise():
+            Worker(protocol_out).serve(sys.stdin.buffer)
     except KeyboardInterrupt:
         # The reader thread sits in stdin's read holding its lock, and a normal interpreter
         # shutdown aborts on that lock: leave at once (the job's staged files are already gone).
