@@ -21,7 +21,7 @@ Printed:
     them JPEG-compressed), and the check that the reported false-positive probability is
     calibrated (fraction of unmarked images with probability <= 1e-2 and <= 1e-3); with
     --calibrate-keys K, every unmarked image is also searched with K random keys and the
-    effective number of independent tests is fitted (watermark._EFFECTIVE_TESTS);
+    effective number of independent tests is fitted (calibration._EFFECTIVE_TESTS);
   * imperceptibility: PSNR and SSIM of marked vs unmarked output (float, and as 8-bit files);
   * embed and detect time per megapixel on one CPU core, and detect on a 12 MP image.
 
@@ -51,6 +51,7 @@ from PIL import Image, ImageDraw, ImageFont
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "c2pa"))
 from avow_c2pa import watermark
+from avow_c2pa.watermark import calibration, coding, search
 
 # --------------------------------------------------------------------------- pictures
 
@@ -398,7 +399,7 @@ def false_positives(args, upscaler: Upscaler) -> dict:
                 kinds[kind][1] += detection.found
             if args.calibrate_keys:
                 best = {}
-                for candidate in watermark._examine(image, watermark._layout(key)):
+                for candidate in search._examine(image, coding._layout(key)):
                     best[candidate.search] = max(best.get(candidate.search, -math.inf), candidate.z)
                 for search, z in best.items():
                     searches[search].append(z)
@@ -415,7 +416,7 @@ def print_false_positives(fp: dict) -> None:
     print(f"calibration over {p.size} searches ({fp['keys']} key(s) per image): "
           f"P(fpp <= 1e-1) = {np.mean(p <= 0.1):.4f}, P(fpp <= 1e-2) = {np.mean(p <= 1e-2):.4f}, "
           f"P(fpp <= 1e-3) = {np.mean(p <= 1e-3):.4f} (calibrated: at most 0.1, 0.01, 0.001)")
-    needed = ", ".join(f"{threshold(tests):.2f} ({search})" for search, tests in watermark._SEARCH_TESTS.items())
+    needed = ", ".join(f"{threshold(tests):.2f} ({search})" for search, tests in calibration._SEARCH_TESTS.items())
     print(f"unmarked scores: median {np.median(z):.2f}, 99th percentile {np.percentile(z, 99):.2f}, max {z.max():.2f}; "
           f"found at score >= {needed} by the pilot alone, at any score with a payload whose keyed CRC checks")
     for search, best in sorted(fp.get("searches", {}).items()):
@@ -426,16 +427,16 @@ def print_false_positives(fp: dict) -> None:
             tail = 0.5 * math.erfc(zq / math.sqrt(2))
             fits.append(f"{quantile:.0%} quantile z={zq:.2f}: {math.log(quantile) / math.log1p(-tail):.3g}")
         print(f"  {search} search, effective tests ({len(best)} searches; watermark uses "
-              f"{watermark._SEARCH_TESTS[search]:.3g}): " + ", ".join(fits))
+              f"{calibration._SEARCH_TESTS[search]:.3g}): " + ", ".join(fits))
 
 
 def threshold(tests: float) -> float:
     """The score at which a search of ``tests`` effective tests reports "found" by its pilot alone."""
-    probability = watermark.FOUND_FALSE_POSITIVE / len(watermark._SEARCH_TESTS)
+    probability = watermark.FOUND_FALSE_POSITIVE / len(calibration._SEARCH_TESTS)
     low, high = 0.0, 40.0
     for _ in range(100):
         mid = (low + high) / 2
-        if watermark._false_positive(mid, tests) > probability:
+        if calibration._false_positive(mid, tests) > probability:
             low = mid
         else:
             high = mid
@@ -546,7 +547,7 @@ def main() -> None:
     except (ImportError, OSError, ValueError, RuntimeError) as error:  # no torch or no weights: fall back
         print(f"model unavailable ({error}); using bicubic upscales", file=sys.stderr)
         upscaler = Upscaler("bicubic")
-    print(f"upscaler: {upscaler.kind}; mark: tile {watermark.TILE_SOURCE_PX} source px, band {watermark.K_LO}-{watermark.K_HI} "
+    print(f"upscaler: {upscaler.kind}; mark: tile {coding.TILE_SOURCE_PX} source px, band {coding.K_LO}-{coding.K_HI} "
           f"cycles/tile, found at false-positive probability <= {watermark.FOUND_FALSE_POSITIVE:g}")
     if args.png:
         write_pngs(args.png, upscaler)
