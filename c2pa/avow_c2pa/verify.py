@@ -26,7 +26,7 @@ from .errors import DisclosureError, ProvenanceError, UnreadableFileError
 from .formats import sniff_format
 from .keys import local_identity
 from .metadata import read_metadata
-from .watermark import DEFAULT_KEY, DETECT_SIDE, PAYLOAD_BITS, WATERMARK_ALG, detect
+from .watermark import DEFAULT_KEY, DETECT_MIN_SIDE, PAYLOAD_BITS, WATERMARK_ALG, detect
 
 SCHEMA_VERSION = 1
 
@@ -343,7 +343,8 @@ def _pixels(path: Path) -> tuple[np.ndarray, tuple[int, int]]:
     with Image.open(path) as image:
         full_size = image.size
         if image.format == "JPEG":
-            image.draft("RGB", (DETECT_SIDE, DETECT_SIDE))  # decode at 1/2..1/8 scale: the mark lives well below
+            # Decode at 1/2..1/8 scale, no smaller than the detector can use: the mark lives well below.
+            image.draft("RGB", tuple(-(-side * DETECT_MIN_SIDE // max(image.size)) for side in image.size))
         width, height = image.size
         if width * height > WATERMARK_MAX_PIXELS and image.format != "JPEG":
             raise ValueError(f"{width}x{height} is above the {WATERMARK_MAX_PIXELS // 1_000_000} MP checked")

@@ -63,6 +63,7 @@ heavy recompression can erase.
 
 from .coding import (
     DEFAULT_KEY,
+    DETECT_MIN_SIDE,
     DETECT_SIDE,
     FOUND_FALSE_POSITIVE,
     PAYLOAD_BITS,
@@ -73,6 +74,6 @@ from .embedding import embed
 from .search import Detection, detect
 
 __all__ = [
-    "DEFAULT_KEY", "DETECT_SIDE", "FOUND_FALSE_POSITIVE", "PAYLOAD_BITS", "WATERMARK_ALG", "WATERMARK_ALG_NAME",
+    "DEFAULT_KEY", "DETECT_MIN_SIDE", "DETECT_SIDE", "FOUND_FALSE_POSITIVE", "PAYLOAD_BITS", "WATERMARK_ALG", "WATERMARK_ALG_NAME",
     "Detection", "detect", "embed",
 ]

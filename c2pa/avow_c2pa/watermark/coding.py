@@ -25,6 +25,9 @@ TILE_SOURCE_PX = 64  # one period of the mark, in pixels of the upscaler's input
 K_LO, K_HI = 8, 24  # band, in cycles per period (radius): 1/8 .. 3/8 cycle per input pixel
 DETECT_SIDE = 1024  # detection runs on a luma copy at most this many pixels on its longer side
 F_MAX_DETECT = 0.35  # highest mark frequency (cycles/px) allowed at the detector's resolution
+#: A working copy (or a reduced JPEG decode) whose longer side is at least this still holds the band
+#: below 0.45 cycle/px: the detector may work on it without resampling to DETECT_SIDE.
+DETECT_MIN_SIDE = math.ceil(DETECT_SIDE * F_MAX_DETECT / 0.45)
 ASSUMED_SCALE = 2.0  # source_size unknown: assume a x2 upscale, so a x0.5 resize keeps the mark
 PILOT_FRACTION = 0.25
 _WHITEN_BINS = 4  # half-width of the spectral smoothing that whitening divides by

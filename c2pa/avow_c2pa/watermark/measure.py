@@ -13,51 +13,67 @@ from .coding import _CODED_BITS, K_HI, PAYLOAD_BITS, _crc, _Layout, _viterbi
 # one period per side (the coherent DTFT copes with that).
 _SHORTEST_PERIOD = K_HI / 0.48
 _LONGEST_PERIOD_PER_SIDE = 1.1
+# Periods of the scan whose lattice energy stands out most: the only ones tested coherently.
+_SCAN_COHERENT = 32
 
 
-def _scan(white: np.ndarray, layout: _Layout, grid: int = 64, batch: int = 128) -> tuple[np.ndarray, np.ndarray]:
-    """Pilot correlation (best translation) for every period from the smallest the band allows to
-    about one period per side, isotropic, in steps fine enough not to miss it.
-
-    The lattice coefficients are read from one zero-padded FFT (nearest bin, origin at the image
-    centre, so a bin off by a quarter costs amplitude, not phase): a coherent search, far more
-    sensitive than looking for the lattice's energy, for the price of one FFT and a few thousand
-    64 x 64 FFTs.
-    """
-    height, width = white.shape
-    padded = np.zeros((2 * height, 2 * width), np.float32)
-    padded[:height, :width] = white
-    padded = np.roll(padded, (-(height // 2), -(width // 2)), axis=(0, 1))
-    spectrum = np.fft.rfft2(padded)
+def _scan_periods(height: int, width: int) -> np.ndarray:
+    """Every period from the smallest the band allows to about one period per side, isotropic, in
+    steps of a quarter bin at the band's top frequency (fine enough not to miss one)."""
     longest = max(height, width)
     q_min, q_max = _SHORTEST_PERIOD, min(height, width) * _LONGEST_PERIOD_PER_SIDE
     periods = [q_min]
-    while periods[-1] < q_max:  # half a padded bin at the highest frequency per step
+    while periods[-1] < q_max:
         periods.append(periods[-1] * (1 + periods[-1] / (4 * K_HI * longest)))
-    periods = np.array(periods)
-    pilot = layout.pilot
-    kx, ky = layout.kx[pilot].astype(np.float64), layout.ky[pilot].astype(np.float64)
+    return np.array(periods)
+
+
+def _lattice_bins(height: int, width: int, kx: np.ndarray, ky: np.ndarray, periods: np.ndarray):
+    """Where the rfft2 spectrum holds each lattice point k / period (nearest bin): flat indices
+    into it, (periods, points), and which points are read conjugated (k in the other half plane)."""
     negative = kx < 0
-    reference = np.conj(layout.phase[pilot])
+    inverse = (1.0 / periods[:, None]).astype(np.float32)
+    rows = np.rint(inverse * np.where(negative, -ky, ky).astype(np.float32) * height).astype(np.int32) % height
+    cols = np.rint(inverse * np.abs(kx).astype(np.float32) * width).astype(np.int32)
+    return rows * (width // 2 + 1) + cols, negative
+
+
+def _scan(white: np.ndarray, spectrum: np.ndarray, layout: _Layout, grid: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """The periods worth a coherent look, and their pilot correlation (best translation).
+
+    Two stages, so that the picture with no mark (most of those verified) is ruled out cheaply.
+    First the lattice's energy at every period, read from the whitened image's own spectrum
+    (nearest bin; one gather per point and period, no transform): a mark raises it at its period.
+    Then, only at the few periods whose energy stands out (local maxima, best first), the coherent
+    test: the pilot's phases correlated over every translation (64 x 64 FFTs), origin at the
+    image centre (a bin off by up to half costs amplitude, not phase).
+    """
+    height, width = white.shape
+    periods = _scan_periods(height, width)
+    power = (spectrum.real**2 + spectrum.imag**2).astype(np.float32).ravel()
+    energy = np.empty(periods.size, np.float32)
+    for start in range(0, periods.size, 64):
+        bins, _ = _lattice_bins(height, width, layout.kx, layout.ky, periods[start : start + 64])
+        energy[start : start + 64] = power[bins].sum(axis=1)
+    peaks = np.flatnonzero((energy >= np.roll(energy, 1)) & (energy >= np.roll(energy, -1)))
+    chosen = np.sort(peaks[np.argsort(energy[peaks])[::-1][:_SCAN_COHERENT]])
+    periods = periods[chosen]
+    pilot = layout.pilot
+    bins, negative = _lattice_bins(height, width, layout.kx[pilot], layout.ky[pilot], periods)
+    rows, cols = np.divmod(bins, width // 2 + 1)
+    centre = np.exp(2j * np.pi * (cols * (width // 2) / width + rows * (height // 2) / height))
+    values = spectrum.ravel()[bins] * centre
+    values = np.where(negative, np.conj(values), values)
+    planes = np.zeros((periods.size, grid * grid), np.complex64)
     index = (layout.ky[pilot] % grid) * grid + (layout.kx[pilot] % grid)
-    scores = np.empty(periods.size)
-    for start in range(0, periods.size, batch):
-        q = periods[start : start + batch, None]
-        bx = np.rint(kx[None, :] * (2 * width) / q).astype(np.int64)
-        by = np.rint(ky[None, :] * (2 * height) / q).astype(np.int64)
-        values = spectrum[np.where(negative, -by, by) % (2 * height), np.abs(bx)]  # rfft half plane
-        values = np.where(negative, np.conj(values), values)
-        planes = np.zeros((q.shape[0], grid * grid), np.complex64)
-        planes[:, index] = values / np.maximum(np.abs(values), 1e-30) * reference
-        surfaces = np.fft.ifft2(planes.reshape(-1, grid, grid)).real
-        scores[start : start + batch] = surfaces.reshape(q.shape[0], -1).max(axis=1)
+    planes[:, index] = values / np.maximum(np.abs(values), 1e-30) * np.conj(layout.phase[pilot])
+    surfaces = np.fft.ifft2(planes.reshape(-1, grid, grid)).real
+    scores = surfaces.reshape(periods.size, -1).max(axis=1)
     return periods, scores * (grid * grid) / math.sqrt(pilot.sum() / 2)
 
 
 def _decimate(spectrum: np.ndarray, height: int, width: int, factor: int) -> np.ndarray:
     """The whitened image band-limited and resampled by 1/factor, from its spectrum (exact)."""
-    if factor == 1:
-        return np.fft.irfft2(spectrum, s=(height, width)).astype(np.float32)
     h, w = height // factor // 2 * 2, width // factor // 2 * 2
     cropped = np.concatenate([spectrum[: h // 2, : w // 2 + 1], spectrum[height - h // 2 :, : w // 2 + 1]], axis=0)
     return np.fft.irfft2(cropped, s=(h, w)).astype(np.float32)
@@ -116,7 +132,7 @@ def _surfaces(coeffs: np.ndarray, layout: _Layout, grid: int) -> np.ndarray:
     unit = coeffs[..., pilot]
     unit = unit / np.maximum(np.abs(unit), 1e-30) * np.conj(layout.phase[pilot])
     stack = unit.reshape(-1, unit.shape[-1])
-    planes = np.zeros((stack.shape[0], grid, grid), np.complex128)
+    planes = np.zeros((stack.shape[0], grid, grid), np.complex64)
     index = (layout.ky[pilot] % grid) * grid + (layout.kx[pilot] % grid)
     planes.reshape(stack.shape[0], -1)[:, index] = stack  # distinct points never collide: |k| < grid / 2
     surfaces = np.fft.ifft2(planes).real * (grid * grid)

@@ -3,9 +3,11 @@ a bounded-size luma copy, whitened and locally normalised."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from .coding import DETECT_SIDE
+from .coding import DETECT_MIN_SIDE, DETECT_SIDE
 
 _WHITEN_BINS = 4  # half-width of the spectral smoothing that whitening divides by
 _LOCAL_RADIUS = 4  # half-width of the local energy normalisation, detector pixels
@@ -69,33 +71,35 @@ def _fast_size(n: int) -> int:
 
 
 def _area_resize_axis(image: np.ndarray, size: int, axis: int) -> np.ndarray:
+    """Exact area resampling along ``axis`` to ``size`` samples: each output sample is the mean of
+    the input interval it covers, a weighted sum of the few input samples it overlaps."""
     length = image.shape[axis]
     if size >= length:
         return image
-    summed = np.cumsum(image, axis=axis, dtype=np.float64)
-    summed = np.concatenate([np.zeros_like(np.take(summed, [0], axis=axis)), summed], axis=axis)
-    edges = np.arange(size + 1) * (length / size)
-    low = np.floor(edges).astype(np.int64)
-    frac = edges - low
-    low = np.minimum(low, length)
-    high = np.minimum(low + 1, length)
+    ratio = length / size
+    start = np.arange(size) * ratio
+    low = np.floor(start).astype(np.int64)
     shape = [1, 1]
-    shape[axis] = size + 1
-    frac = frac.reshape(shape)
-    at = np.take(summed, low, axis=axis) * (1 - frac) + np.take(summed, high, axis=axis) * frac
-    return (np.diff(at, axis=axis) * (size / length)).astype(np.float32)
+    shape[axis] = size
+    out = np.zeros(tuple(size if a == axis else n for a, n in enumerate(image.shape)), np.float32)
+    for tap in range(math.ceil(ratio) + 1):
+        index = low + tap
+        weight = (np.minimum(start + ratio, index + 1) - np.maximum(start, index)).clip(0) / ratio
+        out += np.take(image, np.minimum(index, length - 1), axis=axis) * weight.astype(np.float32).reshape(shape)
+    return out
 
 
 def _working_luma(rgb: np.ndarray) -> np.ndarray:
-    """Luma at most DETECT_SIDE pixels long: block means in strips (bounded memory, any size),
-    then an exact area resample; the same factor on both axes."""
+    """Luma at most DETECT_SIDE pixels long: block means in strips (bounded memory, any size), as
+    coarse as DETECT_MIN_SIDE allows, then an exact area resample if still longer; the same factor
+    on both axes."""
     image = np.asarray(rgb)
     if image.ndim == 2:
         image = image[..., None]
     if image.ndim != 3:
         raise ValueError(f"expected an H x W x 3 image, got shape {image.shape}")
     height, width = image.shape[:2]
-    block = max(1, max(height, width) // DETECT_SIDE)
+    block = max(1, max(height, width) // DETECT_MIN_SIDE)
     if block == 1:
         luma = _luma(image)
     else:
@@ -115,19 +119,19 @@ def _working_luma(rgb: np.ndarray) -> np.ndarray:
 
 
 def _smooth_spectrum(power: np.ndarray, radius: int) -> np.ndarray:
-    """Box mean of a half-plane spectrum: wraps along the full axis, reflects along the half one."""
-    padded = np.pad(power, ((radius, radius), (0, 0)), mode="wrap")
-    padded = np.pad(padded, ((0, 0), (radius, radius)), mode="reflect")
-    out = padded
+    """Box mean of a half-plane spectrum: wraps along the full axis, reflects along the half one.
+    Shifted additions, not cumulative sums: a photograph's power spans many decades, which
+    differences of running sums would lose in single precision."""
+    out = np.pad(power, ((radius, radius), (0, 0)), mode="wrap")
+    out = np.pad(out, ((0, 0), (radius, radius)), mode="reflect")
+    size = 2 * radius + 1
     for axis in (0, 1):
-        summed = np.cumsum(out, axis=axis, dtype=np.float64)
-        zero = np.zeros_like(np.take(summed, [0], axis=axis))
-        summed = np.concatenate([zero, summed], axis=axis)
-        n = summed.shape[axis] - 1 - 2 * radius
-        upper = np.take(summed, np.arange(2 * radius + 1, 2 * radius + 1 + n), axis=axis)
-        lower = np.take(summed, np.arange(0, n), axis=axis)
-        out = (upper - lower) / (2 * radius + 1)
-    return out
+        n = out.shape[axis] - 2 * radius
+        window = np.take(out, np.arange(n), axis=axis).copy()
+        for shift in range(1, size):
+            window += np.take(out, np.arange(shift, shift + n), axis=axis)
+        out = window
+    return out * np.float32(1.0 / (size * size))
 
 
 def _whiten(luma: np.ndarray) -> np.ndarray | None:
@@ -141,16 +145,16 @@ def _whiten(luma: np.ndarray) -> np.ndarray | None:
     if min(height, width) < 48:
         return None
     top, left = (luma.shape[0] - height) // 2, (luma.shape[1] - width) // 2
-    luma = luma[top : top + height, left : left + width].astype(np.float64)
-    luma = luma - luma.mean()
+    luma = luma[top : top + height, left : left + width].astype(np.float32)
+    luma = luma - np.float32(luma.mean(dtype=np.float64))
     if float(np.abs(luma).max()) < 1e-5:
         return None
     spectrum = np.fft.rfft2(luma)
     power = spectrum.real**2 + spectrum.imag**2
-    smooth = np.maximum(_smooth_spectrum(power, _WHITEN_BINS), max(float(power.mean()) * 1e-9, 1e-30))
+    smooth = np.maximum(_smooth_spectrum(power, _WHITEN_BINS), max(float(power.mean(dtype=np.float64)) * 1e-9, 1e-30))
     spectrum /= np.sqrt(smooth)
     spectrum[0, 0] = 0.0
-    white = np.fft.irfft2(spectrum, s=(height, width)).astype(np.float32)
+    white = np.fft.irfft2(spectrum, s=(height, width))
     energy = _box(white * white, _LOCAL_RADIUS)
     white /= np.sqrt(energy + np.float32(1e-2) * energy.mean())
     return white

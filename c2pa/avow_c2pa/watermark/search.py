@@ -12,6 +12,7 @@ from .calibration import (
     _CANDIDATES,
     _NATIVE_SCALES,
     _REFINE,
+    _REFINE_FROM,
     _TURNED_DECODE,
     _TURNS,
     _Found,
@@ -58,12 +59,18 @@ class _Resolutions:
         self._spectrum: np.ndarray | None = None
         self._images: dict[int, np.ndarray] = {}
 
+    @property
+    def spectrum(self) -> np.ndarray:
+        if self._spectrum is None:
+            self._spectrum = np.fft.rfft2(self.white)
+        return self._spectrum
+
     def at(self, period: float) -> np.ndarray:
         factor = max(1, int(period * 0.42 / K_HI))
+        if factor == 1:
+            return self.white
         if factor not in self._images:
-            if self._spectrum is None:
-                self._spectrum = np.fft.rfft2(self.white)
-            self._images[factor] = _decimate(self._spectrum, *self.white.shape, factor)
+            self._images[factor] = _decimate(self.spectrum, *self.white.shape, factor)
         return self._images[factor]
 
 
@@ -74,13 +81,16 @@ def _measure(image: np.ndarray, layout: _Layout, qx: float, qy: float, search: s
 
 
 def _scan_search(resolutions: _Resolutions, layout: _Layout) -> Iterator[_Found]:
-    """The best few periods of the scan, each refined (x and y separately)."""
+    """The best few periods of the scan whose score could become a finding, each refined (x and
+    y separately)."""
     white = resolutions.white
     height, width = white.shape
     if min(height, width) * _LONGEST_PERIOD_PER_SIDE <= _SHORTEST_PERIOD:
         return
-    periods, scores = _scan(white, layout)
+    periods, scores = _scan(white, resolutions.spectrum, layout)
     for index in _candidates(periods, scores, _CANDIDATES, 0.015):
+        if scores[index] < _REFINE_FROM:
+            break
         image = resolutions.at(periods[index])
         # Decimation rounds each side separately: the period in its pixels, per axis.
         qx = float(periods[index]) * image.shape[1] / width
