@@ -13,18 +13,18 @@ from .coding import _CODED_BITS, K_HI, PAYLOAD_BITS, _crc, _Layout, _viterbi
 # one period per side (the coherent DTFT copes with that).
 _SHORTEST_PERIOD = K_HI / 0.48
 _LONGEST_PERIOD_PER_SIDE = 1.1
-# Periods of the scan whose lattice energy stands out most: the only ones tested coherently.
-_SCAN_COHERENT = 32
+# Periods of the scan given the fine translation grid: the best of its coarse stage.
+_SCAN_FINE = 32
 
 
 def _scan_periods(height: int, width: int) -> np.ndarray:
     """Every period from the smallest the band allows to about one period per side, isotropic, in
-    steps of a quarter bin at the band's top frequency (fine enough not to miss one)."""
+    steps of half a bin at the band's top frequency (the nearest bin is read: fine enough not to\n    miss one)."""
     longest = max(height, width)
     q_min, q_max = _SHORTEST_PERIOD, min(height, width) * _LONGEST_PERIOD_PER_SIDE
     periods = [q_min]
     while periods[-1] < q_max:
-        periods.append(periods[-1] * (1 + periods[-1] / (4 * K_HI * longest)))
+        periods.append(periods[-1] * (1 + periods[-1] / (2 * K_HI * longest)))
     return np.array(periods)
 
 
@@ -38,26 +38,11 @@ def _lattice_bins(height: int, width: int, kx: np.ndarray, ky: np.ndarray, perio
     return rows * (width // 2 + 1) + cols, negative
 
 
-def _scan(white: np.ndarray, spectrum: np.ndarray, layout: _Layout, grid: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """The periods worth a coherent look, and their pilot correlation (best translation).
-
-    Two stages, so that the picture with no mark (most of those verified) is ruled out cheaply.
-    First the lattice's energy at every period, read from the whitened image's own spectrum
-    (nearest bin; one gather per point and period, no transform): a mark raises it at its period.
-    Then, only at the few periods whose energy stands out (local maxima, best first), the coherent
-    test: the pilot's phases correlated over every translation (64 x 64 FFTs), origin at the
-    image centre (a bin off by up to half costs amplitude, not phase).
-    """
-    height, width = white.shape
-    periods = _scan_periods(height, width)
-    power = (spectrum.real**2 + spectrum.imag**2).astype(np.float32).ravel()
-    energy = np.empty(periods.size, np.float32)
-    for start in range(0, periods.size, 64):
-        bins, _ = _lattice_bins(height, width, layout.kx, layout.ky, periods[start : start + 64])
-        energy[start : start + 64] = power[bins].sum(axis=1)
-    peaks = np.flatnonzero((energy >= np.roll(energy, 1)) & (energy >= np.roll(energy, -1)))
-    chosen = np.sort(peaks[np.argsort(energy[peaks])[::-1][:_SCAN_COHERENT]])
-    periods = periods[chosen]
+def _pilot_surfaces(spectrum: np.ndarray, shape: tuple[int, int], layout: _Layout, periods: np.ndarray, grid: int) -> np.ndarray:
+    """Pilot correlation (phase only) over a grid x grid lattice of translations, per period: the
+    nearest bins, origin moved to the image centre (a bin off by up to half costs amplitude, not
+    phase); a grid under 49 folds distinct points onto one frequency, exact on its own lattice."""
+    height, width = shape
     pilot = layout.pilot
     bins, negative = _lattice_bins(height, width, layout.kx[pilot], layout.ky[pilot], periods)
     rows, cols = np.divmod(bins, width // 2 + 1)
@@ -66,10 +51,36 @@ def _scan(white: np.ndarray, spectrum: np.ndarray, layout: _Layout, grid: int = 
     values = np.where(negative, np.conj(values), values)
     planes = np.zeros((periods.size, grid * grid), np.complex64)
     index = (layout.ky[pilot] % grid) * grid + (layout.kx[pilot] % grid)
-    planes[:, index] = values / np.maximum(np.abs(values), 1e-30) * np.conj(layout.phase[pilot])
+    np.add.at(planes, (slice(None), index), values / np.maximum(np.abs(values), 1e-30) * np.conj(layout.phase[pilot]))
     surfaces = np.fft.ifft2(planes.reshape(-1, grid, grid)).real
-    scores = surfaces.reshape(periods.size, -1).max(axis=1)
-    return periods, scores * (grid * grid) / math.sqrt(pilot.sum() / 2)
+    return surfaces.reshape(periods.size, -1).max(axis=1) * (grid * grid) / math.sqrt(pilot.sum() / 2)
+
+
+def _scan(white: np.ndarray, spectrum: np.ndarray, layout: _Layout) -> tuple[np.ndarray, np.ndarray]:
+    """The periods worth a fine look, and their pilot correlation (best translation).
+
+    Staged, so that the picture with no mark (most of those verified) is ruled out cheaply: every
+    period gets the pilot's correlation over a coarse grid of translations (32 x 32 FFTs, from
+    the whitened image's own spectrum, no padded transform) and the lattice's energy (a gather);
+    only the best of each get the fine grid (64 x 64).
+    """
+    periods = _scan_periods(*white.shape)
+    coarse = np.empty(periods.size, np.float32)
+    energy = np.empty(periods.size, np.float32)
+    power = (spectrum.real**2 + spectrum.imag**2).astype(np.float32).ravel()
+    for start in range(0, periods.size, 128):
+        part = periods[start : start + 128]
+        coarse[start : start + 128] = _pilot_surfaces(spectrum, white.shape, layout, part, 32)
+        bins, _ = _lattice_bins(*white.shape, layout.kx, layout.ky, part)
+        energy[start : start + 128] = power[bins].sum(axis=1)
+    chosen = np.union1d(_peaks(coarse, _SCAN_FINE), _peaks(energy, _SCAN_FINE // 2))
+    return periods[chosen], _pilot_surfaces(spectrum, white.shape, layout, periods[chosen], 64)
+
+
+def _peaks(scores: np.ndarray, count: int) -> np.ndarray:
+    """The ``count`` highest local maxima."""
+    peaks = np.flatnonzero((scores >= np.roll(scores, 1)) & (scores >= np.roll(scores, -1)))
+    return peaks[np.argsort(scores[peaks])[::-1][:count]]
 
 
 def _decimate(spectrum: np.ndarray, height: int, width: int, factor: int) -> np.ndarray:

@@ -98,8 +98,8 @@ def _scan_search(resolutions: _Resolutions, layout: _Layout) -> Iterator[_Found]
         blocks_x = max(1, min(8, round(image.shape[1] / qx)))
         blocks_y = max(1, min(8, round(image.shape[0] / qy)))
         blocks, cx, cy = _block_dft(image, layout, qx, qy, blocks_x, blocks_y)
-        # The scan's step is a quarter bin at the highest frequency; refine x and y separately
-        # (a non-proportional resize) over a few steps, then finer.
+        # The scan's step is half a bin at the highest frequency; refine x and y separately
+        # (a non-proportional resize) over a few quarter bins, then finer.
         dx = dy = 0.0
         for span, points in _REFINE:
             step_x = span * qx / (4 * K_HI * image.shape[1])
