@@ -212,6 +212,31 @@ def _tone(image: np.ndarray, function) -> np.ndarray:
 BACK_FILTERS = [Image.BICUBIC, Image.LANCZOS, Image.BILINEAR, Image.BOX]
 
 
+def small_input_attacks(sample: dict, rng: np.random.Generator) -> dict:
+    """Issue 17's list for small inputs: how a re-post launders an upscaled thumbnail."""
+    w0, h0 = sample["source_size"]
+    back_filter = BACK_FILTERS[sample["index"] % len(BACK_FILTERS)]
+
+    def shrink_crop(u8, _):
+        small = _resize(u8, round(u8.shape[1] * 0.6), round(u8.shape[0] * 0.6))
+        return _encode(_crop(small, 0.7, rng), "JPEG", quality=70)
+
+    def rotate(u8, _):
+        angle = float(rng.uniform(0.5, 2.0) * rng.choice([-1, 1]))
+        return _encode(np.asarray(Image.fromarray(u8).rotate(angle, Image.BICUBIC)), "JPEG", quality=90)
+
+    return {
+        "metadata strip": lambda u8, _: _encode(u8, "PNG"),
+        "JPEG q75": lambda u8, _: _encode(u8, "JPEG", quality=75),
+        "WebP q75": lambda u8, _: _encode(u8, "WEBP", quality=75),
+        "back to input size": lambda u8, _: _resize(u8, w0, h0, back_filter),
+        "x0.6, crop 70%, JPEG q70": shrink_crop,
+        "gamma 0.87": lambda u8, _: _tone(u8, lambda x: np.power(x, 0.87)),
+        "gamma 1.15": lambda u8, _: _tone(u8, lambda x: np.power(x, 1.15)),
+        "rotate 0.5-2 deg, JPEG q90": rotate,
+    }
+
+
 def attacks(sample: dict, rng: np.random.Generator) -> dict:
     """name -> function(uint8 marked, float marked) -> attacked uint8."""
     w0, h0 = sample["source_size"]
@@ -253,11 +278,13 @@ def attacks(sample: dict, rng: np.random.Generator) -> dict:
 # --------------------------------------------------------------------------- runs
 
 
-def make_sample(index: int, rng: np.random.Generator, upscaler: Upscaler, sizes=(768, 1536)) -> dict:
+def make_sample(index: int, rng: np.random.Generator, upscaler: Upscaler, sizes=(768, 1536), inputs=None) -> dict:
+    """A marked-to-be output: its outputs' sides in ``sizes``, or its inputs' in ``inputs``."""
     category = list(CATEGORIES)[index % len(CATEGORIES)]
     spec = CATEGORIES[category][int(rng.integers(0, len(CATEGORIES[category])))]
     scale = 2 if (index // len(CATEGORIES)) % 2 == 0 else 4  # every kind of picture at both scales
-    out_w, out_h = (int(rng.integers(sizes[0] // scale, sizes[1] // scale + 1)) * scale for _ in range(2))
+    low, high = inputs or (sizes[0] // scale, sizes[1] // scale)
+    out_w, out_h = (int(rng.integers(low, high + 1)) * scale for _ in range(2))
     source = source_picture(spec, rng, out_h // scale, out_w // scale)
     output = upscaler(source, scale)
     return {"index": index, "category": category, "picture": spec, "scale": scale, "source": source,
@@ -279,7 +306,7 @@ def robustness(args, upscaler: Upscaler) -> dict:
                "quality": [], "wrong_key": [], "failures": []}
     started = time.perf_counter()
     for index in range(args.images):
-        sample = make_sample(index, rng, upscaler, args.sizes)
+        sample = make_sample(index, rng, upscaler, args.sizes, args.inputs)
         output = sample["output"]
         marked = watermark.embed(output, sample["payload"], source_size=sample["source_size"])
         marked8 = to8(marked)
@@ -291,7 +318,7 @@ def robustness(args, upscaler: Upscaler) -> dict:
         })
         wrong = watermark.detect(marked8, key=f"not-avow-{index}")
         results["wrong_key"].append(wrong.found)
-        for name, attack in attacks(sample, rng).items():
+        for name, attack in (small_input_attacks if args.inputs else attacks)(sample, rng).items():
             attacked = attack(marked8, marked)
             for combo, image in ((name, attacked), (name + " + JPEG q75", _encode(attacked, "JPEG", quality=75))):
                 found = watermark.detect(image)
@@ -339,11 +366,12 @@ def print_matrix(results: dict) -> None:
     for kind, rows in sorted(results.get("kinds", {}).items()):
         print_rows(rows, kind)
     groups = results.get("groups", {})
+    per_picture = 2 * len([n for n in results["rows"] if not n.endswith(" + JPEG q75")])
     if groups:
-        print("All attacks pooled (found / found with the right payload, over samples x 40 attacks):")
+        print(f"All attacks pooled (found / found with the right payload, over samples x {per_picture} attacks):")
         for name in sorted(groups, key=lambda n: (" x" in n and n[0] != "x", n)):
             g = groups[name]
-            print(f"  {name:24s} {100 * g[1] / g[0]:5.1f}% {100 * g[2] / g[0]:5.1f}%  ({g[0] // 40} pictures)")
+            print(f"  {name:24s} {100 * g[1] / g[0]:5.1f}% {100 * g[2] / g[0]:5.1f}%  ({g[0] // per_picture} pictures)")
     quality = results["quality"]
     for field, label in (("psnr", "PSNR float (dB)"), ("psnr8", "PSNR 8-bit (dB)"), ("ssim", "SSIM")):
         values = np.array([q[field] for q in quality])
@@ -360,7 +388,7 @@ def print_matrix(results: dict) -> None:
             per_picture[picture.rsplit(" z=", 1)[0]].append(attack)
         print(f"misses: {len(results['failures'])} detections on {len(per_picture)} pictures; the worst:")
         for picture, missed in sorted(per_picture.items(), key=lambda item: -len(item[1]))[:25]:
-            print(f"  {picture}: {len(missed)} of 40 missed")
+            print(f"  {picture}: {len(missed)} of {per_picture} missed")
 
 
 def unmarked_images(count: int, rng: np.random.Generator, upscaler: Upscaler):
@@ -401,8 +429,8 @@ def false_positives(args, upscaler: Upscaler) -> dict:
                 best = {}
                 for candidate in search._examine(image, coding._layout(key)):
                     best[candidate.search] = max(best.get(candidate.search, -math.inf), candidate.z)
-                for search, z in best.items():
-                    searches[search].append(z)
+                for name, z in best.items():
+                    searches[name].append(z)
     return {"count": args.unmarked, "found": found, "scores": scores, "probabilities": probabilities,
             "kinds": dict(kinds), "keys": len(keys), "searches": dict(searches), "seconds": time.perf_counter() - started}
 
@@ -419,15 +447,15 @@ def print_false_positives(fp: dict) -> None:
     needed = ", ".join(f"{threshold(tests):.2f} ({search})" for search, tests in calibration._SEARCH_TESTS.items())
     print(f"unmarked scores: median {np.median(z):.2f}, 99th percentile {np.percentile(z, 99):.2f}, max {z.max():.2f}; "
           f"found at score >= {needed} by the pilot alone, at any score with a payload whose keyed CRC checks")
-    for search, best in sorted(fp.get("searches", {}).items()):
+    for name, best in sorted(fp.get("searches", {}).items()):
         # Fit each search's effective number of independent tests: P(max > z) = 1 - (1 - Q(z))^A.
         fits = []
         for quantile in (0.5, 0.9, 0.99):
             zq = float(np.quantile(best, quantile))
             tail = 0.5 * math.erfc(zq / math.sqrt(2))
             fits.append(f"{quantile:.0%} quantile z={zq:.2f}: {math.log(quantile) / math.log1p(-tail):.3g}")
-        print(f"  {search} search, effective tests ({len(best)} searches; watermark uses "
-              f"{calibration._SEARCH_TESTS[search]:.3g}): " + ", ".join(fits))
+        print(f"  {name} search, effective tests ({len(best)} searches; watermark uses "
+              f"{calibration._SEARCH_TESTS[name]:.3g}): " + ", ".join(fits))
 
 
 def threshold(tests: float) -> float:
@@ -497,6 +525,8 @@ def main() -> None:
     parser.add_argument("--upscaler", choices=["model", "bicubic"], default="model")
     parser.add_argument("--sizes", type=int, nargs=2, default=(768, 1536), metavar=("MIN", "MAX"),
                         help="range of the marked outputs' sides in pixels")
+    parser.add_argument("--inputs", type=int, nargs=2, metavar=("MIN", "MAX"),
+                        help="small-input matrix: inputs' sides in this range (e.g. 96 384), issue 17's attacks")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--calibrate-keys", type=int, default=0, help="extra random keys per unmarked image")
     parser.add_argument("--save", type=Path, help="write the raw results as JSON (to --merge later)")
