@@ -49,10 +49,11 @@ def _pilot_surfaces(spectrum: np.ndarray, shape: tuple[int, int], layout: _Layou
     centre = np.exp(2j * np.pi * (cols * (width // 2) / width + rows * (height // 2) / height))
     values = spectrum.ravel()[bins] * centre
     values = np.where(negative, np.conj(values), values)
-    planes = np.zeros((periods.size, grid * grid), np.complex64)
-    index = (layout.ky[pilot] % grid) * grid + (layout.kx[pilot] % grid)
-    np.add.at(planes, (slice(None), index), values / np.maximum(np.abs(values), 1e-30) * np.conj(layout.phase[pilot]))
-    surfaces = np.fft.ifft2(planes.reshape(-1, grid, grid)).real
+    planes = np.zeros((periods.size, 64 * 64), np.complex64)  # 64 > 2 K_HI: distinct points never collide
+    planes[:, (layout.ky[pilot] % 64) * 64 + layout.kx[pilot] % 64] = values / np.maximum(np.abs(values), 1e-30) * np.conj(layout.phase[pilot])
+    folds = 64 // grid
+    planes = planes.reshape(-1, folds, grid, folds, grid).sum(axis=(1, 3)) if folds > 1 else planes.reshape(-1, grid, grid)
+    surfaces = np.fft.ifft2(planes).real
     return surfaces.reshape(periods.size, -1).max(axis=1) * (grid * grid) / math.sqrt(pilot.sum() / 2)
 
 
@@ -152,7 +153,7 @@ def _surfaces(coeffs: np.ndarray, layout: _Layout, grid: int) -> np.ndarray:
 
 def _peak(coeffs: np.ndarray, layout: _Layout) -> tuple[float, float, float]:
     """Pilot z-score and translation (in periods) for one coefficient set, with sub-grid refinement."""
-    grid = 128
+    grid = 64
     surface = _surfaces(coeffs, layout, grid)
     iy, ix = np.unravel_index(int(np.argmax(surface)), surface.shape)
 

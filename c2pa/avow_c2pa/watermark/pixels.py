@@ -125,13 +125,15 @@ def _smooth_spectrum(power: np.ndarray, radius: int) -> np.ndarray:
     out = np.pad(power, ((radius, radius), (0, 0)), mode="wrap")
     out = np.pad(out, ((0, 0), (radius, radius)), mode="reflect")
     size = 2 * radius + 1
-    for axis in (0, 1):
-        n = out.shape[axis] - 2 * radius
-        window = np.take(out, np.arange(n), axis=axis).copy()
-        for shift in range(1, size):
-            window += np.take(out, np.arange(shift, shift + n), axis=axis)
-        out = window
-    return out * np.float32(1.0 / (size * size))
+    rows = out.shape[0] - 2 * radius
+    summed = out[:rows].copy()
+    for shift in range(1, size):
+        summed += out[shift : shift + rows]
+    columns = summed.shape[1] - 2 * radius
+    window = summed[:, :columns].copy()
+    for shift in range(1, size):
+        window += summed[:, shift : shift + columns]
+    return window * np.float32(1.0 / (size * size))
 
 
 def _whiten(luma: np.ndarray) -> np.ndarray | None:
