@@ -366,12 +366,12 @@ def print_matrix(results: dict) -> None:
     for kind, rows in sorted(results.get("kinds", {}).items()):
         print_rows(rows, kind)
     groups = results.get("groups", {})
-    per_picture = 2 * len([n for n in results["rows"] if not n.endswith(" + JPEG q75")])
+    attacks_per_picture = 2 * len([n for n in results["rows"] if not n.endswith(" + JPEG q75")])
     if groups:
-        print(f"All attacks pooled (found / found with the right payload, over samples x {per_picture} attacks):")
+        print(f"All attacks pooled (found / found with the right payload, over samples x {attacks_per_picture} attacks):")
         for name in sorted(groups, key=lambda n: (" x" in n and n[0] != "x", n)):
             g = groups[name]
-            print(f"  {name:24s} {100 * g[1] / g[0]:5.1f}% {100 * g[2] / g[0]:5.1f}%  ({g[0] // per_picture} pictures)")
+            print(f"  {name:24s} {100 * g[1] / g[0]:5.1f}% {100 * g[2] / g[0]:5.1f}%  ({g[0] // attacks_per_picture} pictures)")
     quality = results["quality"]
     for field, label in (("psnr", "PSNR float (dB)"), ("psnr8", "PSNR 8-bit (dB)"), ("ssim", "SSIM")):
         values = np.array([q[field] for q in quality])
@@ -388,7 +388,7 @@ def print_matrix(results: dict) -> None:
             per_picture[picture.rsplit(" z=", 1)[0]].append(attack)
         print(f"misses: {len(results['failures'])} detections on {len(per_picture)} pictures; the worst:")
         for picture, missed in sorted(per_picture.items(), key=lambda item: -len(item[1]))[:25]:
-            print(f"  {picture}: {len(missed)} of {per_picture} missed")
+            print(f"  {picture}: {len(missed)} of {attacks_per_picture} missed")
 
 
 def unmarked_images(count: int, rng: np.random.Generator, upscaler: Upscaler):

@@ -126,7 +126,15 @@ def test_turned_or_mirrored_copy_found(marked, turn):
     assert found.found and found.payload == PAYLOAD
 
 
-@pytest.mark.parametrize("search", ["native", "turned", "scan"])
+@pytest.mark.parametrize("degrees", [-2.0, 1.2])
+def test_slightly_rotated_copy_found(marked, degrees):
+    """A straightened horizon: the picture turned by a small angle (corners filled), then JPEG."""
+    turned = np.asarray(Image.fromarray(_to8(marked)).rotate(degrees, Image.BICUBIC))
+    found = detect(_jpeg(turned, 85))
+    assert found.found and found.payload == PAYLOAD
+
+
+@pytest.mark.parametrize("search", ["native", "turned", "rotated", "scan"])
 def test_a_payload_whose_crc_checks_is_found_whatever_the_pilot_says(search):
     """The keyed CRC is a second, independent test: a weak but readable mark is reported, from any search."""
     candidate = calibration._Found(0.0, np.zeros(1, complex), 0.0, 0.0, search)

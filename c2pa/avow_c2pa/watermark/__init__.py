@@ -18,9 +18,12 @@ Why this method
 * **Coherent search for the scale, phase-only correlation for a calibrated score.** A quarter of
   the tile's coefficients carry key-derived phases (the pilot). The detector whitens the luma
   (flat spectrum), normalises its local energy (flat regions count as much as busy ones), reads
-  the lattice coefficients for every candidate period from one zero-padded FFT and correlates
-  their *phases* with the pilot over every translation (64 x 64 FFTs): a coherent search, far
-  more sensitive than looking for the lattice's energy. The best few periods are refined (x and y
+  the lattice coefficients for every candidate period from its FFT (nearest bin) and correlates
+  their *phases* with the pilot over every translation: a coherent search, far more sensitive
+  than looking for the lattice's energy (which misses a weak mark on a text page). Staged, since
+  most pictures verified carry no mark: every period is read from the whitened image's own
+  spectrum (nearest bin, no zero-padded transform) and correlated over a 64 x 64 grid of
+  translations; only a candidate whose score could become a finding is refined (x and y
   separately) with exact DTFTs by matrix products. With phases only, under "no mark" every term
   is the cosine of a uniformly random angle whatever the picture is, so the statistic's null
   distribution is known up to the number of effectively independent tries, which is fitted on
@@ -31,8 +34,10 @@ Why this method
   outputs of that size are tried exactly before the scan: four periods instead of a few thousand,
   so the same score is far more significant there, and a weaker mark is still found. The same
   measurement, its coefficients permuted, also tests the seven turned or mirrored orientations
-  (a phone's rotate, a mirrored repost) at no extra pass over the pixels. Each of the three
-  searches (native, turned, scan) is charged for its own tries.
+  (a phone's rotate, a mirrored repost) at no extra pass over the pixels; the same periods with
+  the lattice turned by up to 2.5 degrees (a straightened horizon) are read from the spectrum,
+  and the best angle measured exactly on the image turned back. Each of the four searches
+  (native, turned, rotated, scan) is charged for its own tries.
 * **Payload with strong soft-decision error correction.** 32 identifier bits + a keyed CRC-24,
   rate-1/3 constraint-length-7 convolutional code (133, 171, 165 octal), ~6 chips per coded
   bit over the other three quarters of the coefficients, soft Viterbi decoding. The CRC is an
@@ -48,13 +53,13 @@ Why this method
   texture required to surround the pixel (so the paper next to a letter or the sky next to a
   roof stays quiet); then capped so that no 7 x 7 window loses more than 2 % SSIM and the
   whole image stays above 40 dB PSNR.
-* **Fast, light detection.** A luma copy at most ``DETECT_SIDE`` pixels long (area resampling);
-  the embedder makes the tile large enough that the band stays below that copy's Nyquist limit
-  for any resize of the output. About 0.1 s per 0.5 MP picture and under 0.5 s for 12 MP on one
-  core; no scipy, no torch.
+* **Fast, light detection.** A luma copy between ``DETECT_MIN_SIDE`` and ``DETECT_SIDE`` pixels
+  long (block means, area resampling only when needed; a JPEG is decoded at the reduced DCT scale
+  that gives it); the embedder makes the tile large enough that the band stays below that copy's
+  Nyquist limit for any resize of the output. No scipy, no torch; figures in the README.
 
 Limits (measured in the benchmark, stated in its report): it is not an adversarially robust mark
-(anyone with the public key can estimate and subtract it; rotation by other angles, warping, or
+(anyone with the public key can estimate and subtract it; rotation beyond 2.5 degrees, warping, or
 a quarter turn combined with a resize defeat it), and
 pictures with almost nowhere to hide it (flat synthetic gradients, black text on pure white,
 very dark scenes) or with very few input pixels (x4 from under ~150 px) carry a weak mark that

@@ -17,23 +17,28 @@ from .coding import _CRC_BITS
 # turned or mirrored (seven more orientations): _TURNED_TESTS, fitted the same way.
 _CANDIDATES = 3
 _REFINE = ((1.5, 5), (0.5, 3))  # (half-span in scan steps, points per axis) per refinement pass
-# A scan candidate is refined only from this coarse score: unmarked pictures' best of the scan's
-# coherent stage lies at 3.8-5.0, while outputs found after a resize had 7.6 and above (bicubic
+# A scan or rotated candidate is measured exactly only from this nearest-bin score: unmarked
+# pictures' best lies at 3.8-5.0, while outputs found after a resize had 7.6 and above (bicubic
 # upscales of 768-1536 px, x0.6 / x0.8 / x1.3, with and without JPEG q75). Refinement adds
-# about a third; what is not refined is not charged, so the probabilities stay conservative.
+# about a third; what is not measured is not charged, so the probabilities stay conservative.
 _REFINE_FROM = 5.0
 _EFFECTIVE_TESTS = 6.0e7
 #: Upscale factors whose periods are tried exactly before any scan (see _native_periods).
 _NATIVE_SCALES = (1, 2, 3, 4)
 _NATIVE_TESTS = 2.0e5
 _TURNED_TESTS = 1.4e6
-_SEARCH_TESTS = {"scan": _EFFECTIVE_TESTS, "native": _NATIVE_TESTS, "turned": _TURNED_TESTS}
+# The native periods turned by small angles (up to _MAX_ROTATION degrees, a few dozen angles):
+# not fitted yet; charged as 50 native searches, an upper bound (neighbouring angles are
+# strongly correlated), so the probabilities it reports are conservative.
+_MAX_ROTATION = 2.5
+_ROTATED_TESTS = 50 * _NATIVE_TESTS
+_SEARCH_TESTS = {"scan": _EFFECTIVE_TESTS, "native": _NATIVE_TESTS, "turned": _TURNED_TESTS, "rotated": _ROTATED_TESTS}
 # Every scan and native candidate is decoded, a turned one only when its own score is already
 # unusual (its pilot's false-positive probability at most _TURNED_DECODE, which under "no mark"
 # lets through fewer than one turned candidate per picture on average: the + 1). Each decoded
 # word of an unmarked picture passes the keyed CRC with probability 2^-24, so a pass anywhere has
 # probability at most:
-_CRC_FALSE_PASS = (_CANDIDATES + len(_NATIVE_SCALES) + 1) * 2.0**-_CRC_BITS
+_CRC_FALSE_PASS = (_CANDIDATES + 2 * len(_NATIVE_SCALES) + 1) * 2.0**-_CRC_BITS  # scan, native, rotated, turned
 _TURNED_DECODE = 0.5
 #: A copy turned by 90, 180 or 270 degrees or mirrored carries the coefficient the mark has at
 #: lattice point k at M^T k, for one of these matrices (the identity is the native search).

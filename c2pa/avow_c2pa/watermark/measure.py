@@ -13,8 +13,6 @@ from .coding import _CODED_BITS, K_HI, PAYLOAD_BITS, _crc, _Layout, _viterbi
 # one period per side (the coherent DTFT copes with that).
 _SHORTEST_PERIOD = K_HI / 0.48
 _LONGEST_PERIOD_PER_SIDE = 1.1
-# Periods of the scan given the fine translation grid: the best of its coarse stage.
-_SCAN_FINE = 32
 
 
 def _scan_periods(height: int, width: int) -> np.ndarray:
@@ -38,50 +36,38 @@ def _lattice_bins(height: int, width: int, kx: np.ndarray, ky: np.ndarray, perio
     return rows * (width // 2 + 1) + cols, negative
 
 
-def _pilot_surfaces(spectrum: np.ndarray, shape: tuple[int, int], layout: _Layout, periods: np.ndarray, grid: int) -> np.ndarray:
-    """Pilot correlation (phase only) over a grid x grid lattice of translations, per period: the
-    nearest bins, origin moved to the image centre (a bin off by up to half costs amplitude, not
-    phase); a grid under 49 folds distinct points onto one frequency, exact on its own lattice."""
+def _pilot_surfaces(spectrum: np.ndarray, shape: tuple[int, int], layout: _Layout, periods: np.ndarray,
+                    angles: np.ndarray | None = None) -> np.ndarray:
+    """Pilot correlation (phase only), best of a 64 x 64 grid of translations, per period (and
+    lattice turned by ``angles``, radians, when given): the nearest bins of the image's spectrum,
+    origin moved to the image centre (a bin off by up to half costs amplitude, not phase). A
+    coarser grid of translations would cost most of a weak mark's score when its translation
+    falls between grid points."""
     height, width = shape
     pilot = layout.pilot
-    bins, negative = _lattice_bins(height, width, layout.kx[pilot], layout.ky[pilot], periods)
+    kx, ky = layout.kx[pilot].astype(np.float32), layout.ky[pilot].astype(np.float32)
+    if angles is not None:
+        cos, sin = np.cos(angles)[:, None].astype(np.float32), np.sin(angles)[:, None].astype(np.float32)
+        kx, ky = kx * cos - ky * sin, kx * sin + ky * cos
+    bins, negative = _lattice_bins(height, width, kx, ky, periods)
     rows, cols = np.divmod(bins, width // 2 + 1)
     centre = np.exp(2j * np.pi * (cols * (width // 2) / width + rows * (height // 2) / height))
     values = spectrum.ravel()[bins] * centre
     values = np.where(negative, np.conj(values), values)
     planes = np.zeros((periods.size, 64 * 64), np.complex64)  # 64 > 2 K_HI: distinct points never collide
     planes[:, (layout.ky[pilot] % 64) * 64 + layout.kx[pilot] % 64] = values / np.maximum(np.abs(values), 1e-30) * np.conj(layout.phase[pilot])
-    folds = 64 // grid
-    planes = planes.reshape(-1, folds, grid, folds, grid).sum(axis=(1, 3)) if folds > 1 else planes.reshape(-1, grid, grid)
-    surfaces = np.fft.ifft2(planes).real
-    return surfaces.reshape(periods.size, -1).max(axis=1) * (grid * grid) / math.sqrt(pilot.sum() / 2)
+    surfaces = np.fft.ifft2(planes.reshape(-1, 64, 64)).real
+    return surfaces.reshape(periods.size, -1).max(axis=1) * (64 * 64) / math.sqrt(pilot.sum() / 2)
 
 
 def _scan(white: np.ndarray, spectrum: np.ndarray, layout: _Layout) -> tuple[np.ndarray, np.ndarray]:
-    """The periods worth a fine look, and their pilot correlation (best translation).
-
-    Staged, so that the picture with no mark (most of those verified) is ruled out cheaply: every
-    period gets the pilot's correlation over a coarse grid of translations (32 x 32 FFTs, from
-    the whitened image's own spectrum, no padded transform) and the lattice's energy (a gather);
-    only the best of each get the fine grid (64 x 64).
-    """
+    """Pilot correlation (best translation) for every period of the scan, read from the whitened
+    image's own spectrum (no zero-padded transform: the half-bin steps and the nearest bin keep
+    the loss small, for half the periods and a quarter of the transform)."""
     periods = _scan_periods(*white.shape)
-    coarse = np.empty(periods.size, np.float32)
-    energy = np.empty(periods.size, np.float32)
-    power = (spectrum.real**2 + spectrum.imag**2).astype(np.float32).ravel()
-    for start in range(0, periods.size, 128):
-        part = periods[start : start + 128]
-        coarse[start : start + 128] = _pilot_surfaces(spectrum, white.shape, layout, part, 32)
-        bins, _ = _lattice_bins(*white.shape, layout.kx, layout.ky, part)
-        energy[start : start + 128] = power[bins].sum(axis=1)
-    chosen = np.union1d(_peaks(coarse, _SCAN_FINE), _peaks(energy, _SCAN_FINE // 2))
-    return periods[chosen], _pilot_surfaces(spectrum, white.shape, layout, periods[chosen], 64)
-
-
-def _peaks(scores: np.ndarray, count: int) -> np.ndarray:
-    """The ``count`` highest local maxima."""
-    peaks = np.flatnonzero((scores >= np.roll(scores, 1)) & (scores >= np.roll(scores, -1)))
-    return peaks[np.argsort(scores[peaks])[::-1][:count]]
+    scores = np.concatenate([_pilot_surfaces(spectrum, white.shape, layout, periods[start : start + 128])
+                             for start in range(0, periods.size, 128)])
+    return periods, scores
 
 
 def _decimate(spectrum: np.ndarray, height: int, width: int, factor: int) -> np.ndarray:

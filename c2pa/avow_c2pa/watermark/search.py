@@ -1,7 +1,8 @@
-"""Detection: the native, turned and scan searches over a prepared picture, lazily, and the verdict."""
+"""Detection: the native, turned, rotated and scan searches over a prepared picture, lazily, and the verdict."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
@@ -10,6 +11,7 @@ import numpy as np
 
 from .calibration import (
     _CANDIDATES,
+    _MAX_ROTATION,
     _NATIVE_SCALES,
     _REFINE,
     _REFINE_FROM,
@@ -34,6 +36,7 @@ from .measure import (
     _decimate,
     _decode,
     _peak,
+    _pilot_surfaces,
     _retune,
     _scan,
     _surfaces,
@@ -121,14 +124,19 @@ def _native_periods(height: int, width: int) -> list[float]:
     return sorted({_period_at_scale(height, width, scale) for scale in _NATIVE_SCALES})
 
 
+def _working_periods(white: np.ndarray, size: tuple[int, int], luma_shape) -> Iterator[tuple[float, float]]:
+    """The native periods the whitened image can hold, in its pixels per axis (the working luma
+    was resampled by possibly different factors per axis)."""
+    for period in _native_periods(*size):
+        qx, qy = period * luma_shape[1] / size[1], period * luma_shape[0] / size[0]
+        if min(qx, qy) >= _SHORTEST_PERIOD and max(qx / white.shape[1], qy / white.shape[0]) <= _LONGEST_PERIOD_PER_SIDE:
+            yield qx, qy
+
+
 def _native_search(resolutions: _Resolutions, layout: _Layout, size: tuple[int, int], luma_shape) -> Iterator[_Found]:
     """Each native period, then its seven turns; lazily, so a payload read early ends the search."""
     white = resolutions.white
-    for period in _native_periods(*size):
-        # In the working luma's pixels (it was resampled by possibly different factors per axis).
-        qx, qy = period * luma_shape[1] / size[1], period * luma_shape[0] / size[0]
-        if min(qx, qy) < _SHORTEST_PERIOD or max(qx / white.shape[1], qy / white.shape[0]) > _LONGEST_PERIOD_PER_SIDE:
-            continue
+    for qx, qy in _working_periods(white, size, luma_shape):
         image = resolutions.at(max(qx, qy))
         native = _measure(image, layout, qx * image.shape[1] / white.shape[1], qy * image.shape[0] / white.shape[0], "native")
         yield native
@@ -136,6 +144,46 @@ def _native_search(resolutions: _Resolutions, layout: _Layout, size: tuple[int, 
             coefficients = np.where(conjugate, np.conj(native.coefficients[index]), native.coefficients[index])
             z, tx, ty = _peak(coefficients, layout)
             yield _Found(z, coefficients, tx, ty, "turned")
+
+
+def _rotated_search(resolutions: _Resolutions, layout: _Layout, size: tuple[int, int], luma_shape) -> Iterator[_Found]:
+    """Each native period, its lattice turned by small angles (a straightened horizon, a tilted
+    scan or screenshot): every angle up to _MAX_ROTATION, read from the spectrum; the best one, if
+    its score could become a finding, measured exactly on the image turned back."""
+    white = resolutions.white
+    longest = max(white.shape)
+    for qx, qy in _working_periods(white, size, luma_shape):
+        period = math.sqrt(qx * qy)
+        step = period / (K_HI * longest)  # radians: the band's top moves by a bin
+        angles = np.arange(step, math.radians(_MAX_ROTATION) + step / 2, step)
+        angles = np.concatenate([angles, -angles])
+        scores = _pilot_surfaces(resolutions.spectrum, white.shape, layout, np.full(angles.size, period), angles)
+        if scores.max() < _REFINE_FROM:
+            continue
+        angle = angles[int(np.argmax(scores))]
+        image = _rotate(resolutions.at(max(qx, qy)), angle)
+        yield _measure(image, layout, qx * image.shape[1] / white.shape[1], qy * image.shape[0] / white.shape[0], "rotated")
+
+
+def _rotate(image: np.ndarray, angle: float) -> np.ndarray:
+    """``image`` turned about its centre so that a lattice found turned by ``angle`` (radians) is
+    upright again; bilinear, zero outside (the whitened image's mean)."""
+    height, width = image.shape
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    y -= (height - 1) / 2
+    x -= (width - 1) / 2
+    cos, sin = np.float32(math.cos(angle)), np.float32(math.sin(angle))
+    sx = cos * x - sin * y + (width - 1) / 2
+    sy = sin * x + cos * y + (height - 1) / 2
+    x0, y0 = np.floor(sx).astype(np.int64), np.floor(sy).astype(np.int64)
+    fx, fy = sx - x0, sy - y0
+    padded = np.pad(image, 1)
+    out = np.zeros_like(image)
+    for dy, wy in ((0, 1 - fy), (1, fy)):
+        for dx, wx in ((0, 1 - fx), (1, fx)):
+            rows, cols = np.clip(y0 + dy + 1, 0, height + 1), np.clip(x0 + dx + 1, 0, width + 1)
+            out += padded[rows, cols] * wy * wx
+    return out
 
 
 @lru_cache(maxsize=1)
@@ -167,6 +215,7 @@ def _examine(rgb: np.ndarray, layout: _Layout, full_size: tuple[int, int] | None
     resolutions = _Resolutions(white)
     size = image.shape[:2] if full_size is None else (int(full_size[1]), int(full_size[0]))
     yield from _native_search(resolutions, layout, size, luma.shape)
+    yield from _rotated_search(resolutions, layout, size, luma.shape)
     yield from _scan_search(resolutions, layout)
 
 
