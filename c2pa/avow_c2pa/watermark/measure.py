@@ -138,8 +138,9 @@ def _surfaces(coeffs: np.ndarray, layout: _Layout, grid: int) -> np.ndarray:
 
 
 def _peak(coeffs: np.ndarray, layout: _Layout) -> tuple[float, float, float]:
-    """Pilot z-score and translation (in periods) for one coefficient set, with sub-grid refinement."""
-    grid = 64
+    """Pilot z-score and translation (in periods) for one coefficient set, with sub-grid refinement
+    (from a 128 grid: on a coarser one a weak mark's translation, and so its payload, is lost)."""
+    grid = 128
     surface = _surfaces(coeffs, layout, grid)
     iy, ix = np.unravel_index(int(np.argmax(surface)), surface.shape)
 
