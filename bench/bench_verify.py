@@ -10,7 +10,7 @@ second run has warm file caches):
 ``--distinct`` different pictures per folder, copied up to ``--files``. Then, in this process
 and on one core, the CPU time per file of each step of the pixel search (median over the
 distinct files): the reduced decode, the working luma and its whitening, the native and turned
-periods, the scale scan, and `detect` as a whole (which stops at the first readable payload).
+periods, the same slightly rotated, the scale scan, and `detect` as a whole (which stops at the first readable payload).
 """
 
 from __future__ import annotations
@@ -85,13 +85,16 @@ def search_steps(path: Path) -> dict[str, float]:
     white = pixels._whiten(luma)
     clock.append(time.process_time())
     resolutions = search._Resolutions(white)
-    list(search._native_search(resolutions, layout, (full_size[1], full_size[0]), luma.shape))
+    size = (full_size[1], full_size[0])
+    list(search._native_search(resolutions, layout, size, luma.shape))
+    clock.append(time.process_time())
+    list(search._rotated_search(resolutions, layout, size, luma.shape))
     clock.append(time.process_time())
     list(search._scan_search(resolutions, layout))
     clock.append(time.process_time())
     found = watermark.detect(decoded, full_size=full_size)
     clock.append(time.process_time())
-    steps = dict(zip(("decode", "luma+whiten", "native+turned", "scan", "detect()"), np.diff(clock)))
+    steps = dict(zip(("decode", "luma+whiten", "native+turned", "rotated", "scan", "detect()"), np.diff(clock)))
     steps["found"] = float(found.found)
     return steps
 
