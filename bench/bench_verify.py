@@ -10,7 +10,8 @@ second run has warm file caches):
 ``--distinct`` different pictures per folder, copied up to ``--files``. Then, in this process
 and on one core, the CPU time per file of each step of the pixel search (median over the
 distinct files): the reduced decode, the working luma and its whitening, the native and turned
-periods, the same slightly rotated, the scale scan, and `detect` as a whole (which stops at the first readable payload).
+periods, the same slightly rotated, the scale scan, and `detect` as a whole (which stops at the
+first readable payload).
 """
 
 from __future__ import annotations
