@@ -1,9 +1,17 @@
-"""`avow verify` at scale: cold start, and files per second on a folder of signed JPEGs, beside exiftool.
+"""`avow verify` at scale, beside exiftool: cold start, then whole folders as a user runs them.
 
-    .venv/bin/python bench/bench_verify.py [--files 1000] [--jobs N]
+    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_verify.py [--files 200] [--distinct 10] [--jobs N]
 
-Makes the folder first (signed by a throwaway identity), then times whole commands as a user
-runs them, each twice (the second run has warm file caches), and prints the figures.
+Two folders, each timed with `avow verify -r --json` and `exiftool -j` side by side, twice (the
+second run has warm file caches):
+  * signed: Avow outputs as `avow upscale` writes them (0.5 MP JPEGs, x2 upscales carrying the
+    pixel mark, EXIF/XMP disclosure, a signed C2PA manifest by a throwaway identity);
+  * camera: unsigned 12 MP JPEGs with no mark (what a verifier mostly sees).
+``--distinct`` different pictures per folder, copied up to ``--files``. Then, in this process
+and on one core, the CPU time per file of each step of the pixel search (median over the
+distinct files): the reduced decode, the working luma and its whitening, the native and turned
+periods, the same slightly rotated, the scale scan, and `detect` as a whole (which stops at the
+first readable payload).
 """
 
 from __future__ import annotations
@@ -17,6 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 
@@ -26,37 +37,106 @@ def timed(command: list[str], env: dict) -> float:
     return time.perf_counter() - started
 
 
+def picture(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """A photograph-like 8-bit picture: smooth shapes, 1/f texture, a camera's faint noise."""
+    small = rng.random((max(2, height // 64), max(2, width // 64), 3))
+    image = np.asarray(Image.fromarray((small * 255).astype(np.uint8)).resize((width, height), Image.BICUBIC), np.float32)
+    for cells, amplitude in ((16, 40), (4, 20), (1, 8)):
+        detail = rng.normal(0, amplitude, (max(2, height // cells), max(2, width // cells))).astype(np.float32)
+        image += np.asarray(Image.fromarray(detail, "F").resize((width, height), Image.BICUBIC))[..., None]
+    image += rng.normal(0, 2, image.shape).astype(np.float32)
+    return np.clip(image + 0.5, 0, 255).astype(np.uint8)
+
+
+def make_folders(root: Path, files: int, distinct: int) -> dict[str, Path]:
+    from avow_c2pa import watermark
+    from hostile import signed
+
+    rng = np.random.default_rng(3)
+    folders = {"signed": root / "signed", "camera": root / "camera"}
+    for folder in folders.values():
+        folder.mkdir()
+    for index in range(files):
+        for kind, folder in folders.items():
+            target = folder / f"{index:04d}.jpg"
+            if index >= distinct:
+                shutil.copyfile(folder / f"{index % distinct:04d}.jpg", target)
+            elif kind == "signed":
+                source = picture(rng, 433, 289)
+                output = np.asarray(Image.fromarray(source).resize((866, 578), Image.BICUBIC), np.float32) / 255
+                marked = watermark.embed(output, int(rng.integers(0, 1 << 32)), source_size=(433, 289))
+                signed(folder, "jpg", name=target.name, picture=(marked * 255 + 0.5).astype(np.uint8))
+            else:
+                Image.fromarray(picture(rng, 3000, 4000)).save(target, quality=90)
+    return folders
+
+
+def search_steps(path: Path) -> dict[str, float]:
+    """CPU seconds of each step of the pixel search on one file (the steps detect() runs, each
+    run to the end here; detect itself stops at the first readable payload)."""
+    from avow_c2pa import watermark
+    from avow_c2pa.verify import _pixels
+    from avow_c2pa.watermark import coding, pixels, search
+
+    layout = coding._layout(watermark.DEFAULT_KEY)
+    clock = [time.process_time()]
+    decoded, full_size = _pixels(path)
+    clock.append(time.process_time())
+    luma = pixels._working_luma(decoded)
+    white = pixels._whiten(luma)
+    clock.append(time.process_time())
+    resolutions = search._Resolutions(white)
+    size = (full_size[1], full_size[0])
+    list(search._native_search(resolutions, layout, size, luma.shape))
+    clock.append(time.process_time())
+    list(search._rotated_search(resolutions, layout, size, luma.shape))
+    clock.append(time.process_time())
+    list(search._scan_search(resolutions, layout))
+    clock.append(time.process_time())
+    found = watermark.detect(decoded, full_size=full_size)
+    clock.append(time.process_time())
+    steps = dict(zip(("decode", "luma+whiten", "native+turned", "rotated", "scan", "detect()"), np.diff(clock)))
+    steps["found"] = float(found.found)
+    return steps
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--files", type=int, default=1000)
+    parser.add_argument("--files", type=int, default=200)
+    parser.add_argument("--distinct", type=int, default=10)
     parser.add_argument("--jobs", type=int)
     args = parser.parse_args()
     home = tempfile.mkdtemp(prefix="avow-bench-home-")
     os.environ["AVOW_CONFIG_DIR"] = home
-    from hostile import signed
-
-    folder = Path(tempfile.mkdtemp(prefix="avow-bench-verify-"))
-    first = signed(folder, "jpg", name="0000.jpg")
-    for index in range(1, args.files):
-        shutil.copyfile(first, folder / f"{index:04d}.jpg")
+    root = Path(tempfile.mkdtemp(prefix="avow-bench-verify-"))
+    folders = make_folders(root, args.files, min(args.distinct, args.files))
     env = {**os.environ}
     avow = [sys.executable, "-m", "avow", "verify"]
     jobs = ["--jobs", str(args.jobs)] if args.jobs else []
-    print(f"{args.files} signed JPEGs of {first.stat().st_size} bytes; {os.cpu_count()} CPUs")
+    print(f"{os.cpu_count()} CPUs; {args.files} files per folder ({min(args.distinct, args.files)} distinct)")
     print(f"avow --version (imports only):  {timed([sys.executable, '-m', 'avow', '--version'], env):.2f} s")
-    print(f"avow verify, one file (cold):   {timed(avow + [str(first)], env):.2f} s")
-    for attempt in (1, 2):
-        seconds = timed(avow + ["-r", "--json", *jobs, str(folder)], env)
-        print(f"avow verify -r, run {attempt}:         {seconds:.2f} s, {args.files / seconds:.0f} files/s, "
-              f"{1000 * seconds / args.files:.1f} ms/file")
-    if shutil.which("exiftool"):
+    print(f"avow verify, one file (cold):   {timed(avow + [str(folders['signed'] / '0000.jpg')], env):.2f} s")
+    for kind, folder in folders.items():
+        size = (folder / "0000.jpg").stat().st_size
+        with Image.open(folder / "0000.jpg") as image:
+            print(f"\n{kind}: {image.width}x{image.height} JPEGs of ~{size // 1000} kB")
         for attempt in (1, 2):
-            seconds = timed(["exiftool", "-j", str(folder)], env)
-            print(f"exiftool -j, run {attempt}:            {seconds:.2f} s, {args.files / seconds:.0f} files/s, "
-                  f"{1000 * seconds / args.files:.1f} ms/file")
-    else:
+            row = []
+            commands = [("avow verify -r", avow + ["-r", "--json", *jobs, str(folder)])]
+            if shutil.which("exiftool"):
+                commands.append(("exiftool -j", ["exiftool", "-j", str(folder)]))
+            for name, command in commands:
+                seconds = timed(command, env)
+                row.append(seconds)
+                print(f"  {name:15s} run {attempt}: {seconds:6.2f} s, {1000 * seconds / args.files:6.1f} ms/file")
+            if len(row) == 2:
+                print(f"  avow / exiftool: {row[0] / row[1]:.2f}x")
+        steps = [search_steps(folder / f"{index:04d}.jpg") for index in range(min(args.distinct, args.files))]
+        print(f"  pixel search, CPU ms per file (median of {len(steps)}; found in {sum(s['found'] for s in steps):.0f}): "
+              + ", ".join(f"{name} {1000 * np.median([s[name] for s in steps]):.0f}" for name in steps[0] if name != "found"))
+    if not shutil.which("exiftool"):
         print("exiftool not installed (apt-get install libimage-exiftool-perl) for the side-by-side figure")
-    shutil.rmtree(folder)
+    shutil.rmtree(root)
     shutil.rmtree(home)
 
 

@@ -21,7 +21,7 @@ Printed:
     them JPEG-compressed), and the check that the reported false-positive probability is
     calibrated (fraction of unmarked images with probability <= 1e-2 and <= 1e-3); with
     --calibrate-keys K, every unmarked image is also searched with K random keys and the
-    effective number of independent tests is fitted (watermark._EFFECTIVE_TESTS);
+    effective number of independent tests is fitted (calibration._EFFECTIVE_TESTS);
   * imperceptibility: PSNR and SSIM of marked vs unmarked output (float, and as 8-bit files);
   * embed and detect time per megapixel on one CPU core, and detect on a 12 MP image.
 
@@ -51,6 +51,7 @@ from PIL import Image, ImageDraw, ImageFont
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "c2pa"))
 from avow_c2pa import watermark
+from avow_c2pa.watermark import calibration, coding, search
 
 # --------------------------------------------------------------------------- pictures
 
@@ -162,19 +163,17 @@ class Upscaler:
             from avow_models import find_model, load_model
 
             for scale in (2, 4):
-                self.models[scale] = load_model(find_model(None, scale)).module.eval()
+                self.models[scale] = load_model(find_model(None, scale))
 
     def __call__(self, image: np.ndarray, scale: int, kind: str | None = None) -> np.ndarray:
         """float32 [0, 1] output of upscaling the 8-bit ``image``."""
         kind = kind or self.kind
         height, width = image.shape[:2]
         if kind == "model":
-            import torch
             from avow import tiling
 
-            tensor = torch.from_numpy(image.astype(np.float32) / 255).permute(2, 0, 1)[None]
-            out = tiling.upscale(self.models[scale], tensor, scale, tile=0)
-            return out[0].permute(1, 2, 0).clamp(0, 1).numpy().astype(np.float32)
+            model = self.models[scale]
+            return tiling.upscale(model.module.eval(), image.astype(np.float32) / 255, scale, 0, model.descriptor.tiling)
         resample = {"bicubic": Image.BICUBIC, "lanczos": Image.LANCZOS}[kind]
         return np.asarray(Image.fromarray(image).resize((width * scale, height * scale), resample)).astype(np.float32) / 255
 
@@ -209,6 +208,31 @@ def _tone(image: np.ndarray, function) -> np.ndarray:
 
 
 BACK_FILTERS = [Image.BICUBIC, Image.LANCZOS, Image.BILINEAR, Image.BOX]
+
+
+def small_input_attacks(sample: dict, rng: np.random.Generator) -> dict:
+    """Issue 17's list for small inputs: how a re-post launders an upscaled thumbnail."""
+    w0, h0 = sample["source_size"]
+    back_filter = BACK_FILTERS[sample["index"] % len(BACK_FILTERS)]
+
+    def shrink_crop(u8, _):
+        small = _resize(u8, round(u8.shape[1] * 0.6), round(u8.shape[0] * 0.6))
+        return _encode(_crop(small, 0.7, rng), "JPEG", quality=70)
+
+    def rotate(u8, _):
+        angle = float(rng.uniform(0.5, 2.0) * rng.choice([-1, 1]))
+        return _encode(np.asarray(Image.fromarray(u8).rotate(angle, Image.BICUBIC)), "JPEG", quality=90)
+
+    return {
+        "metadata strip": lambda u8, _: _encode(u8, "PNG"),
+        "JPEG q75": lambda u8, _: _encode(u8, "JPEG", quality=75),
+        "WebP q75": lambda u8, _: _encode(u8, "WEBP", quality=75),
+        "back to input size": lambda u8, _: _resize(u8, w0, h0, back_filter),
+        "x0.6, crop 70%, JPEG q70": shrink_crop,
+        "gamma 0.87": lambda u8, _: _tone(u8, lambda x: np.power(x, 0.87)),
+        "gamma 1.15": lambda u8, _: _tone(u8, lambda x: np.power(x, 1.15)),
+        "rotate 0.5-2 deg, JPEG q90": rotate,
+    }
 
 
 def attacks(sample: dict, rng: np.random.Generator) -> dict:
@@ -252,11 +276,13 @@ def attacks(sample: dict, rng: np.random.Generator) -> dict:
 # --------------------------------------------------------------------------- runs
 
 
-def make_sample(index: int, rng: np.random.Generator, upscaler: Upscaler, sizes=(768, 1536)) -> dict:
+def make_sample(index: int, rng: np.random.Generator, upscaler: Upscaler, sizes=(768, 1536), inputs=None) -> dict:
+    """A marked-to-be output: its outputs' sides in ``sizes``, or its inputs' in ``inputs``."""
     category = list(CATEGORIES)[index % len(CATEGORIES)]
     spec = CATEGORIES[category][int(rng.integers(0, len(CATEGORIES[category])))]
     scale = 2 if (index // len(CATEGORIES)) % 2 == 0 else 4  # every kind of picture at both scales
-    out_w, out_h = (int(rng.integers(sizes[0] // scale, sizes[1] // scale + 1)) * scale for _ in range(2))
+    low, high = inputs or (sizes[0] // scale, sizes[1] // scale)
+    out_w, out_h = (int(rng.integers(low, high + 1)) * scale for _ in range(2))
     source = source_picture(spec, rng, out_h // scale, out_w // scale)
     output = upscaler(source, scale)
     return {"index": index, "category": category, "picture": spec, "scale": scale, "source": source,
@@ -278,7 +304,7 @@ def robustness(args, upscaler: Upscaler) -> dict:
                "quality": [], "wrong_key": [], "failures": []}
     started = time.perf_counter()
     for index in range(args.images):
-        sample = make_sample(index, rng, upscaler, args.sizes)
+        sample = make_sample(index, rng, upscaler, args.sizes, args.inputs)
         output = sample["output"]
         marked = watermark.embed(output, sample["payload"], source_size=sample["source_size"])
         marked8 = to8(marked)
@@ -290,7 +316,7 @@ def robustness(args, upscaler: Upscaler) -> dict:
         })
         wrong = watermark.detect(marked8, key=f"not-avow-{index}")
         results["wrong_key"].append(wrong.found)
-        for name, attack in attacks(sample, rng).items():
+        for name, attack in (small_input_attacks if args.inputs else attacks)(sample, rng).items():
             attacked = attack(marked8, marked)
             for combo, image in ((name, attacked), (name + " + JPEG q75", _encode(attacked, "JPEG", quality=75))):
                 found = watermark.detect(image)
@@ -338,11 +364,12 @@ def print_matrix(results: dict) -> None:
     for kind, rows in sorted(results.get("kinds", {}).items()):
         print_rows(rows, kind)
     groups = results.get("groups", {})
+    attacks_per_picture = 2 * len([n for n in results["rows"] if not n.endswith(" + JPEG q75")])
     if groups:
-        print("All attacks pooled (found / found with the right payload, over samples x 40 attacks):")
+        print(f"All attacks pooled (found / found with the right payload, over samples x {attacks_per_picture} attacks):")
         for name in sorted(groups, key=lambda n: (" x" in n and n[0] != "x", n)):
             g = groups[name]
-            print(f"  {name:24s} {100 * g[1] / g[0]:5.1f}% {100 * g[2] / g[0]:5.1f}%  ({g[0] // 40} pictures)")
+            print(f"  {name:24s} {100 * g[1] / g[0]:5.1f}% {100 * g[2] / g[0]:5.1f}%  ({g[0] // attacks_per_picture} pictures)")
     quality = results["quality"]
     for field, label in (("psnr", "PSNR float (dB)"), ("psnr8", "PSNR 8-bit (dB)"), ("ssim", "SSIM")):
         values = np.array([q[field] for q in quality])
@@ -359,7 +386,7 @@ def print_matrix(results: dict) -> None:
             per_picture[picture.rsplit(" z=", 1)[0]].append(attack)
         print(f"misses: {len(results['failures'])} detections on {len(per_picture)} pictures; the worst:")
         for picture, missed in sorted(per_picture.items(), key=lambda item: -len(item[1]))[:25]:
-            print(f"  {picture}: {len(missed)} of 40 missed")
+            print(f"  {picture}: {len(missed)} of {attacks_per_picture} missed")
 
 
 def unmarked_images(count: int, rng: np.random.Generator, upscaler: Upscaler):
@@ -398,10 +425,10 @@ def false_positives(args, upscaler: Upscaler) -> dict:
                 kinds[kind][1] += detection.found
             if args.calibrate_keys:
                 best = {}
-                for candidate in watermark._examine(image, watermark._layout(key)):
+                for candidate in search._examine(image, coding._layout(key)):
                     best[candidate.search] = max(best.get(candidate.search, -math.inf), candidate.z)
-                for search, z in best.items():
-                    searches[search].append(z)
+                for name, z in best.items():
+                    searches[name].append(z)
     return {"count": args.unmarked, "found": found, "scores": scores, "probabilities": probabilities,
             "kinds": dict(kinds), "keys": len(keys), "searches": dict(searches), "seconds": time.perf_counter() - started}
 
@@ -415,27 +442,27 @@ def print_false_positives(fp: dict) -> None:
     print(f"calibration over {p.size} searches ({fp['keys']} key(s) per image): "
           f"P(fpp <= 1e-1) = {np.mean(p <= 0.1):.4f}, P(fpp <= 1e-2) = {np.mean(p <= 1e-2):.4f}, "
           f"P(fpp <= 1e-3) = {np.mean(p <= 1e-3):.4f} (calibrated: at most 0.1, 0.01, 0.001)")
-    needed = ", ".join(f"{threshold(tests):.2f} ({search})" for search, tests in watermark._SEARCH_TESTS.items())
+    needed = ", ".join(f"{threshold(tests):.2f} ({search})" for search, tests in calibration._SEARCH_TESTS.items())
     print(f"unmarked scores: median {np.median(z):.2f}, 99th percentile {np.percentile(z, 99):.2f}, max {z.max():.2f}; "
           f"found at score >= {needed} by the pilot alone, at any score with a payload whose keyed CRC checks")
-    for search, best in sorted(fp.get("searches", {}).items()):
+    for name, best in sorted(fp.get("searches", {}).items()):
         # Fit each search's effective number of independent tests: P(max > z) = 1 - (1 - Q(z))^A.
         fits = []
         for quantile in (0.5, 0.9, 0.99):
             zq = float(np.quantile(best, quantile))
             tail = 0.5 * math.erfc(zq / math.sqrt(2))
             fits.append(f"{quantile:.0%} quantile z={zq:.2f}: {math.log(quantile) / math.log1p(-tail):.3g}")
-        print(f"  {search} search, effective tests ({len(best)} searches; watermark uses "
-              f"{watermark._SEARCH_TESTS[search]:.3g}): " + ", ".join(fits))
+        print(f"  {name} search, effective tests ({len(best)} searches; watermark uses "
+              f"{calibration._SEARCH_TESTS[name]:.3g}): " + ", ".join(fits))
 
 
 def threshold(tests: float) -> float:
     """The score at which a search of ``tests`` effective tests reports "found" by its pilot alone."""
-    probability = watermark.FOUND_FALSE_POSITIVE / len(watermark._SEARCH_TESTS)
+    probability = watermark.FOUND_FALSE_POSITIVE / len(calibration._SEARCH_TESTS)
     low, high = 0.0, 40.0
     for _ in range(100):
         mid = (low + high) / 2
-        if watermark._false_positive(mid, tests) > probability:
+        if calibration._false_positive(mid, tests) > probability:
             low = mid
         else:
             high = mid
@@ -496,6 +523,8 @@ def main() -> None:
     parser.add_argument("--upscaler", choices=["model", "bicubic"], default="model")
     parser.add_argument("--sizes", type=int, nargs=2, default=(768, 1536), metavar=("MIN", "MAX"),
                         help="range of the marked outputs' sides in pixels")
+    parser.add_argument("--inputs", type=int, nargs=2, metavar=("MIN", "MAX"),
+                        help="small-input matrix: inputs' sides in this range (e.g. 96 384), issue 17's attacks")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--calibrate-keys", type=int, default=0, help="extra random keys per unmarked image")
     parser.add_argument("--save", type=Path, help="write the raw results as JSON (to --merge later)")
@@ -546,7 +575,7 @@ def main() -> None:
     except (ImportError, OSError, ValueError, RuntimeError) as error:  # no torch or no weights: fall back
         print(f"model unavailable ({error}); using bicubic upscales", file=sys.stderr)
         upscaler = Upscaler("bicubic")
-    print(f"upscaler: {upscaler.kind}; mark: tile {watermark.TILE_SOURCE_PX} source px, band {watermark.K_LO}-{watermark.K_HI} "
+    print(f"upscaler: {upscaler.kind}; mark: tile {coding.TILE_SOURCE_PX} source px, band {coding.K_LO}-{coding.K_HI} "
           f"cycles/tile, found at false-positive probability <= {watermark.FOUND_FALSE_POSITIVE:g}")
     if args.png:
         write_pngs(args.png, upscaler)

@@ -25,10 +25,11 @@ from avow_c2pa.metadata import write_disclosure
 HOSTILE_TITLE = "\x1b[2J\x1b]0;pwned\x07evil\u202etxt.exe\nsecond line " + "A" * 100_000
 
 
-def signed(folder: Path, ext: str, title: str = "signed", name: str | None = None) -> Path:
+def signed(folder: Path, ext: str, title: str = "signed", name: str | None = None, picture: np.ndarray | None = None) -> Path:
+    """A signed upscale output, of ``picture`` (8-bit RGB) or of 64 x 80 random pixels."""
     rng = np.random.default_rng(7)
     pixels = folder / f".pixels.{ext}"
-    Image.fromarray((rng.random((64, 80, 3)) * 255).astype(np.uint8)).save(pixels)
+    Image.fromarray((rng.random((64, 80, 3)) * 255).astype(np.uint8) if picture is None else picture).save(pixels)
     parent = folder / ".parent.png"
     Image.fromarray((rng.random((32, 40, 3)) * 255).astype(np.uint8)).save(parent)
     disclosure = Disclosure(title[:200], "ab" * 32, "SRVGGNetCompact", 2, 40, 32, "cd" * 32)

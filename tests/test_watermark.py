@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from avow_c2pa import watermark
+from avow_c2pa.watermark import calibration, embedding, search
 from avow_c2pa.watermark import DEFAULT_KEY, PAYLOAD_BITS, Detection, detect, embed
 
 SOURCE = (256, 192)  # width, height of the "upscaler's input"
@@ -100,10 +101,10 @@ def test_native_periods_cover_avow_outputs_at_their_size_and_back_at_input_size(
     for source in ((128, 96), (512, 341), (1000, 750)):
         for scale in (1, 2, 3, 4):
             width, height = source[0] * scale, source[1] * scale
-            period = watermark._period(height, width, source)
-            assert min(abs(p / period - 1) for p in watermark._native_periods(height, width)) < 1e-3
+            period = embedding._period(height, width, source)
+            assert min(abs(p / period - 1) for p in search._native_periods(height, width)) < 1e-3
             back = period * source[0] / width
-            assert min(abs(p / back - 1) for p in watermark._native_periods(source[1], source[0])) < 1e-3
+            assert min(abs(p / back - 1) for p in search._native_periods(source[1], source[0])) < 1e-3
 
 
 def test_reduced_decode_is_searched_at_the_full_size_periods(marked):
@@ -125,10 +126,18 @@ def test_turned_or_mirrored_copy_found(marked, turn):
     assert found.found and found.payload == PAYLOAD
 
 
-@pytest.mark.parametrize("search", ["native", "turned", "scan"])
+@pytest.mark.parametrize("degrees", [-2.0, 1.2])
+def test_slightly_rotated_copy_found(marked, degrees):
+    """A straightened horizon: the picture turned by a small angle (corners filled), then JPEG."""
+    turned = np.asarray(Image.fromarray(_to8(marked)).rotate(degrees, Image.BICUBIC))
+    found = detect(_jpeg(turned, 85))
+    assert found.found and found.payload == PAYLOAD
+
+
+@pytest.mark.parametrize("search", ["native", "turned", "rotated", "scan"])
 def test_a_payload_whose_crc_checks_is_found_whatever_the_pilot_says(search):
     """The keyed CRC is a second, independent test: a weak but readable mark is reported, from any search."""
-    candidate = watermark._Found(0.0, np.zeros(1, complex), 0.0, 0.0, search)
+    candidate = calibration._Found(0.0, np.zeros(1, complex), 0.0, 0.0, search)
     assert candidate.false_positive(decoded=False) == 1.0
     assert candidate.false_positive(decoded=True) <= watermark.FOUND_FALSE_POSITIVE
 

@@ -23,7 +23,7 @@ from PIL import Image, ImageFile
 
 from .config import user_watermark_keys
 from .errors import ProvenanceError
-from .watermark import DEFAULT_KEY, DETECT_SIDE, detect
+from .watermark import DEFAULT_KEY, DETECT_MIN_SIDE, detect
 
 # Watermark detection decodes the pixels: bounded, so a huge PNG cannot exhaust the verifier
 # (JPEG is decoded at a reduced DCT scale, so any JPEG qualifies).
@@ -128,7 +128,8 @@ def _decode(path: Path, lenient: bool) -> tuple[np.ndarray, tuple[int, int]]:
     with _truncated_ok() if lenient else nullcontext(), _opened(path, lenient) as image:
         full_size = image.size
         if image.format == "JPEG":
-            image.draft("RGB", (DETECT_SIDE, DETECT_SIDE))  # decode at 1/2..1/8 scale: the mark lives well below
+            # Decode at 1/2..1/8 scale, no smaller than the detector can use: the mark lives well below.
+            image.draft("RGB", tuple(-(-side * DETECT_MIN_SIDE // max(image.size)) for side in image.size))
         width, height = image.size
         if width * height > WATERMARK_MAX_PIXELS and image.format != "JPEG":
             raise _TooLarge(f"{width}x{height} is above the {WATERMARK_MAX_PIXELS // 1_000_000} MP searched for the mark")

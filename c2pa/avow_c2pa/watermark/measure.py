@@ -1,0 +1,173 @@
+"""Measuring the lattice: the scale scan, exact DTFTs at a period (per block, retunable), the
+pilot's phase-only correlation over every translation, and the payload's decoding."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .coding import _CODED_BITS, K_HI, PAYLOAD_BITS, _crc, _Layout, _viterbi
+
+# Periods the detector can measure, in its pixels: the band's top below Nyquist, and at most about
+# one period per side (the coherent DTFT copes with that).
+_SHORTEST_PERIOD = K_HI / 0.48
+_LONGEST_PERIOD_PER_SIDE = 1.1
+
+
+def _scan_periods(height: int, width: int) -> np.ndarray:
+    """Every period from the smallest the band allows to about one period per side, isotropic, in
+    steps of half a bin at the band's top frequency (the nearest bin is read: fine enough not to\n    miss one)."""
+    longest = max(height, width)
+    q_min, q_max = _SHORTEST_PERIOD, min(height, width) * _LONGEST_PERIOD_PER_SIDE
+    periods = [q_min]
+    while periods[-1] < q_max:
+        periods.append(periods[-1] * (1 + periods[-1] / (2 * K_HI * longest)))
+    return np.array(periods)
+
+
+def _lattice_bins(height: int, width: int, kx: np.ndarray, ky: np.ndarray, periods: np.ndarray):
+    """Where the rfft2 spectrum holds each lattice point k / period (nearest bin): flat indices
+    into it, (periods, points), and which points are read conjugated (k in the other half plane)."""
+    negative = kx < 0
+    inverse = (1.0 / periods[:, None]).astype(np.float32)
+    rows = np.rint(inverse * np.where(negative, -ky, ky).astype(np.float32) * height).astype(np.int32) % height
+    cols = np.rint(inverse * np.abs(kx).astype(np.float32) * width).astype(np.int32)
+    return rows * (width // 2 + 1) + cols, negative
+
+
+def _pilot_surfaces(spectrum: np.ndarray, shape: tuple[int, int], layout: _Layout, periods: np.ndarray,
+                    angles: np.ndarray | None = None) -> np.ndarray:
+    """Pilot correlation (phase only), best of a 64 x 64 grid of translations, per period (and
+    lattice turned by ``angles``, radians, when given): the nearest bins of the image's spectrum,
+    origin moved to the image centre (a bin off by up to half costs amplitude, not phase). A
+    coarser grid of translations would cost most of a weak mark's score when its translation
+    falls between grid points."""
+    height, width = shape
+    pilot = layout.pilot
+    kx, ky = layout.kx[pilot].astype(np.float32), layout.ky[pilot].astype(np.float32)
+    if angles is not None:
+        cos, sin = np.cos(angles)[:, None].astype(np.float32), np.sin(angles)[:, None].astype(np.float32)
+        kx, ky = kx * cos - ky * sin, kx * sin + ky * cos
+    bins, negative = _lattice_bins(height, width, kx, ky, periods)
+    rows, cols = np.divmod(bins, width // 2 + 1)
+    centre = np.exp(2j * np.pi * (cols * (width // 2) / width + rows * (height // 2) / height))
+    values = spectrum.ravel()[bins] * centre
+    values = np.where(negative, np.conj(values), values)
+    planes = np.zeros((periods.size, 64 * 64), np.complex64)  # 64 > 2 K_HI: distinct points never collide
+    planes[:, (layout.ky[pilot] % 64) * 64 + layout.kx[pilot] % 64] = values / np.maximum(np.abs(values), 1e-30) * np.conj(layout.phase[pilot])
+    surfaces = np.fft.ifft2(planes.reshape(-1, 64, 64)).real
+    return surfaces.reshape(periods.size, -1).max(axis=1) * (64 * 64) / math.sqrt(pilot.sum() / 2)
+
+
+def _scan(white: np.ndarray, spectrum: np.ndarray, layout: _Layout) -> tuple[np.ndarray, np.ndarray]:
+    """Pilot correlation (best translation) for every period of the scan, read from the whitened
+    image's own spectrum (no zero-padded transform: the half-bin steps and the nearest bin keep
+    the loss small, for half the periods and a quarter of the transform)."""
+    periods = _scan_periods(*white.shape)
+    scores = np.concatenate([_pilot_surfaces(spectrum, white.shape, layout, periods[start : start + 128])
+                             for start in range(0, periods.size, 128)])
+    return periods, scores
+
+
+def _decimate(spectrum: np.ndarray, height: int, width: int, factor: int) -> np.ndarray:
+    """The whitened image band-limited and resampled by 1/factor, from its spectrum (exact)."""
+    h, w = height // factor // 2 * 2, width // factor // 2 * 2
+    cropped = np.concatenate([spectrum[: h // 2, : w // 2 + 1], spectrum[height - h // 2 :, : w // 2 + 1]], axis=0)
+    return np.fft.irfft2(cropped, s=(h, w)).astype(np.float32)
+
+
+def _candidates(periods: np.ndarray, scores: np.ndarray, count: int, separation: float) -> list[int]:
+    chosen: list[int] = []
+    for index in np.argsort(scores)[::-1]:
+        if not np.isfinite(scores[index]) or len(chosen) == count:
+            break
+        if all(abs(math.log(periods[index] / periods[other])) > separation for other in chosen):
+            chosen.append(int(index))
+    return chosen
+
+
+def _block_dft(white: np.ndarray, layout: _Layout, qx: float, qy: float, blocks_x: int, blocks_y: int):
+    """DTFT of the image at each lattice point k / period, separately for blocks of the image.
+
+    Returns the coefficients (blocks_y, blocks_x, points) and the block centres; summed over the
+    blocks they are the whole image's. Per-block values let a small period correction be applied
+    as a phase ramp across blocks without another pass over the pixels.
+    """
+    height, width = white.shape
+    angle_x = (-2 * np.pi / qx) * np.outer(np.arange(width), np.arange(-K_HI, K_HI + 1))  # (W, 2K+1)
+    cos_x, sin_x = np.cos(angle_x).astype(np.float32), np.sin(angle_x).astype(np.float32)
+    ey = np.exp(-2j * np.pi * np.outer(np.arange(K_HI + 1), np.arange(height)) / qy)  # (K+1, H)
+    cols = np.array_split(np.arange(width), blocks_x)
+    rows = np.array_split(np.arange(height), blocks_y)
+    out = np.empty((blocks_y, blocks_x, layout.kx.size), np.complex128)
+    for j, col in enumerate(cols):
+        part = white[:, col[0] : col[-1] + 1]
+        lines = part @ cos_x[col[0] : col[-1] + 1] + 1j * (part @ sin_x[col[0] : col[-1] + 1])  # (H, 2K+1)
+        for i, row in enumerate(rows):
+            grid = ey[:, row[0] : row[-1] + 1] @ lines[row[0] : row[-1] + 1]
+            out[i, j] = grid[layout.ky, layout.kx + K_HI]
+    centres_x = np.array([c.mean() for c in cols])
+    centres_y = np.array([r.mean() for r in rows])
+    return out, centres_x, centres_y
+
+
+def _retune(blocks, centres_x, centres_y, layout: _Layout, qx: float, qy: float, dx: np.ndarray, dy: np.ndarray):
+    """Coefficients at periods qx(1+dx), qy(1+dy) (pairs) from the per-block ones: (pairs, points).
+
+    A relative period error d shifts the phase of lattice point k by 2 pi k x d / q at position x;
+    within a block that is taken at the block's centre.
+    """
+    kx, ky = layout.kx, layout.ky
+    ax = np.exp(2j * np.pi * dx[:, None, None] * centres_x[None, :, None] * kx[None, None, :] / qx)  # (n, bx, k)
+    ay = np.exp(2j * np.pi * dy[:, None, None] * centres_y[None, :, None] * ky[None, None, :] / qy)  # (n, by, k)
+    return np.einsum("nik,ijk,njk->nk", ay, blocks, ax, optimize=True)
+
+
+def _surfaces(coeffs: np.ndarray, layout: _Layout, grid: int) -> np.ndarray:
+    """Pilot correlation over all translations (phase only), for a stack of coefficient sets."""
+    pilot = layout.pilot
+    unit = coeffs[..., pilot]
+    unit = unit / np.maximum(np.abs(unit), 1e-30) * np.conj(layout.phase[pilot])
+    stack = unit.reshape(-1, unit.shape[-1])
+    planes = np.zeros((stack.shape[0], grid, grid), np.complex64)
+    index = (layout.ky[pilot] % grid) * grid + (layout.kx[pilot] % grid)
+    planes.reshape(stack.shape[0], -1)[:, index] = stack  # distinct points never collide: |k| < grid / 2
+    surfaces = np.fft.ifft2(planes).real * (grid * grid)
+    return surfaces.reshape(coeffs.shape[:-1] + (grid, grid))
+
+
+def _peak(coeffs: np.ndarray, layout: _Layout) -> tuple[float, float, float]:
+    """Pilot z-score and translation (in periods) for one coefficient set, with sub-grid refinement
+    (from a 128 grid: on a coarser one a weak mark's translation, and so its payload, is lost)."""
+    grid = 128
+    surface = _surfaces(coeffs, layout, grid)
+    iy, ix = np.unravel_index(int(np.argmax(surface)), surface.shape)
+
+    def offset(a: float, b: float, c: float) -> float:
+        den = a - 2 * b + c
+        return 0.0 if den >= 0 else float(np.clip(0.5 * (a - c) / den, -0.5, 0.5))
+
+    ty = (iy + offset(surface[(iy - 1) % grid, ix], surface[iy, ix], surface[(iy + 1) % grid, ix])) / grid
+    tx = (ix + offset(surface[iy, (ix - 1) % grid], surface[iy, ix], surface[iy, (ix + 1) % grid])) / grid
+    pilot = layout.pilot
+    unit = coeffs[pilot] / np.maximum(np.abs(coeffs[pilot]), 1e-30) * np.conj(layout.phase[pilot])
+    exact = float(np.sum((unit * np.exp(2j * np.pi * (layout.kx[pilot] * tx + layout.ky[pilot] * ty))).real))
+    if exact < surface[iy, ix]:
+        exact, tx, ty = float(surface[iy, ix]), ix / grid, iy / grid
+    return exact / math.sqrt(pilot.sum() / 2), tx, ty
+
+
+def _decode(coeffs: np.ndarray, layout: _Layout, tx: float, ty: float) -> int | None:
+    unit = coeffs / np.maximum(np.abs(coeffs), 1e-30)
+    aligned = unit * np.conj(layout.phase) * np.exp(2j * np.pi * (layout.kx * tx + layout.ky * ty))
+    chips = np.where(layout.chip_imag, aligned[layout.chip_point].imag, aligned[layout.chip_point].real)
+    soft = np.bincount(layout.chip_bit, weights=chips, minlength=_CODED_BITS)
+    bits = _viterbi(soft)
+    value = int("".join(map(str, bits[:PAYLOAD_BITS])), 2)
+    crc = int("".join(map(str, bits[PAYLOAD_BITS:])), 2)
+    return value if crc == _crc(value, layout.crc_mask) else None
+
+
+# Multiple testing. The scan keeps the best of a few thousand periods x every translation, then
+# refines the best few: under "no mark" its best score behaves like the maximum of

@@ -1,0 +1,246 @@
+"""Detection: the native, turned, rotated and scan searches over a prepared picture, lazily, and the verdict."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from .calibration import (
+    _CANDIDATES,
+    _MAX_ROTATION,
+    _NATIVE_SCALES,
+    _REFINE,
+    _REFINE_FROM,
+    _TURNED_DECODE,
+    _TURNS,
+    _Found,
+)
+from .coding import (
+    DEFAULT_KEY,
+    FOUND_FALSE_POSITIVE,
+    K_HI,
+    _Layout,
+    _layout,
+    _period_at_scale,
+    _points,
+)
+from .measure import (
+    _LONGEST_PERIOD_PER_SIDE,
+    _SHORTEST_PERIOD,
+    _block_dft,
+    _candidates,
+    _decimate,
+    _decode,
+    _peak,
+    _pilot_surfaces,
+    _retune,
+    _scan,
+    _surfaces,
+)
+from .pixels import _whiten, _working_luma
+
+
+@dataclass(frozen=True)
+class Detection:
+    found: bool
+    score: float  # pilot correlation, in standard deviations of its no-mark distribution
+    false_positive_probability: float  # probability that an unmarked image scores this high
+    payload: int | None  # the decoded identifier when found and its CRC checks
+
+
+
+class _Resolutions:
+    """The whitened image at the coarsest resolution that still holds the band of a period:
+    measuring there is cheaper, and exact (band-limited resampling of the spectrum)."""
+
+    def __init__(self, white: np.ndarray):
+        self.white = white
+        self._spectrum: np.ndarray | None = None
+        self._images: dict[int, np.ndarray] = {}
+
+    @property
+    def spectrum(self) -> np.ndarray:
+        if self._spectrum is None:
+            self._spectrum = np.fft.rfft2(self.white)
+        return self._spectrum
+
+    def at(self, period: float) -> np.ndarray:
+        factor = max(1, int(period * 0.42 / K_HI))
+        if factor == 1:
+            return self.white
+        if factor not in self._images:
+            self._images[factor] = _decimate(self.spectrum, *self.white.shape, factor)
+        return self._images[factor]
+
+
+def _measure(image: np.ndarray, layout: _Layout, qx: float, qy: float, search: str) -> _Found:
+    exact, _, _ = _block_dft(image, layout, qx, qy, 1, 1)
+    z, tx, ty = _peak(exact[0, 0], layout)
+    return _Found(z, exact[0, 0], tx, ty, search)
+
+
+def _scan_search(resolutions: _Resolutions, layout: _Layout) -> Iterator[_Found]:
+    """The best few periods of the scan whose score could become a finding, each refined (x and
+    y separately)."""
+    white = resolutions.white
+    height, width = white.shape
+    if min(height, width) * _LONGEST_PERIOD_PER_SIDE <= _SHORTEST_PERIOD:
+        return
+    periods, scores = _scan(white, resolutions.spectrum, layout)
+    for index in _candidates(periods, scores, _CANDIDATES, 0.015):
+        if scores[index] < _REFINE_FROM:
+            break
+        image = resolutions.at(periods[index])
+        # Decimation rounds each side separately: the period in its pixels, per axis.
+        qx = float(periods[index]) * image.shape[1] / width
+        qy = float(periods[index]) * image.shape[0] / height
+        blocks_x = max(1, min(8, round(image.shape[1] / qx)))
+        blocks_y = max(1, min(8, round(image.shape[0] / qy)))
+        blocks, cx, cy = _block_dft(image, layout, qx, qy, blocks_x, blocks_y)
+        # The scan's step is half a bin at the highest frequency; refine x and y separately
+        # (a non-proportional resize) over a few quarter bins, then finer.
+        dx = dy = 0.0
+        for span, points in _REFINE:
+            step_x = span * qx / (4 * K_HI * image.shape[1])
+            step_y = span * qy / (4 * K_HI * image.shape[0])
+            grid = np.linspace(-1, 1, points)
+            gx, gy = np.meshgrid(dx + grid * step_x, dy + grid * step_y)
+            surfaces = _surfaces(_retune(blocks, cx, cy, layout, qx, qy, gx.ravel(), gy.ravel()), layout, 64)
+            at = int(np.argmax(surfaces.reshape(gx.size, -1).max(axis=1)))
+            dx, dy = float(gx.ravel()[at]), float(gy.ravel()[at])
+        yield _measure(image, layout, qx * (1 + dx), qy * (1 + dy), "scan")
+
+
+def _native_periods(height: int, width: int) -> list[float]:
+    """The periods, in pixels of an ``height`` x ``width`` picture, that Avow's own x1 to x4
+    outputs have when their size is kept (``_period`` with the picture as the output): a re-save,
+    recompression, tone change, screenshot or crop. "Back to input size" is the x1 period.
+    Tried exactly and first: a handful of periods is a far smaller multiple test than the scan,
+    so a weaker mark is still found with confidence."""
+    return sorted({_period_at_scale(height, width, scale) for scale in _NATIVE_SCALES})
+
+
+def _working_periods(white: np.ndarray, size: tuple[int, int], luma_shape) -> Iterator[tuple[float, float]]:
+    """The native periods the whitened image can hold, in its pixels per axis (the working luma
+    was resampled by possibly different factors per axis)."""
+    for period in _native_periods(*size):
+        qx, qy = period * luma_shape[1] / size[1], period * luma_shape[0] / size[0]
+        if min(qx, qy) >= _SHORTEST_PERIOD and max(qx / white.shape[1], qy / white.shape[0]) <= _LONGEST_PERIOD_PER_SIDE:
+            yield qx, qy
+
+
+def _native_search(resolutions: _Resolutions, layout: _Layout, size: tuple[int, int], luma_shape) -> Iterator[_Found]:
+    """Each native period, then its seven turns; lazily, so a payload read early ends the search."""
+    white = resolutions.white
+    for qx, qy in _working_periods(white, size, luma_shape):
+        image = resolutions.at(max(qx, qy))
+        native = _measure(image, layout, qx * image.shape[1] / white.shape[1], qy * image.shape[0] / white.shape[0], "native")
+        yield native
+        for index, conjugate in _turn_maps():
+            coefficients = np.where(conjugate, np.conj(native.coefficients[index]), native.coefficients[index])
+            z, tx, ty = _peak(coefficients, layout)
+            yield _Found(z, coefficients, tx, ty, "turned")
+
+
+def _rotated_search(resolutions: _Resolutions, layout: _Layout, size: tuple[int, int], luma_shape) -> Iterator[_Found]:
+    """Each native period, its lattice turned by small angles (a straightened horizon, a tilted
+    scan or screenshot): every angle up to _MAX_ROTATION, read from the spectrum; the best one, if
+    its score could become a finding, measured exactly on the image turned back."""
+    white = resolutions.white
+    longest = max(white.shape)
+    for qx, qy in _working_periods(white, size, luma_shape):
+        period = math.sqrt(qx * qy)
+        step = period / (K_HI * longest)  # radians: the band's top moves by a bin
+        angles = np.arange(step, math.radians(_MAX_ROTATION) + step / 2, step)
+        angles = np.concatenate([angles, -angles])
+        scores = _pilot_surfaces(resolutions.spectrum, white.shape, layout, np.full(angles.size, period), angles)
+        if scores.max() < _REFINE_FROM:
+            continue
+        angle = angles[int(np.argmax(scores))]
+        image = _rotate(resolutions.at(max(qx, qy)), angle)
+        yield _measure(image, layout, qx * image.shape[1] / white.shape[1], qy * image.shape[0] / white.shape[0], "rotated")
+
+
+def _rotate(image: np.ndarray, angle: float) -> np.ndarray:
+    """``image`` turned about its centre so that a lattice found turned by ``angle`` (radians) is
+    upright again; bilinear, zero outside (the whitened image's mean)."""
+    height, width = image.shape
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    y -= (height - 1) / 2
+    x -= (width - 1) / 2
+    cos, sin = np.float32(math.cos(angle)), np.float32(math.sin(angle))
+    sx = cos * x - sin * y + (width - 1) / 2
+    sy = sin * x + cos * y + (height - 1) / 2
+    x0, y0 = np.floor(sx).astype(np.int64), np.floor(sy).astype(np.int64)
+    fx, fy = sx - x0, sy - y0
+    padded = np.pad(image, 1)
+    out = np.zeros_like(image)
+    for dy, wy in ((0, 1 - fy), (1, fy)):
+        for dx, wx in ((0, 1 - fx), (1, fx)):
+            rows, cols = np.clip(y0 + dy + 1, 0, height + 1), np.clip(x0 + dx + 1, 0, width + 1)
+            out += padded[rows, cols] * wy * wx
+    return out
+
+
+@lru_cache(maxsize=1)
+def _turn_maps() -> list[tuple[np.ndarray, np.ndarray]]:
+    """For each turn M: where M^T k lies among the lattice points (or its mirror -M^T k, whose
+    coefficient is the conjugate: the picture is real), for every point k."""
+    kx, ky = _points()
+    where = {(int(x), int(y)): i for i, (x, y) in enumerate(zip(kx, ky))}
+    maps = []
+    for a, b, c, d in _TURNS:
+        jx, jy = a * kx + c * ky, b * kx + d * ky  # M^T k, M = ((a, b), (c, d))
+        conjugate = np.array([(int(x), int(y)) not in where for x, y in zip(jx, jy)])
+        index = np.array([where[(-x, -y) if flip else (x, y)] for x, y, flip in zip(jx.tolist(), jy.tolist(), conjugate)])
+        maps.append((index, conjugate))
+    return maps
+
+
+def _examine(rgb: np.ndarray, layout: _Layout, full_size: tuple[int, int] | None = None) -> Iterator[_Found]:
+    """Every candidate of the three searches, the native and turned ones first: the scan, four
+    fifths of the work, runs only if asked for more (none when the picture is too small or blank)."""
+    image = np.asarray(rgb)
+    try:
+        luma = _working_luma(image)
+    except (ValueError, TypeError):
+        return
+    white = _whiten(luma)
+    if white is None:
+        return
+    resolutions = _Resolutions(white)
+    size = image.shape[:2] if full_size is None else (int(full_size[1]), int(full_size[0]))
+    yield from _native_search(resolutions, layout, size, luma.shape)
+    yield from _rotated_search(resolutions, layout, size, luma.shape)
+    yield from _scan_search(resolutions, layout)
+
+
+def detect(rgb: np.ndarray, key: str = DEFAULT_KEY, *, full_size: tuple[int, int] | None = None) -> Detection:
+    """Look for the mark of ``key`` in ``rgb``: float in [0, 1] or uint8 (uint16 too), H x W x 3
+    (grey H x W and an alpha channel are accepted), any size: resized, cropped, recompressed.
+    ``full_size`` is the picture's (width, height) when ``rgb`` is a reduced decode of it (a JPEG
+    decoded at 1/2 to 1/8 scale): the periods Avow embeds are those of the full size.
+
+    ``score`` is the best candidate's pilot correlation in standard deviations of its no-mark
+    distribution; ``false_positive_probability`` the probability that an unmarked picture does
+    as well (far smaller when the payload's keyed CRC checks); ``found`` when it is at most
+    FOUND_FALSE_POSITIVE. ``payload`` is the identifier when found and its CRC checks, else None
+    (found with payload None: the mark is there but too damaged to read the identifier).
+    """
+    layout = _layout(key)
+    fpp, best_z, best_payload = 1.0, 0.0, None
+    for candidate in _examine(rgb, layout, full_size):
+        payload = None
+        if candidate.search != "turned" or candidate.false_positive(False) <= _TURNED_DECODE:
+            payload = _decode(candidate.coefficients, layout, candidate.tx, candidate.ty)
+        candidate_fpp = candidate.false_positive(payload is not None)
+        if (candidate_fpp, -candidate.z) < (fpp, -best_z):
+            fpp, best_z, best_payload = candidate_fpp, candidate.z, payload
+        if payload is not None:
+            break  # found, identifier read: a re-saved or cropped output needs no scan
+    found = fpp <= FOUND_FALSE_POSITIVE
+    return Detection(found, float(best_z), fpp, best_payload if found else None)
