@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from avow_models import UnsupportedModelError, convert_to_safetensors, load_model
-from avow_models.loading import MAX_FILE_BYTES, MAX_TENSORS, describe_model
+from avow_models.describe import MAX_FILE_BYTES, MAX_TENSORS, describe_model
 
 
 @pytest.fixture

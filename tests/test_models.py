@@ -83,10 +83,6 @@ def random_weights(shapes: dict[str, tuple[int, ...]], seed: int = 0) -> dict[st
     return weights
 
 
-def meta_weights(shapes: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
-    return {key: torch.empty(shape, device="meta") for key, shape in shapes.items()}
-
-
 # --- reference forward passes, straight from the published definitions -----------------------
 
 
@@ -189,7 +185,7 @@ DETECTION_CASES = [
 
 @pytest.mark.parametrize(("arch", "shapes", "expected"), DETECTION_CASES)
 def test_detects_published_layouts_from_shapes(arch, shapes, expected):
-    found = detect(meta_weights(shapes))
+    found = detect(shapes)
     assert found.spec.name == arch
     assert {k: found.kwargs[k] for k in expected} == expected
     assert (found.scale, found.in_channels, found.out_channels) == tuple(
@@ -201,7 +197,7 @@ def test_one_missing_tensor_is_not_a_match():
     shapes = rrdb_shapes(3, 3, 4, 16, 2, 8)
     del shapes["body.1.rdb3.conv5.bias"]
     with pytest.raises(UnsupportedModelError, match=r"RRDBNet.*body\.1\.rdb3\.conv5\.bias"):
-        detect(meta_weights(shapes))
+        detect(shapes)
 
 
 # --- loading reproduces the published forward pass --------------------------------------------

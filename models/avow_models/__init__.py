@@ -6,7 +6,8 @@ model comes with a ``ModelDescriptor`` whose ``sha256`` is what Avow discloses a
 
 from typing import TYPE_CHECKING, Any
 
-from .catalog import DEFAULT_MODELS, builtin_models, find_model
+from .catalog import DEFAULT_MODELS, builtin_models, find_model, user_model_files
+from .describe import PICKLE_SUFFIXES, describe_model, describe_unchecked
 from .descriptor import (
     LoadedModel,
     ModelDescriptor,
@@ -38,8 +39,12 @@ __all__ = [
     "SizeRequirements",
     "Tiling",
     "UnsupportedModelError",
+    "PICKLE_SUFFIXES",
     "builtin_models",
     "convert_to_safetensors",
+    "describe_model",
+    "describe_unchecked",
     "find_model",
     "load_model",
+    "user_model_files",
 ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .describe import describe_model
 from .descriptor import ModelDescriptor, ModelNotFoundError
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -17,9 +18,7 @@ USER_SUFFIXES = (".safetensors", ".pth")
 
 
 def builtin_models() -> list[ModelDescriptor]:
-    """Descriptors of the shipped weights, from their headers and cards (no network is built)."""
-    from .loading import describe_model  # torch: finding a model by name must not need it
-
+    """Descriptors of the shipped weights, from their headers and cards (no torch, no network)."""
     return [describe_model(path) for path in sorted(WEIGHTS_DIR.glob("*.safetensors"))]
 
 
@@ -48,10 +47,15 @@ def find_model(
     raise ModelNotFoundError(f"no model named or at {name_or_path!r}; available: {available}")
 
 
+def user_model_files(user_dir: Path) -> list[Path]:
+    """The weights files in the user's folder that ``--model NAME`` finds, sorted; none if no folder."""
+    if not Path(user_dir).is_dir():
+        return []
+    return sorted(path for path in Path(user_dir).iterdir() if path.suffix in USER_SUFFIXES and path.is_file())
+
+
 def _available_names(user_dir: Path | None) -> list[str]:
     names = [path.stem for path in WEIGHTS_DIR.glob("*.safetensors")]
-    if user_dir is not None and Path(user_dir).is_dir():
-        names += [
-            path.stem for path in Path(user_dir).iterdir() if path.suffix in USER_SUFFIXES and path.is_file()
-        ]
+    if user_dir is not None:
+        names += [path.stem for path in user_model_files(user_dir)]
     return sorted(set(names))

@@ -286,7 +286,7 @@ def install(target_dir: Path, source: Source, models: tuple[CommunityModel, ...]
     """Convert ``models`` into ``target_dir`` as ``<name>.safetensors`` plus ``<name>.toml``."""
     from safetensors.numpy import save_file
 
-    from .loading import describe_model
+    from .describe import describe_model
 
     target_dir.mkdir(parents=True, exist_ok=True)
     installed = []

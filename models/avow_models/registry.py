@@ -2,40 +2,48 @@
 
 Weights files carry no reliable metadata, so (as spandrel does) every hyperparameter is read
 back from the shapes. Each detector only proposes constructor arguments; the proposal is then
-checked by building the network on the ``meta`` device and comparing every key and shape, so a
-detector can stay short and a file that merely resembles an architecture is still refused.
+checked against the architecture's full layout (every key and shape its network's state dict
+has), so a detector can stay short and a file that merely resembles an architecture is still
+refused. Shapes are plain tuples and the layouts are computed without torch, so the same check
+serves the loader and the torch-free description (``avow models list``, the worker's describe).
 
-Adding an architecture is one module under ``archs/`` (the network and its ``tiling``) plus one
-``ArchSpec`` line below; the detector's kwargs must include ``in_channels``, ``out_channels`` and
-``scale``.
+Adding an architecture is a network module under ``archs/`` with its torch-free ``*_layout``
+sibling (layout and ``tiling``) plus one ``ArchSpec`` line below; the detector's kwargs must
+include ``in_channels``, ``out_channels`` and ``scale``.
 """
 
 from __future__ import annotations
 
+import importlib
 import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import Tensor, nn
-
-from .archs import rrdb, srvgg
-from .archs.rrdb import UNSHUFFLE, RRDBNet
-from .archs.srvgg import SRVGGNetCompact
+from .archs import rrdb_layout, srvgg_layout
+from .archs.rrdb_layout import UNSHUFFLE
 from .descriptor import Tiling, UnsupportedModelError
 
-StateDict = Mapping[str, Tensor]
+if TYPE_CHECKING:
+    from torch import nn
+
+Shapes = Mapping[str, tuple[int, ...]]
 
 
 @dataclass(frozen=True)
 class ArchSpec:
     name: str
-    detect: Callable[[StateDict], dict[str, Any] | None]
-    build: Callable[..., nn.Module]
+    detect: Callable[[Shapes], dict[str, Any] | None]
+    network: str  # "module:Class" under archs/, imported only to build, so describing needs no torch
+    layout: Callable[..., dict[str, tuple[int, ...]]]  # from the detected kwargs: every key and shape
     fp16_safe: bool
     tiling: Callable[..., Tiling]  # from the detected kwargs: receptive field, overlap, sizes
+
+    def build(self, **kwargs: Any) -> nn.Module:
+        module, _, cls = self.network.partition(":")
+        network: Callable[..., nn.Module] = getattr(importlib.import_module(f"{__package__}.archs.{module}"), cls)
+        return network(**kwargs)
 
 
 @dataclass(frozen=True)
@@ -62,7 +70,7 @@ class Detection:
         return self.spec.tiling(**self.kwargs)
 
 
-def _indices(state_dict: StateDict, pattern: str) -> list[int]:
+def _indices(state_dict: Shapes, pattern: str) -> list[int]:
     """The indices where ``pattern`` has ``{i}``, spelled exactly as ``nn.ModuleList`` spells them.
 
     Only canonical spellings count ("7", never "07" or a non-ASCII digit), so that an index always
@@ -72,19 +80,19 @@ def _indices(state_dict: StateDict, pattern: str) -> list[int]:
     return sorted(int(m[1]) for key in state_dict if (m := regex.fullmatch(key)))
 
 
-def _conv(state_dict: StateDict, key: str) -> tuple[int, int] | None:
+def _conv(state_dict: Shapes, key: str) -> tuple[int, int] | None:
     """(out, in) channels of a 3×3 conv weight, or None when the key is not one."""
-    weight = state_dict.get(key)
-    if weight is None or weight.ndim != 4 or tuple(weight.shape[2:]) != (3, 3):
+    shape = state_dict.get(key)
+    if shape is None or len(shape) != 4 or shape[2:] != (3, 3):
         return None
-    out_ch, in_ch = int(weight.shape[0]), int(weight.shape[1])
+    out_ch, in_ch = shape[0], shape[1]
     return (out_ch, in_ch) if out_ch > 0 and in_ch > 0 else None
 
 
-def _detect_srvgg(state_dict: StateDict) -> dict[str, Any] | None:
+def _detect_srvgg(state_dict: Shapes) -> dict[str, Any] | None:
     # Convs sit at the even indices of ``body``; the activations between them only own a
     # parameter when they are PReLU, so the conv indices are what count the layers.
-    convs = [i for i in _indices(state_dict, "body.{i}.weight") if state_dict[f"body.{i}.weight"].ndim == 4]
+    convs = [i for i in _indices(state_dict, "body.{i}.weight") if len(state_dict[f"body.{i}.weight"]) == 4]
     if len(convs) < 2 or convs != list(range(0, 2 * len(convs), 2)):
         return None
     first, last = _conv(state_dict, "body.0.weight"), _conv(state_dict, f"body.{convs[-1]}.weight")
@@ -108,7 +116,7 @@ def _detect_srvgg(state_dict: StateDict) -> dict[str, Any] | None:
     }
 
 
-def _detect_rrdb(state_dict: StateDict) -> dict[str, Any] | None:
+def _detect_rrdb(state_dict: Shapes) -> dict[str, Any] | None:
     first, last = _conv(state_dict, "conv_first.weight"), _conv(state_dict, "conv_last.weight")
     grow = _conv(state_dict, "body.0.rdb1.conv1.weight")
     blocks = _indices(state_dict, "body.{i}.rdb1.conv1.weight")
@@ -130,13 +138,14 @@ def _detect_rrdb(state_dict: StateDict) -> dict[str, Any] | None:
 
 
 ARCHITECTURES: tuple[ArchSpec, ...] = (
-    ArchSpec("SRVGGNetCompact", _detect_srvgg, SRVGGNetCompact, fp16_safe=True, tiling=srvgg.tiling),
-    ArchSpec("RRDBNet", _detect_rrdb, RRDBNet, fp16_safe=True, tiling=rrdb.tiling),
+    ArchSpec("SRVGGNetCompact", _detect_srvgg, "srvgg:SRVGGNetCompact", srvgg_layout.layout, fp16_safe=True,
+             tiling=srvgg_layout.tiling),
+    ArchSpec("RRDBNet", _detect_rrdb, "rrdb:RRDBNet", rrdb_layout.layout, fp16_safe=True, tiling=rrdb_layout.tiling),
 )
 
 
-def detect(state_dict: StateDict) -> Detection:
-    """The architecture whose full key/shape layout ``state_dict`` matches exactly.
+def detect(state_dict: Shapes) -> Detection:
+    """The architecture whose full key/shape layout ``state_dict`` (key -> shape) matches exactly.
 
     Raises UnsupportedModelError (without a file name; the caller adds it) when none does.
     """
@@ -156,11 +165,10 @@ def detect(state_dict: StateDict) -> Detection:
     raise UnsupportedModelError(f"tensor names and shapes fit no supported architecture ({names})")
 
 
-def _mismatch(detection: Detection, state_dict: StateDict) -> str | None:
+def _mismatch(detection: Detection, state_dict: Shapes) -> str | None:
     try:
-        with torch.device("meta"):
-            expected = detection.build().state_dict()
-    except (ValueError, RuntimeError) as exc:
+        expected = detection.spec.layout(**detection.kwargs)
+    except ValueError as exc:
         return f"its shapes give impossible hyperparameters ({exc})"
     for label, keys in (
         ("is missing", expected.keys() - state_dict.keys()),
@@ -169,7 +177,7 @@ def _mismatch(detection: Detection, state_dict: StateDict) -> str | None:
         if keys:
             more = f" and {len(keys) - 1} more" if len(keys) > 1 else ""
             return f"{label} tensor {min(keys)}{more}"
-    for key, tensor in expected.items():
-        if tuple(state_dict[key].shape) != tuple(tensor.shape):
-            return f"{key} has shape {list(state_dict[key].shape)}, expected {list(tensor.shape)}"
+    for key, shape in expected.items():
+        if tuple(state_dict[key]) != shape:
+            return f"{key} has shape {list(state_dict[key])}, expected {list(shape)}"
     return None

@@ -306,23 +306,32 @@ def _package(args) -> int:
 
 
 def _models_list(args) -> int:
+    """From file headers and cards alone: listing never imports torch. A pickle (.pth) is listed
+    unchecked rather than unpickled, which would take torch and run its unpickler on every file."""
     from avow_c2pa.config import user_models_dir
-    from avow_models import builtin_models, load_model
+    from avow_models import PICKLE_SUFFIXES, builtin_models, describe_model, describe_unchecked, user_model_files
 
     user_dir = user_models_dir()
-    rows = [("built-in", d) for d in builtin_models()]
-    if user_dir.is_dir():
-        for path in sorted(user_dir.iterdir()):
-            if path.suffix in (".safetensors", ".pth", ".ckpt"):
-                try:
-                    rows.append(("user", load_model(path).descriptor))
-                except (LookupError, ValueError) as exc:
-                    print(f"avow: skipping {path.name}: {_message(exc)}", file=sys.stderr)
+    rows = [("built-in", d.name, d.arch, f"x{d.scale}", d.size_bytes, d.license, d.sha256) for d in builtin_models()]
+    pickles = []
+    for path in user_model_files(user_dir):
+        try:
+            if path.suffix in PICKLE_SUFFIXES:
+                u = describe_unchecked(path)
+                rows.append(("user", u.name, "unchecked .pth", "x?", u.size_bytes, u.license, u.sha256))
+                pickles.append(path.name)
+            else:
+                d = describe_model(path)
+                rows.append(("user", d.name, d.arch, f"x{d.scale}", d.size_bytes, d.license, d.sha256))
+        except (LookupError, ValueError) as exc:
+            print(f"avow: skipping {path.name}: {_message(exc)}", file=sys.stderr)
     print(f"{'origin':9} {'name':28} {'arch':16} {'scale':5} {'size':>9}  {'licence':13} sha256")
-    for origin, d in rows:
-        licence = d.license or "unknown"
-        print(f"{origin:9} {d.name:28} {d.arch:16} x{d.scale:<4} {d.size_bytes / 1e6:8.2f}M  {licence:13} {d.sha256}")
+    for origin, name, arch, scale, size, licence, sha256 in rows:
+        print(f"{origin:9} {name:28} {arch:16} {scale:5} {size / 1e6:8.2f}M  {licence or 'unknown':13} {sha256}")
     print(f"user models directory: {user_dir}")
+    if pickles:
+        print(f"avow: {', '.join(pickles)}: pickles are checked only when used; "
+              "`avow models convert NAME.pth NAME.safetensors` lists them in full", file=sys.stderr)
     return 0
 
 

@@ -175,12 +175,13 @@ def classify(exc: Exception, op) -> tuple[str, str, int]:
 
 
 def op_describe(worker: Worker, job_id) -> dict:
-    from avow_models import DEFAULT_MODELS, builtin_models
-    from avow_models.loading import describe_model
+    from avow_models import DEFAULT_MODELS, PICKLE_SUFFIXES, builtin_models, describe_model, user_model_files
 
     models = [{**d.to_dict(), "origin": "built-in"} for d in builtin_models()]
-    folder = user_models_dir()
-    for path in sorted(folder.glob("*.safetensors")) if folder.is_dir() else []:
+    # As `avow models list` reads them; a pickle is described only by unpickling it, so not here.
+    for path in user_model_files(user_models_dir()):
+        if path.suffix in PICKLE_SUFFIXES:
+            continue
         try:
             models.append({**describe_model(path).to_dict(), "origin": "user"})
         except ValueError:

@@ -10,34 +10,11 @@ spatial detail into channels instead of throwing it away, so ``conv_first`` sees
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..descriptor import SizeRequirements, Tiling
-
-#: Pixel-unshuffle factor applied to the input, per output scale.
-UNSHUFFLE = {1: 4, 2: 2, 4: 1}
-#: Context per tile side, in unshuffled pixels. The exact field of 23 blocks (349 of them) would
-#: make every tile mostly overlap, but the 0.2 residual scalings (twice per block) damp what
-#: travels sideways: at 23 blocks with variance-preserving (Kaiming, unscaled) random weights,
-#: changing the input beyond 16 of them moves the output by at most 4e-6 of its spread, which is
-#: float noise; 24 leaves a margin. A model card's ``tile_overlap`` overrides it for weights
-#: measured to reach further.
-MEASURED_OVERLAP = 24
-
-
-def tiling(scale: int, num_block: int, **_: Any) -> Tiling:
-    """The exact field, the measured overlap, and the unshuffle's grid as the size requirement.
-
-    In unshuffled pixels: conv_first, five chained convs per dense block (three per RRDB),
-    conv_body, then the x4 tail (conv_up1 at x2, conv_up2/conv_hr/conv_last at x4) adds 1.25."""
-    factor = UNSHUFFLE[scale]
-    field = (15 * num_block + 4) * factor
-    overlap = min(field, MEASURED_OVERLAP * factor)
-    return Tiling(receptive_field=field, overlap=overlap, size=SizeRequirements(multiple_of=factor))
+from .rrdb_layout import UNSHUFFLE
 
 
 class ResidualDenseBlock(nn.Module):

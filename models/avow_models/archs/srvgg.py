@@ -8,13 +8,9 @@ network only has to learn the detail that nearest-neighbour upsampling misses.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 from torch.nn import functional as F
-
-from ..descriptor import Tiling
 
 
 class SRVGGNetCompact(nn.Module):
@@ -48,14 +44,6 @@ class SRVGGNetCompact(nn.Module):
             out = layer(out)
         out = self.upsampler(out)
         return out + F.interpolate(x, scale_factor=self.scale, mode="nearest")
-
-
-def tiling(num_conv: int, **_: Any) -> Tiling:
-    """Every conv is 3x3 at the input's resolution (num_conv + 2 of them) and the pixel shuffle and
-    the nearest-upsampled residual read only the pixel's own input pixel: the field is exact and
-    small, so the tiler overlaps by all of it."""
-    field = num_conv + 2
-    return Tiling(receptive_field=field, overlap=field)
 
 
 def _activation(act_type: str, num_feat: int) -> nn.Module:
