@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import safetensors.torch
 import torch
 
 from avow_models.archs.srvgg import SRVGGNetCompact
@@ -70,3 +73,44 @@ def test_bad_arguments_exit_3_not_verifys_2(tmp_path):
     assert done.returncode == 3 and "avow: error:" in done.stderr
     done = avow("upscale", "x.jpg", "--scale", "3", "-o", "y.png", cwd=tmp_path)
     assert done.returncode == 3 and "invalid choice" in done.stderr
+
+
+LIST_WITHOUT_TORCH = (
+    "import sys\nfrom avow import cli\n"
+    "code = cli.main(['models', 'list'])\n"
+    "print('exit', code, 'torch' in sys.modules, file=sys.stderr)"
+)
+
+
+def test_models_list_reads_headers_and_cards_without_torch(tmp_path):
+    """Issue 14: listing imports no torch, yet says what loading the models would say."""
+    from avow_models import builtin_models, load_model
+    from avow_models.catalog import WEIGHTS_DIR
+
+    user_models = tmp_path / "models"
+    user_models.mkdir()
+    mine = user_models / "mine.safetensors"
+    net = SRVGGNetCompact(num_feat=8, num_conv=2, scale=2)
+    safetensors.torch.save_file({f"module.{k}": v for k, v in net.state_dict().items()}, mine)
+    mine.with_suffix(".toml").write_text('name = "my-denoiser"\nlicense = "CC-BY-4.0"\n', encoding="utf-8")
+    pickled = user_models / "theirs.pth"
+    torch.save({"params_ema": net.state_dict()}, pickled)
+    (user_models / "broken.safetensors").write_bytes(b"\x00" * 7)
+    env = {**os.environ, "AVOW_CONFIG_DIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", LIST_WITHOUT_TORCH], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert done.stderr.splitlines()[-1] == "exit 0 False", done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].split() == ["origin", "name", "arch", "scale", "size", "licence", "sha256"]
+    rows = {fields[1]: fields for fields in (line.split() for line in lines[1:-1])}
+    for d in builtin_models():
+        assert rows[d.name] == ["built-in", d.name, d.arch, f"x{d.scale}", f"{d.size_bytes / 1e6:.2f}M", "MIT",
+                                hashlib.sha256((WEIGHTS_DIR / f"{d.name}.safetensors").read_bytes()).hexdigest()]
+    loaded = load_model(mine).descriptor
+    assert rows["my-denoiser"] == ["user", "my-denoiser", "SRVGGNetCompact", "x2", f"{loaded.size_bytes / 1e6:.2f}M",
+                                   "CC-BY-4.0", loaded.sha256]
+    assert rows["theirs"] == ["user", "theirs", "unchecked", ".pth", "x?", f"{pickled.stat().st_size / 1e6:.2f}M",
+                              "unknown", hashlib.sha256(pickled.read_bytes()).hexdigest()]
+    assert "broken" not in rows and "skipping broken.safetensors: " in done.stderr
+    assert "theirs.pth" in done.stderr and "avow models convert" in done.stderr
+    assert lines[-1] == f"user models directory: {user_models}"

@@ -31,7 +31,7 @@ from avow_models import (
 )
 from avow_models.archs.rrdb import RRDBNet
 from avow_models.archs.srvgg import SRVGGNetCompact
-from avow_models.registry import detect
+from avow_models.registry import ARCHITECTURES, detect
 
 # --- published layouts, written out independently of the arch classes -------------------------
 
@@ -191,6 +191,25 @@ def test_detects_published_layouts_from_shapes(arch, shapes, expected):
     assert (found.scale, found.in_channels, found.out_channels) == tuple(
         found.kwargs[k] for k in ("scale", "in_channels", "out_channels")
     )
+
+
+LAYOUT_CASES = [
+    ("SRVGGNetCompact", {"in_channels": 3, "out_channels": 3, "num_feat": 8, "num_conv": 3, "scale": 4, "act_type": "prelu"}),
+    ("SRVGGNetCompact", {"in_channels": 1, "out_channels": 4, "num_feat": 5, "num_conv": 0, "scale": 1, "act_type": "relu"}),
+    ("SRVGGNetCompact", {"in_channels": 4, "out_channels": 2, "num_feat": 6, "num_conv": 2, "scale": 3,
+                         "act_type": "leakyrelu"}),
+    *(("RRDBNet", {"in_channels": c, "out_channels": 3, "scale": s, "num_feat": 8, "num_block": 2, "num_grow_ch": 4})
+      for c, s in ((3, 4), (1, 2), (4, 1))),
+]
+
+
+@pytest.mark.parametrize(("arch", "kwargs"), LAYOUT_CASES)
+def test_torch_free_layouts_are_the_networks_state_dicts(arch, kwargs):
+    """Describing checks a file against the layout, not the network: the two must never drift."""
+    spec = next(s for s in ARCHITECTURES if s.name == arch)
+    with torch.device("meta"):
+        built = spec.build(**kwargs).state_dict()
+    assert spec.layout(**kwargs) == {key: tuple(tensor.shape) for key, tensor in built.items()}
 
 
 def test_one_missing_tensor_is_not_a_match():

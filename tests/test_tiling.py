@@ -10,7 +10,7 @@ import torch
 from avow import tiling
 from avow_models import SizeRequirements, UnsupportedModelError
 from avow_models.archs.rrdb import RRDBNet
-from avow_models import describe_model
+from avow_models.loading import describe_model
 from avow_models.registry import ARCHITECTURES
 from safetensors.torch import save_file
 
