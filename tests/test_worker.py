@@ -50,6 +50,24 @@ def test_describe(worker):
     assert "cpu" in info["devices"] and info["version"] == "0.1.0"
 
 
+def test_describe_lists_user_models_as_models_list_does(tmp_path):
+    """The same torch-free descriptions as `avow models list`; a .pth is left out (unchecked)."""
+    import torch
+
+    from avow_models import builtin_models, describe_model
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    mine = nearest_model(folder / "mine.safetensors", 2)
+    mine.with_suffix(".toml").write_text('name = "my-nearest"\nlicense = "CC0-1.0"\n', encoding="utf-8")
+    torch.save({}, folder / "theirs.pth")
+    with avow_client.Worker(sys.executable, env={**os.environ, "AVOW_CONFIG_DIR": str(tmp_path)}) as running:
+        models = running.request("describe")["models"]
+    expected = [{**d.to_dict(), "origin": "built-in"} for d in builtin_models()]
+    assert models == json.loads(json.dumps([*expected, {**describe_model(mine).to_dict(), "origin": "user"}]))
+    assert models[-1]["name"] == "my-nearest" and models[-1]["license"] == "CC0-1.0"
+
+
 def test_upscale_with_progress_and_provenance(worker, pixels, tmp_path):
     path, array = pixels
     model = nearest_model(tmp_path / "nearest-x2.safetensors", 2)
