@@ -20,9 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
+
 from conftest import photo
 from editor_run import IDLE_LIMIT, run_editor
-from PIL import Image
 
 pytestmark = pytest.mark.gimp
 

@@ -12,7 +12,6 @@ import pytest
 
 from avow_c2pa.isolation import VerifierPool
 from avow_c2pa.verify import trust_anchors, verify_file
-
 from hostile import HOSTILE_TITLE, corpus, signed
 
 

@@ -29,6 +29,8 @@ import png
 import pytest
 import tifffile
 import torch
+from PIL import Image
+
 from avow.engine import (
     UpscaleOptions,
     prepare_model,
@@ -39,7 +41,6 @@ from avow.engine import (
 from avow.images import read_picture, to_array
 from conftest import photo
 from editor_run import run_editor
-from PIL import Image
 
 pytestmark = pytest.mark.krita
 

@@ -20,7 +20,6 @@ from avow_c2pa.keys import signing_identity
 from avow_c2pa.manifest import sign_file, upscale_manifest
 from avow_c2pa.metadata import read_metadata, read_rights, write_disclosure
 from avow_c2pa.verify import AI_SYNTHESIZED, NO_PROVENANCE, SIGNED, TAMPERED, printable, trust_anchors, verify_file
-
 from conftest import photo
 
 DISCLOSURE = Disclosure("avow-compact-x4", "ab" * 32, "SRVGGNetCompact", 4, 48, 40, "cd" * 32)

@@ -15,6 +15,12 @@ import png
 import pytest
 import tifffile
 import torch
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from PIL import Image, ImageCms
+from safetensors.torch import save_file
+
 from avow.engine import UpscaleOptions, upscale_file
 from avow.errors import Cancelled, ImageError, UsageError
 from avow_c2pa import watermark
@@ -23,11 +29,6 @@ from avow_c2pa.metadata import read_metadata
 from avow_c2pa.verify import AI_SYNTHESIZED, trust_anchors, verify_file
 from avow_models.archs.srvgg import SRVGGNetCompact
 from conftest import photo
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from PIL import Image, ImageCms
-from safetensors.torch import save_file
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -151,7 +152,7 @@ def test_never_overwrites_the_input_nor_an_existing_output(tmp_path, jpeg_in, mo
 def expired_identity(folder: Path) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "expired")])
-    past = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=30)
+    past = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=30)
     cert = (
         x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
         .serial_number(1).not_valid_before(past).not_valid_after(past + datetime.timedelta(days=1))

@@ -16,7 +16,6 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugin" / "client"))
 import avow_client  # noqa: E402
-
 from test_upscale import marked, nearest_model  # noqa: E402
 
 

@@ -99,7 +99,7 @@ class _Child:
     """One parser process, its stderr kept in an unnamed temp file."""
 
     def __init__(self, settings: dict) -> None:
-        self.stderr = tempfile.TemporaryFile()  # noqa: SIM115  # lives as long as the child; closed in close()
+        self.stderr = tempfile.TemporaryFile()  # lives as long as the child; closed in close()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "avow_c2pa.isolation"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, text=True, encoding="utf-8",

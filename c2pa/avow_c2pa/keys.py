@@ -131,7 +131,7 @@ def load_identity(key_path: Path, chain_path: Path) -> Identity:
 def check_chain(chain: list[x509.Certificate], chain_path: Path) -> None:
     """What a C2PA reader checks of the signer's certificates, checked before signing: dates, the
     leaf's key usage, and that each certificate is signed by the next one (leaf first)."""
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     for position, cert in enumerate(chain):
         role = "the signing certificate" if position == 0 else f"certificate {position + 1} of the chain"
         if now < cert.not_valid_before_utc:
@@ -202,7 +202,7 @@ def _create_local_identity(folder: Path) -> None:
 
 
 def _write_identity(folder: Path) -> None:
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     user = os.environ.get("USER") or os.environ.get("USERNAME") or "user"
 
     root_key = ec.generate_private_key(ec.SECP256R1())

@@ -28,8 +28,22 @@ from .manifest import PARAMETER_PREFIX, WATERMARK_LABEL
 from .metadata import read_metadata
 from .pixels import find_mark, search_file, unchecked
 from .verdicts import (
-    AI_IN_HISTORY, AI_SYNTHESIZED, AI_WATERMARKED, CONTRADICTION, EXIT_CODES, NO_PROVENANCE, OVER_BUDGET, REMOTE,
-    SIGNED, TAMPERED, UNREADABLE, UNVERIFIABLE, explain, judge, signer_phrase, unverifiable_error,
+    AI_IN_HISTORY,
+    AI_SYNTHESIZED,
+    AI_WATERMARKED,
+    CONTRADICTION,
+    EXIT_CODES,
+    NO_PROVENANCE,
+    OVER_BUDGET,
+    REMOTE,
+    SIGNED,
+    TAMPERED,
+    UNREADABLE,
+    UNVERIFIABLE,
+    explain,
+    judge,
+    signer_phrase,
+    unverifiable_error,
 )
 from .watermark import PAYLOAD_BITS, WATERMARK_ALG
 

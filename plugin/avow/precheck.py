@@ -12,11 +12,12 @@ import os
 import tempfile
 from pathlib import Path
 
+from PIL import Image
+
 from avow_c2pa.config import settings, user_models_dir
 from avow_c2pa.errors import describe_os_error, file_system_error
 from avow_c2pa.keys import Identity, signing_identity
 from avow_models import find_model
-from PIL import Image
 
 from .errors import ImageError, UsageError
 from .images import ALPHA_FORMATS, output_format, read_header

@@ -33,9 +33,19 @@ import traceback
 from pathlib import Path
 
 import numpy as np
+
 from avow_c2pa.config import user_models_dir
 from avow_c2pa.disclosure import Disclosure, FoundMark, sha256_file
-from avow_c2pa.errors import EXIT_CANCELLED, EXIT_FAILED, EXIT_FILESYSTEM, EXIT_USAGE, RecordError, SigningError, describe_os_error, discard
+from avow_c2pa.errors import (
+    EXIT_CANCELLED,
+    EXIT_FAILED,
+    EXIT_FILESYSTEM,
+    EXIT_USAGE,
+    RecordError,
+    SigningError,
+    describe_os_error,
+    discard,
+)
 from avow_c2pa.interrupts import raise_on_stop_signals
 from avow_c2pa.isolation import VerifierPool
 from avow_c2pa.keys import signing_identity
