@@ -216,7 +216,7 @@ def _serve() -> None:
             report = verify_file(path, settings["anchors"], settings["allow_remote"], settings["ocsp"])
         except MemoryError:
             report = Report(str(path), UNREADABLE, "Unreadable: it needs more memory than allowed.")
-        except Exception as exc:  # a parser's unexpected error is that file's verdict, not the run's end
+        except Exception as exc:  # noqa: BLE001 - a parser's unexpected error is that file's verdict, not the run's end
             report = Report(str(path), UNREADABLE, f"Unreadable: {type(exc).__name__}: {exc}")
         sys.stdout.write(json.dumps(report.to_dict(), ensure_ascii=True) + "\n")
         sys.stdout.flush()

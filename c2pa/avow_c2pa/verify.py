@@ -172,7 +172,7 @@ def _judge_xcf(path: Path, report: Report) -> Report:
 
     try:
         report.xcf = read_xcf(path)
-    except Exception as exc:  # gimpformats raises anything on a damaged file
+    except Exception as exc:  # noqa: BLE001 - gimpformats raises anything on a damaged file
         report.verdict = UNREADABLE
         report.summary = f"Unreadable XCF: {type(exc).__name__}: {exc}"
         return report
@@ -373,7 +373,7 @@ def _read_xcf_watermark(path: Path, report: Report) -> None:
                 report.watermark = mark
             if mark["found"]:
                 return
-    except Exception as exc:  # gimpformats raises anything on a damaged or unusual layer
+    except Exception as exc:  # noqa: BLE001 - gimpformats raises anything on a damaged or unusual layer
         report.notes.append(f"watermark not checked in every layer: {type(exc).__name__}: {exc}")
         if report.watermark is None:
             report.watermark = unchecked(f"{type(exc).__name__}: {exc}")

@@ -109,7 +109,7 @@ class Worker:
                 except ProtocolError as exc:
                     self.emit({"id": None, "event": "error", "error": "ProtocolError", "message": str(exc),
                                "exit_code": ProtocolError.exit_code})
-        except Exception:  # the input itself broke (a closed descriptor): end as at EOF
+        except Exception:  # noqa: BLE001 - the input itself broke (a closed descriptor): end as at EOF
             traceback.print_exc(file=sys.stderr)
         finally:
             self._closing.set()
@@ -156,7 +156,7 @@ class Worker:
                 raise ProtocolError(f"{op}: {exc}") from None
             result = handler(self, job_id, **params)
             self.emit({"id": job_id, "event": "result", **result})
-        except Exception as exc:  # the editor must get an answer, whatever broke
+        except Exception as exc:  # noqa: BLE001 - the editor must get an answer, whatever broke
             kind, message, code = classify(exc, op)
             self.emit({"id": job_id, "event": "error", "error": kind, "message": message, "exit_code": code})
         except KeyboardInterrupt:  # a stop signal: this job is abandoned (its staged files removed), then the worker ends

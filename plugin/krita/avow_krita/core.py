@@ -111,7 +111,7 @@ def run_in_background(work, progress: Progress | None = None, state: dict | None
     def target() -> None:
         try:
             box["result"] = work()
-        except BaseException as exc:  # handed to the main thread
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
             box["error"] = exc
 
     thread = threading.Thread(target=target, name="avow-worker", daemon=True)

@@ -267,7 +267,7 @@ class AvowExtension(Extension):
         except core.AvowKritaError as exc:
             self.report_error("upscale failed", f"{exc}\n\nThe document is unchanged.")
             return None
-        except Exception as exc:  # Krita must never lose the user's work to a plugin bug
+        except Exception as exc:  # noqa: BLE001 - Krita must never lose the user's work to a plugin bug
             log(traceback.format_exc())
             self.report_error("upscale failed", f"unexpected error: {exc}")
             return None
@@ -321,7 +321,7 @@ class AvowExtension(Extension):
         except core.AvowKritaError as exc:
             self.report_error("export failed", f"{exc}\n\nNo file was written.")
             return None
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - Krita must never lose the user's work to a plugin bug
             log(traceback.format_exc())
             self.report_error("export failed", f"unexpected error: {exc}\n\nNo file was written.")
             return None
