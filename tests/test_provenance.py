@@ -175,7 +175,7 @@ def test_only_rights_travel_from_the_input(tmp_path):
 def test_disclosure_on_a_non_image_fails_loudly(tmp_path):
     bogus = tmp_path / "bogus.jpg"
     bogus.write_bytes(b"not a jpeg at all")
-    with pytest.raises(DisclosureError, match="bogus.jpg"):
+    with pytest.raises(DisclosureError, match=r"bogus\.jpg"):
         write_disclosure(bogus, DISCLOSURE)
 
 

@@ -98,7 +98,8 @@ def test_16bit_png_with_alpha_stays_16bit_with_alpha(tmp_path, model_x2):
     width, height, rows, info = png.Reader(filename=str(out)).asDirect()
     assert (width, height, info["bitdepth"], info["planes"]) == (48, 40, 16, 4)
     written = np.vstack([np.asarray(r, dtype=np.uint16) for r in rows]).reshape(40, 48, 4)
-    assert np.abs(written - marked(levels, 2, result.disclosure.watermark_id, 65535)).max() <= 2  # 16-bit precision, not 8-bit steps
+    # 16-bit precision, not 8-bit steps
+    assert np.abs(written - marked(levels, 2, result.disclosure.watermark_id, 65535)).max() <= 2
     assert verify_file(out, trust_anchors()).verdict == AI_SYNTHESIZED
 
 
@@ -194,7 +195,9 @@ def huge_png(path: Path, width: int, height: int) -> None:
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
 
 
 def test_huge_dimensions_are_refused_before_decoding(tmp_path, model_x4):

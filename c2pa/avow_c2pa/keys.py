@@ -12,6 +12,7 @@ documentSigning/claimSigning EKUs alone, so the leaf carries emailProtection.
 from __future__ import annotations
 
 import datetime
+import itertools
 import os
 import shutil
 import tempfile
@@ -144,7 +145,7 @@ def check_chain(chain: list[x509.Certificate], chain_path: Path) -> None:
         usage = None
     if usage is None or not usage.digital_signature:
         raise IdentityError(f"{chain_path}: the signing certificate lacks the digitalSignature key usage C2PA requires")
-    for cert, issuer in zip(chain, chain[1:]):
+    for cert, issuer in itertools.pairwise(chain):
         try:
             cert.verify_directly_issued_by(issuer)
         except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):

@@ -319,7 +319,8 @@ def _note_action(declaration: Declaration, manifest: dict, report: Report) -> No
     if declaration.software_agent == "Avow" and report.model is None:
         for action in _avow_actions(manifest, declaration.action):
             params = _dict(action.get("parameters"))
-            report.model = {k: _parameter(params, name) for k, name in (("model", "model"), ("sha256", "modelSha256"), ("scale", "scale"))}
+            names = (("model", "model"), ("sha256", "modelSha256"), ("scale", "scale"))
+            report.model = {k: _parameter(params, name) for k, name in names}
             break
 
 

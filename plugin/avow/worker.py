@@ -161,7 +161,8 @@ class Worker:
             self.emit({"id": job_id, "event": "error", "error": kind, "message": message, "exit_code": code})
         except KeyboardInterrupt:  # a stop signal: this job is abandoned (its staged files removed), then the worker ends
             with contextlib.suppress(OSError):  # the editor may be gone: that can be why
-                self.emit({"id": job_id, "event": "error", "error": "Cancelled", "message": f"{op}: stopped by a signal", "exit_code": EXIT_CANCELLED})
+                self.emit({"id": job_id, "event": "error", "error": "Cancelled", "message": f"{op}: stopped by a signal",
+                           "exit_code": EXIT_CANCELLED})
             raise
         finally:
             self._cancelled.discard(job_id)
@@ -278,7 +279,9 @@ def editor_records(provenance: object) -> list[Disclosure]:
     if provenance is None:
         return []
     if not isinstance(provenance, list):
-        raise RecordError(f"the document's Avow records cannot be read (a list expected, not {type(provenance).__name__}); not signing")
+        raise RecordError(
+            f"the document's Avow records cannot be read (a list expected, not {type(provenance).__name__}); not signing"
+        )
     records = []
     for number, record in enumerate(provenance, 1):
         try:

@@ -36,7 +36,8 @@ def snapshot(doc) -> dict:
 
 
 def layers(doc) -> list:
-    return [{"name": n.name(), "visible": n.visible(), "type": n.type(), "uuid": n.uniqueId().toString()} for n in doc.topLevelNodes()]
+    return [{"name": n.name(), "visible": n.visible(), "type": n.type(), "uuid": n.uniqueId().toString()}
+            for n in doc.topLevelNodes()]
 
 
 def main(args):
@@ -89,7 +90,8 @@ def run(job: dict, work: Path, app, results: dict) -> None:
         node = doc.topLevelNodes()[0]
         doc.setActiveNode(node)
         scenario["input"] = {"size": [doc.width(), doc.height()], "model": node.colorModel(), "depth": node.colorDepth()}
-        say(f"{key}: opened {Path(spec['input']).name}: {doc.width()}x{doc.height()} {node.colorModel()} {node.colorDepth()} ({node.colorProfile()})")
+        say(f"{key}: opened {Path(spec['input']).name}: {doc.width()}x{doc.height()} "
+            f"{node.colorModel()} {node.colorDepth()} ({node.colorProfile()})")
         started = time.perf_counter()
         outcome = ext.upscale_document(
             doc, node, core.Settings(model=None, scale=spec["scale"], device="cpu", tile=tile), extension.LogProgress()
@@ -165,7 +167,8 @@ def run(job: dict, work: Path, app, results: dict) -> None:
 
     # A worker failure (a model that does not exist) and a cancel must leave the document as it was.
     for key, source, settings, progress in (
-        ("bogus_model", job["failure_input"], core.Settings(model="no-such-model", scale=4, device="cpu", tile=tile), extension.LogProgress()),
+        ("bogus_model", job["failure_input"], core.Settings(model="no-such-model", scale=4, device="cpu", tile=tile),
+         extension.LogProgress()),
         ("cancelled", job["cancel_input"], core.Settings(model=None, scale=4, device="cpu", tile=64), CancelAfterFirstTile()),
     ):
         doc = app.openDocument(source)
@@ -199,7 +202,8 @@ def run(job: dict, work: Path, app, results: dict) -> None:
         outcome = ext.upscale_document(doc, doc.topLevelNodes()[0], core.Settings(), extension.LogProgress())
     finally:
         hidden.rename(config)
-    results["scenarios"]["not_set_up"] = {"outcome_is_none": outcome is None, "error": ext.last_error, "unchanged": before == snapshot(doc)}
+    results["scenarios"]["not_set_up"] = {"outcome_is_none": outcome is None, "error": ext.last_error,
+                                          "unchanged": before == snapshot(doc)}
     say(f"not_set_up: plugin reported: {ext.last_error.splitlines()[0]!r}")
     doc.close()
 
@@ -207,7 +211,8 @@ def run(job: dict, work: Path, app, results: dict) -> None:
     doc = app.createDocument(8, 8, "cmyk", "CMYKA", "U8", "", 72.0)
     before = snapshot(doc)
     outcome = ext.upscale_document(doc, doc.topLevelNodes()[0], core.Settings(), extension.LogProgress())
-    results["scenarios"]["cmyk"] = {"outcome_is_none": outcome is None, "error": ext.last_error, "unchanged": before == snapshot(doc)}
+    results["scenarios"]["cmyk"] = {"outcome_is_none": outcome is None, "error": ext.last_error,
+                                    "unchanged": before == snapshot(doc)}
     say(f"cmyk: plugin reported: {ext.last_error!r}")
     doc.close()
 

@@ -452,4 +452,5 @@ def export_with_credentials(doc, path, session: Session, progress: Progress | No
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     report = dict(report, file=str(target))
-    return {"file": str(target), "ai_declared": signed.get("ai_declared", bool(records)), "records": len(records), "verify": report}
+    return {"file": str(target), "ai_declared": signed.get("ai_declared", bool(records)), "records": len(records),
+            "verify": report}
