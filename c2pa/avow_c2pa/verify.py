@@ -12,8 +12,10 @@ from __future__ import annotations
 import base64
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import c2pa
 
@@ -112,7 +114,7 @@ class Report:
         return {"schema": SCHEMA_VERSION, **asdict(self)}
 
 
-def trust_anchors(extra: list[Path] = ()) -> str:
+def trust_anchors(extra: Sequence[Path] = ()) -> str:
     """PEM bundle of trusted roots: the user's own, ``config.toml``'s ``[verify] trust``, then ``extra``.
 
     Each file must hold at least one PEM certificate: a wrong file given as a trust list would
@@ -145,7 +147,7 @@ def _anchor_file(path: Path, error: type[Exception], origin: str) -> bytes:
 
 
 def reader_settings(anchors: str, allow_remote: bool = False, ocsp: bool = False) -> dict:
-    settings = {"verify": {"verify_trust": True, "remote_manifest_fetch": allow_remote, "ocsp_fetch": ocsp}}
+    settings: dict[str, Any] = {"verify": {"verify_trust": True, "remote_manifest_fetch": allow_remote, "ocsp_fetch": ocsp}}
     if anchors.strip():
         settings["trust"] = {"trust_anchors": anchors}
     return settings
@@ -177,7 +179,7 @@ def _judge_xcf(path: Path, report: Report) -> Report:
         report.summary = f"Unreadable XCF: {type(exc).__name__}: {exc}"
         return report
     report.notes.extend(report.xcf["problems"])
-    _read_xcf_watermark(path, report)
+    _read_xcf_watermark(path, report, report.xcf["synthesized_layers"])
     layers = report.xcf["synthesized_layers"]
     parasites = ""
     if layers or report.xcf["records"]:
@@ -289,7 +291,7 @@ def _identities(manifest: dict, codes: list[str]) -> list[dict]:
 def _soft_bindings(manifest: dict) -> list[str]:
     """Identifiers of Avow's mark the manifest declares, as 8 hex digits: in Avow's
     ``dev.avow.watermark`` assertion, or in the ``c2pa.soft-binding`` of outputs made before it."""
-    found = []
+    found: list[str] = []
     for assertion in map(_dict, _list(manifest.get("assertions"))):
         data = _dict(assertion.get("data"))
         label = str(assertion.get("label", ""))
@@ -355,20 +357,21 @@ def _read_metadata(path: Path, report: Report) -> None:
 def _read_watermark(path: Path, report: Report) -> None:
     """Look for Avow's mark: on every image, since a stripped copy has nothing else left to say what it is."""
     try:
-        report.watermark = search_file(path)
+        mark = search_file(path)
     except SettingsError as exc:  # a malformed [watermark] setting: say so, the verdict stands
-        report.watermark = unchecked(str(exc))
-    if report.watermark["checked"] and report.watermark["lenient_decode"]:
+        mark = unchecked(str(exc))
+    report.watermark = mark
+    if mark["checked"] and mark["lenient_decode"]:
         report.notes.append("the file is damaged or non-standard: its pixels were searched as a lenient viewer decodes them")
 
 
-def _read_xcf_watermark(path: Path, report: Report) -> None:
+def _read_xcf_watermark(path: Path, report: Report, synthesized: list[str]) -> None:
     """Look for Avow's mark in each layer (the ones Avow's parasites name first): a layer's pixels
     keep it when the parasites are gone, and a composite would bury it under the layers above."""
     from .xcf import layer_pixels
 
     try:
-        for name, pixels in layer_pixels(path, report.xcf["synthesized_layers"], XCF_WATERMARK_PIXELS):
+        for name, pixels in layer_pixels(path, synthesized, XCF_WATERMARK_PIXELS):
             mark = {**find_mark(pixels, None), "layer": name}
             if report.watermark is None or mark["score"] > report.watermark["score"] or mark["found"]:
                 report.watermark = mark

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import cast
 
 from PIL import Image
 
@@ -76,6 +77,6 @@ def _has_transparency(path: Path) -> bool:
             if image.mode not in ("RGBA", "LA", "PA", "RGBa", "La") and "transparency" not in image.info:
                 return False
             low, _ = image.convert("RGBA").getchannel("A").getextrema()
-            return low < 255
+            return cast(int, low) < 255  # one band's extrema are numbers
     except OSError as exc:
         raise ImageError(f"{path.name}: damaged or truncated image ({describe_os_error(exc)})") from None

@@ -30,6 +30,7 @@ import secrets
 import sys
 import threading
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -300,7 +301,7 @@ def op_verify(worker: Worker, job_id, file: str) -> dict:
     return report.to_dict()
 
 
-OPS = {"describe": op_describe, "upscale": op_upscale, "sign": op_sign, "verify": op_verify}
+OPS: dict[str, Callable[..., dict]] = {"describe": op_describe, "upscale": op_upscale, "sign": op_sign, "verify": op_verify}
 
 
 def main() -> int:
