@@ -24,10 +24,13 @@ import png
 import tifffile
 from PIL import Image, UnidentifiedImageError
 
+from avow_c2pa.formats import OUTPUT_SUFFIXES
+
 from .errors import ImageError
 
-INPUT_FORMATS = {"JPEG": "jpeg", "PNG": "png", "WEBP": "webp", "TIFF": "tiff"}
-OUTPUT_FORMATS = {".jpg": "jpeg", ".jpeg": "jpeg", ".png": "png", ".webp": "webp", ".tif": "tiff", ".tiff": "tiff"}
+OUTPUT_FORMATS = OUTPUT_SUFFIXES
+# Pillow's format names for the same formats (Avow reads what it writes): its names are Avow's, upper-cased.
+INPUT_FORMATS = {fmt.upper(): fmt for fmt in OUTPUT_SUFFIXES.values()}
 SIXTEEN_BIT_FORMATS = {"png", "tiff"}
 ALPHA_FORMATS = {"png", "webp", "tiff"}
 QUANTISE_ROWS = 256

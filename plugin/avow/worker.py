@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from avow_c2pa.config import user_models_dir
-from avow_c2pa.disclosure import Disclosure, FoundMark, sha256_file
+from avow_c2pa.disclosure import COMPOSITE_WITH_AI, Disclosure, FoundMark, sha256_file
 from avow_c2pa.errors import (
     EXIT_CANCELLED,
     EXIT_FAILED,
@@ -47,6 +47,7 @@ from avow_c2pa.errors import (
     describe_os_error,
     discard,
 )
+from avow_c2pa.formats import OUTPUT_SUFFIXES
 from avow_c2pa.interrupts import raise_on_stop_signals
 from avow_c2pa.isolation import VerifierPool
 from avow_c2pa.keys import signing_identity
@@ -55,7 +56,7 @@ from avow_c2pa.pixels import search_file
 from avow_c2pa.staging import staged_path, sweep
 from avow_c2pa.verify import trust_anchors
 
-from . import __version__
+from . import DEFAULT_TILE, __version__
 from .devices import DEVICES, pick_device
 from .devices import describe as describe_devices
 from .engine import (
@@ -204,11 +205,16 @@ def op_describe(worker: Worker, job_id) -> dict:
         "default_models": {str(k): v for k, v in DEFAULT_MODELS.items()},
         "devices": devices,
         "system": describe_devices(),
+        # What the hooks would otherwise copy: the formats they may export, the tile size to offer, the
+        # IPTC source type to declare.
+        "output_formats": list(OUTPUT_SUFFIXES),
+        "default_tile": DEFAULT_TILE,
+        "ai_source_type": COMPOSITE_WITH_AI,
     }
 
 
 def op_upscale(
-    worker: Worker, job_id, input: str, output: str, model=None, scale=None, tile=256, device="auto", force=False
+    worker: Worker, job_id, input: str, output: str, model=None, scale=None, tile=DEFAULT_TILE, device="auto", force=False
 ) -> dict:
     """``force`` (false by default, as in the CLI) allows replacing an existing output; the input never."""
     for name, value, types in (("input", input, str), ("output", output, str), ("model", model, (str, type(None))),
