@@ -42,8 +42,11 @@ import avow_client
 UPSCALE = "python-fu-avow-upscale"
 EXPORT = "python-fu-avow-export-signed"
 PARASITE = "avow-provenance"
+# Avow's own values, needed before (or without) a worker: at registration and before an export starts.
+# The worker's `describe` says them too; tests/test_constants.py keeps these equal to the core's.
 COMPOSITE_WITH_AI = "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia"
 EXPORT_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff")
+DEFAULT_TILE = 256
 LAYER_COLOR = Gimp.ColorTag.VIOLET  # the synthesized layer's colour tag in the Layers dock
 UPSCALE_NOTE = (
     "The model invents plausible detail; it does not recover it. The new layer is named as AI-upscaled, its "
@@ -734,7 +737,7 @@ class AvowUpscale(Gimp.PlugIn):
             _choice(("auto", "Auto (CUDA if available)"), ("cpu", "CPU"), ("cuda", "CUDA")), "auto", flags
         )
         procedure.add_int_argument(
-            "tile", "_Tile size", "Tile size in input pixels (0: whole layer at once)", 0, 4096, 256, flags
+            "tile", "_Tile size", "Tile size in input pixels (0: whole layer at once)", 0, 4096, DEFAULT_TILE, flags
         )
         procedure.add_choice_argument(
             "output",
@@ -764,7 +767,7 @@ class AvowUpscale(Gimp.PlugIn):
         )
         procedure.set_attribution("Avow", "Avow contributors", "2025")
         procedure.add_file_argument(
-            "file", "_File", "Where to export (.jpg .jpeg .png .webp .tif .tiff)", Gimp.FileChooserAction.SAVE, False, None,
+            "file", "_File", f"Where to export ({' '.join(EXPORT_SUFFIXES)})", Gimp.FileChooserAction.SAVE, False, None,
             GObject.ParamFlags.READWRITE
         )
         return procedure

@@ -49,7 +49,11 @@ WorkerUnavailable = client.WorkerUnavailable
 PLUGIN_DIR = Path(__file__).resolve().parent
 ANNOTATION = "avow/provenance"
 ANNOTATION_DESCRIPTION = "Avow: provenance of AI-upscaled (synthesized) layers"
-EXPORT_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff")
+# Avow's own values, needed before a worker answers (the export dialog, a first Settings()). The
+# worker's `describe` says them too; tests/test_constants.py keeps these equal to the core's.
+EXPORT_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WebP", ".tif": "TIFF", ".tiff": "TIFF"}
+EXPORT_SUFFIXES = tuple(EXPORT_FORMATS)
+DEFAULT_TILE = 256
 LAYER_COLOR_LABEL = 7  # purple in Krita's layer colour labels: synthesized pixels, at a glance
 MASK_TYPES = ("transparencymask", "filtermask", "transformmask", "selectionmask", "colorizemask")
 
@@ -63,7 +67,7 @@ class Settings:
     model: str | None = None  # None: the default model for ``scale``
     scale: int | None = 4
     device: str = "auto"
-    tile: int = 256
+    tile: int = DEFAULT_TILE
 
 
 @dataclass(frozen=True)
