@@ -134,13 +134,14 @@ def main() -> int:
     for signame in ("TERM", "KILL"):
         signum = getattr(signal, f"SIG{signame}")
 
-        def at_moment(target: Path, moment: str) -> int:
+        def at_moment(target: Path, moment: str, signame: str = signame) -> int:
             return subprocess.run([*at, moment, signame, "avow", *command(args.input, target, args.scale)[3:]],
                                   capture_output=True).returncode
 
         delays = [rng.uniform(0, duration) for _ in range(args.trials)]
         runs = [
-            (f"t{i} at {d:.2f}s", f"t{i}.png", lambda target, d=d: trial(command(args.input, target, args.scale), signum, d))
+            (f"t{i} at {d:.2f}s", f"t{i}.png",
+             lambda target, d=d, signum=signum: trial(command(args.input, target, args.scale), signum, d))
             for i, d in enumerate(delays)
         ]
         bad += run_trials(f"SIG{signame} at random moments of the run", runs, work / f"random-{signame}", args)

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from safetensors.torch import save_file
 
 from avow import engine, images, tiling
 from avow.devices import inference_dtype, pick_device
@@ -36,7 +37,6 @@ from avow.engine import UpscaleOptions, upscale_file
 from avow_c2pa import watermark
 from avow_models import find_model, load_model
 from avow_models.archs.rrdb import RRDBNet
-from safetensors.torch import save_file
 
 
 def naive_upscale(model: torch.nn.Module, rgb: np.ndarray, scale: int, tile: int = 512, pad: int = 10) -> np.ndarray:

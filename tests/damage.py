@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from avow_c2pa.keys import signing_identity
 from avow_c2pa.manifest import sign_file
 

@@ -6,13 +6,14 @@ import subprocess
 import sys
 
 import pytest
+from PIL import Image
+
 from avow import engine
 from avow.batch import plan, upscale_many
 from avow.engine import UpscaleOptions
 from avow.errors import UsageError
 from avow_c2pa.verify import AI_SYNTHESIZED, trust_anchors, verify_file
 from conftest import photo
-from PIL import Image
 from test_upscale import nearest_model
 
 

@@ -11,19 +11,19 @@ import struct
 import sys
 from pathlib import Path
 
+import c2pa
 import pytest
+from PIL import Image
+
 from avow_c2pa.disclosure import COMPOSITE_WITH_AI
 from avow_c2pa.keys import signing_identity
 from avow_c2pa.manifest import HUMAN_EDITS, sign_file
 from avow_c2pa.metadata import read_metadata
 from avow_c2pa.verify import AI_SYNTHESIZED, reader_settings, trust_anchors, verify_file
-from PIL import Image
 from test_watermark_binding import upscaled  # noqa: F401 (a fixture)
 
-import c2pa
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugin" / "client"))
-import avow_client  # noqa: E402
+import avow_client
 
 
 @pytest.fixture(scope="module")

@@ -17,14 +17,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+from safetensors.torch import save_file
+
 from avow.engine import UpscaleOptions, upscale_file
 from avow_c2pa.staging import SUFFIX, staged_path, sweep
 from avow_c2pa.verify import AI_SYNTHESIZED, trust_anchors, verify_file
 from avow_models import UnsupportedModelError, load_model
 from avow_models.archs.srvgg import SRVGGNetCompact
 from conftest import photo
-from PIL import Image
-from safetensors.torch import save_file
 from test_upscale import nearest_model
 
 HERE = Path(__file__).resolve().parent

@@ -14,7 +14,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from avow_c2pa.verify import EXIT_CODES, trust_anchors, verify_file
-
 from hostile import signed
 
 edits = st.lists(st.tuples(st.integers(0, 2**31), st.binary(min_size=1, max_size=8)), max_size=6)

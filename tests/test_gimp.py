@@ -20,9 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
+
 from conftest import photo
 from editor_run import IDLE_LIMIT, run_editor
-from PIL import Image
 
 pytestmark = pytest.mark.gimp
 
@@ -394,7 +395,8 @@ def test_verify_finds_the_mark_in_an_xcf_layer_without_parasites(gimp, say):
     """An Avow output opened in GIMP and saved as XCF has no Content Credentials and none of Avow's
     parasites: the layer's pixels still say what it is, with the identifier the output declared."""
     work = gimp["work"]
-    upscaled = avow_cli(gimp, "upscale", str(ROOT / "models" / "samples" / "chelsea.jpg"), "-o", str(work / "cat.png"), "--scale", "2")
+    upscaled = avow_cli(gimp, "upscale", str(ROOT / "models" / "samples" / "chelsea.jpg"), "-o", str(work / "cat.png"),
+                        "--scale", "2")
     assert upscaled.returncode == 0, upscaled.stderr
     script = (
         "from gi.repository import Gimp, Gio\n"
@@ -402,7 +404,8 @@ def test_verify_finds_the_mark_in_an_xcf_layer_without_parasites(gimp, say):
         f"Gimp.file_save(Gimp.RunMode.NONINTERACTIVE, image, Gio.File.new_for_path({str(work / 'cat.xcf')!r}), None)\n"
     )
     saved = subprocess.run(
-        [str(ROOT / "scripts" / "gimp-run.sh"), "gimp-console-3.0", "-i", "--batch-interpreter=python-fu-eval", "-b", script, "--quit"],
+        [str(ROOT / "scripts" / "gimp-run.sh"), "gimp-console-3.0", "-i", "--batch-interpreter=python-fu-eval",
+         "-b", script, "--quit"],
         check=False, capture_output=True, text=True, env=gimp["env"], timeout=IDLE_LIMIT,
     )
     assert (work / "cat.xcf").exists(), saved.stdout + saved.stderr

@@ -12,7 +12,6 @@ import pytest
 
 from avow_c2pa.isolation import VerifierPool
 from avow_c2pa.verify import trust_anchors, verify_file
-
 from hostile import HOSTILE_TITLE, corpus, signed
 
 
@@ -26,7 +25,7 @@ def test_every_case_gets_an_acceptable_verdict(hostile):
     names = list(hostile)
     pool = VerifierPool(trust_anchors(), processes=2)
     reports = list(pool.verify([hostile[name][0] for name in names]))
-    for name, report in zip(names, reports):
+    for name, report in zip(names, reports, strict=True):
         print(f"{name:42} {report.verdict:15} {report.summary[:90]!r}")
         assert report.verdict in hostile[name][1], f"{name}: {report.verdict}: {report.summary}"
     assert len(reports) == len(names) >= 17

@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from avow_c2pa.disclosure import COMPOSITE_WITH_AI
 from test_watermark_binding import upscaled  # noqa: F401 (a fixture)
 

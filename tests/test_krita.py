@@ -29,6 +29,8 @@ import png
 import pytest
 import tifffile
 import torch
+from PIL import Image
+
 from avow.engine import (
     UpscaleOptions,
     prepare_model,
@@ -39,7 +41,6 @@ from avow.engine import (
 from avow.images import read_picture, to_array
 from conftest import photo
 from editor_run import run_editor
-from PIL import Image
 
 pytestmark = pytest.mark.krita
 
@@ -89,7 +90,8 @@ def profile(request, tmp_path_factory, shared_home):
     # The install runs with the tests' own import path, so a checkout under test installs its own plugin.
     install_env = dict(env, PYTHONPATH=os.environ.get("PYTHONPATH", ""))
     install = subprocess.run(
-        [sys.executable, "-m", "avow", "install", "krita"], env=install_env, check=False, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "avow", "install", "krita"], env=install_env, check=False, capture_output=True, text=True,
+        timeout=120,
     )
     show(request, "\n[install] $ avow install krita\n" + "\n".join(f"[install] {line}" for line in install.stdout.splitlines()))
     assert install.returncode == 0, install.stderr
@@ -142,7 +144,8 @@ def krita_run(request, profile, tmp_path_factory):
         request,
         f"\n[kritarunner] $ QT_QPA_PLATFORM=offscreen kritarunner -s avow_krita_driver -f main job.json"
         f"  (exit {run.returncode}, {seconds:.1f} s incl. Krita's first-start resource setup)\n"
-        + "\n".join(line for line in transcript if line.startswith(("[krita]", "avow_krita:", "krita.scripting")) or "Error" in line),
+        + "\n".join(line for line in transcript
+                    if line.startswith(("[krita]", "avow_krita:", "krita.scripting")) or "Error" in line),
     )
     results_file = work / "results.json"
     assert results_file.is_file(), f"kritarunner wrote no results (exit {run.returncode}):\n" + "\n".join(transcript[-40:])
@@ -207,7 +210,8 @@ def test_upscale_matches_the_core(request, krita_run, tmp_path, key, scale, dept
         request,
         f"\n[pixels] {key}: Krita layer {width}x{height} {depth} vs `avow upscale` on the same PNG: "
         f"max |diff| per channel (R,G,B,A) = {difference.max(axis=(0, 1)).tolist()} of {maximum}, "
-        f"identical values {100 * float((difference == 0).mean()):.3f}%; alpha {int(ours[..., 3].min())}..{int(ours[..., 3].max())}",
+        f"identical values {100 * float((difference == 0).mean()):.3f}%; "
+        f"alpha {int(ours[..., 3].min())}..{int(ours[..., 3].max())}",
     )
     assert difference.max() <= 1  # rounding only: same model, same tiles, same numbers
     assert float((difference == 0).mean()) > 0.99
@@ -236,7 +240,8 @@ def test_float_layer_matches_the_core(request, krita_run):
     picture = read_picture(krita_run.inputs["rgba8"])
     core = to_array(synthesize(picture, model, torch.device("cpu"), TILE, watermark_payload(model, picture)))
     difference = np.abs(ours - core)
-    show(request, f"\n[pixels] rgbaf32: Krita layer {width}x{height} F32 vs the core's float output: max |diff| {float(difference.max()):.2e}")
+    show(request, f"\n[pixels] rgbaf32: Krita layer {width}x{height} F32 vs the core's float output: "
+                  f"max |diff| {float(difference.max()):.2e}")
     assert difference.max() < 2e-3
     assert np.abs(ours[..., [2, 1, 0, 3]] - core).max() > 0.05  # byte order matters
 
@@ -268,7 +273,7 @@ def test_exports_verify_as_trusted_ai_synthesized(request, krita_run, shared_hom
     show(request, "\n[verify] $ avow verify --json " + " ".join(path.name for _, path in exported) + "\n" + "\n".join(lines))
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert len(reports) == len(exported)
-    for (key, path), report in zip(exported, reports):
+    for (key, _), report in zip(exported, reports, strict=True):
         scale = 4 if key == "rgba8" else 2
         assert report["verdict"] == "ai-synthesized", report
         assert report["validation_state"] == "Trusted", report
@@ -334,13 +339,16 @@ def test_gui_registers_the_actions_and_upscales(request, profile, tmp_path):
     gui = run_editor(["xvfb-run", "-a", "-s", "-screen 0 1280x1024x24", "krita", "--nosplash"], env, tmp_path / "transcript.log")
     assert not gui.timed_out, gui.failure("Krita's GUI")
     log = [line for line in gui.output.splitlines() if line.startswith(("avow_krita:", "avow_gui_probe:"))]
-    show(request, f"\n[gui] $ xvfb-run krita --nosplash  (exit {gui.returncode}, {gui.seconds:.1f} s)\n" + "\n".join(f"[gui] {line}" for line in log))
+    show(request, f"\n[gui] $ xvfb-run krita --nosplash  (exit {gui.returncode}, {gui.seconds:.1f} s)\n"
+                  + "\n".join(f"[gui] {line}" for line in log))
     assert out.is_file(), "the probe never ran:\n" + gui.output[-3000:]
     found = json.loads(out.read_text())
     assert "probe_error" not in found, found["probe_error"]
     assert any("actions registered in Tools > Scripts" in line for line in log)  # the plugin's own log line
     assert found["plugin_loaded"]
-    assert found["actions"] == {"avow_upscale": "AI Upscale (disclosed)...", "avow_export_c2pa": "Export with Content Credentials..."}
+    assert found["actions"] == {
+        "avow_upscale": "AI Upscale (disclosed)...", "avow_export_c2pa": "Export with Content Credentials...",
+    }
     assert found["menu_paths"]["avow_upscale"] == ["Tools", "Scripts", "AI Upscale (disclosed)..."]
     assert found["menu_paths"]["avow_export_c2pa"] == ["Tools", "Scripts", "Export with Content Credentials..."]
     assert found["dialog"]["models"][1:] == ["avow-compact-x2 (x2, built-in)", "avow-compact-x4 (x4, built-in)"]
@@ -367,7 +375,8 @@ def test_gui_registers_the_actions_and_upscales(request, profile, tmp_path):
 def test_package_zip_is_accepted_by_kritas_plugin_importer(request, profile, tmp_path):
     archive = tmp_path / "avow_krita.zip"
     package = subprocess.run(
-        [sys.executable, "-m", "avow", "package", "krita", "-o", str(archive)], env=profile.env, check=False, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "avow", "package", "krita", "-o", str(archive)], env=profile.env, check=False,
+        capture_output=True, text=True, timeout=120,
     )
     assert package.returncode == 0, package.stderr
     resources, out = tmp_path / "resources", tmp_path / "imported.json"
@@ -381,12 +390,14 @@ def test_package_zip_is_accepted_by_kritas_plugin_importer(request, profile, tmp
     show(
         request,
         f"\n[package] $ avow package krita -o avow_krita.zip: {package.stdout.strip()}\n"
-        f"[package] Krita's plugin importer: imported {[p['name'] for p in result.get('imported', [])]}, files {result.get('files')}"
+        f"[package] Krita's plugin importer: imported {[p['name'] for p in result.get('imported', [])]}, "
+        f"files {result.get('files')}"
         + (f", error {result['error']}" if "error" in result else ""),
     )
     assert "error" not in result, result["error"]
     assert [plugin["name"] for plugin in result["imported"]] == ["avow_krita"]
-    for name in ("avow_krita.desktop", "avow_krita/__init__.py", "avow_krita/core.py", "avow_krita/avow_client.py", "avow_krita/avow.json"):
+    for name in ("avow_krita.desktop", "avow_krita/__init__.py", "avow_krita/core.py", "avow_krita/avow_client.py",
+                 "avow_krita/avow.json"):
         assert name in result["files"], name
 
 

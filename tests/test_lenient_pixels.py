@@ -11,6 +11,8 @@ import zlib
 from pathlib import Path
 
 import pytest
+from PIL import Image, ImageFile
+
 from avow_c2pa import pixels
 from avow_c2pa.verify import (
     AI_WATERMARKED,
@@ -24,7 +26,6 @@ from damage import (
     png_stripped_with_ztxt,
     resigned_as_camera_original,
 )
-from PIL import Image, ImageFile
 from test_watermark_binding import upscale_cat
 
 

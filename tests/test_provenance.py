@@ -20,7 +20,6 @@ from avow_c2pa.keys import signing_identity
 from avow_c2pa.manifest import sign_file, upscale_manifest
 from avow_c2pa.metadata import read_metadata, read_rights, write_disclosure
 from avow_c2pa.verify import AI_SYNTHESIZED, NO_PROVENANCE, SIGNED, TAMPERED, printable, trust_anchors, verify_file
-
 from conftest import photo
 
 DISCLOSURE = Disclosure("avow-compact-x4", "ab" * 32, "SRVGGNetCompact", 4, 48, 40, "cd" * 32)
@@ -176,7 +175,7 @@ def test_only_rights_travel_from_the_input(tmp_path):
 def test_disclosure_on_a_non_image_fails_loudly(tmp_path):
     bogus = tmp_path / "bogus.jpg"
     bogus.write_bytes(b"not a jpeg at all")
-    with pytest.raises(DisclosureError, match="bogus.jpg"):
+    with pytest.raises(DisclosureError, match=r"bogus\.jpg"):
         write_disclosure(bogus, DISCLOSURE)
 
 

@@ -17,6 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from PIL import Image
+
 from avow import cli
 from avow_c2pa.errors import (
     EXIT_CANCELLED,
@@ -27,11 +33,6 @@ from avow_c2pa.errors import (
     EXIT_USAGE,
 )
 from conftest import photo
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 GUARD = 120  # seconds an event may take before the test fails instead of hanging (never waited out)
@@ -108,7 +109,7 @@ def test_relative_settings_paths_are_relative_to_the_config_folder(home):
 
 
 def _certificate(subject, issuer_key, public_key, days=(-1, 365), usage=True, ca=False):
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     builder = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))

@@ -7,12 +7,13 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import save_file
+
 from avow import tiling
 from avow_models import SizeRequirements, UnsupportedModelError
 from avow_models.archs.rrdb import RRDBNet
 from avow_models.loading import describe_model
 from avow_models.registry import ARCHITECTURES
-from safetensors.torch import save_file
 
 # The deepest published shape of each architecture, with random weights: realesr-general-x4v3
 # (SRVGGNetCompact, 64 features, 32 body convs) and RealESRGAN_x4plus / _x2plus (23 RRDBs).

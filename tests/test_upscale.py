@@ -15,6 +15,12 @@ import png
 import pytest
 import tifffile
 import torch
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from PIL import Image, ImageCms
+from safetensors.torch import save_file
+
 from avow.engine import UpscaleOptions, upscale_file
 from avow.errors import Cancelled, ImageError, UsageError
 from avow_c2pa import watermark
@@ -23,11 +29,6 @@ from avow_c2pa.metadata import read_metadata
 from avow_c2pa.verify import AI_SYNTHESIZED, trust_anchors, verify_file
 from avow_models.archs.srvgg import SRVGGNetCompact
 from conftest import photo
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from PIL import Image, ImageCms
-from safetensors.torch import save_file
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -97,7 +98,8 @@ def test_16bit_png_with_alpha_stays_16bit_with_alpha(tmp_path, model_x2):
     width, height, rows, info = png.Reader(filename=str(out)).asDirect()
     assert (width, height, info["bitdepth"], info["planes"]) == (48, 40, 16, 4)
     written = np.vstack([np.asarray(r, dtype=np.uint16) for r in rows]).reshape(40, 48, 4)
-    assert np.abs(written - marked(levels, 2, result.disclosure.watermark_id, 65535)).max() <= 2  # 16-bit precision, not 8-bit steps
+    # 16-bit precision, not 8-bit steps
+    assert np.abs(written - marked(levels, 2, result.disclosure.watermark_id, 65535)).max() <= 2
     assert verify_file(out, trust_anchors()).verdict == AI_SYNTHESIZED
 
 
@@ -151,7 +153,7 @@ def test_never_overwrites_the_input_nor_an_existing_output(tmp_path, jpeg_in, mo
 def expired_identity(folder: Path) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "expired")])
-    past = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=30)
+    past = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=30)
     cert = (
         x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
         .serial_number(1).not_valid_before(past).not_valid_after(past + datetime.timedelta(days=1))
@@ -193,7 +195,9 @@ def huge_png(path: Path, width: int, height: int) -> None:
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
 
 
 def test_huge_dimensions_are_refused_before_decoding(tmp_path, model_x4):

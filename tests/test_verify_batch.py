@@ -19,7 +19,6 @@ from PIL import Image
 
 from avow_c2pa.isolation import VerifierPool
 from avow_c2pa.verify import OVER_BUDGET, UNREADABLE, trust_anchors
-
 from conftest import photo
 
 

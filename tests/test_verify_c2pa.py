@@ -16,10 +16,17 @@ import pytest
 from avow_c2pa.declarations import source_kind
 from avow_c2pa.verdicts import EXIT_CODES, SEVERITY, batch_exit_code, judge, unverifiable_error
 from avow_c2pa.verify import (
-    AI_IN_HISTORY, AI_SYNTHESIZED, REMOTE, SIGNED, TAMPERED, UNVERIFIABLE, Report, reader_settings, trust_anchors,
+    AI_IN_HISTORY,
+    AI_SYNTHESIZED,
+    REMOTE,
+    SIGNED,
+    TAMPERED,
+    UNVERIFIABLE,
+    Report,
+    reader_settings,
+    trust_anchors,
     verify_file,
 )
-
 from c2pa_fixtures import IPTC, UNREACHABLE, build
 
 

@@ -13,10 +13,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from avow import DEFAULT_TILE
+from avow_c2pa.disclosure import COMPOSITE_WITH_AI
+from avow_c2pa.formats import OUTPUT_SUFFIXES
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugin" / "client"))
 import avow_client  # noqa: E402
-
 from test_upscale import marked, nearest_model  # noqa: E402
 
 
@@ -48,6 +51,9 @@ def test_describe(worker):
     info = worker.request("describe")
     assert info["default_models"] == {"2": "avow-compact-x2", "4": "avow-compact-x4"}
     assert "cpu" in info["devices"] and info["version"] == "0.1.0"
+    # what the editor hooks would otherwise copy (tests/test_constants.py checks their fallbacks)
+    assert info["output_formats"] == list(OUTPUT_SUFFIXES) and info["default_tile"] == DEFAULT_TILE
+    assert info["ai_source_type"] == COMPOSITE_WITH_AI
 
 
 def test_describe_lists_user_models_as_models_list_does(tmp_path):

@@ -13,6 +13,7 @@ command tripping over it and another silently ignoring it.
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 import tomllib
@@ -69,7 +70,7 @@ def settings() -> Settings:
             if key not in fields:
                 raise problem(f"[{section}] {key}", f"unknown setting; expected {', '.join(fields)}")
             attribute, check = fields[key]
-            values[attribute] = check(item, lambda message, k=f"[{section}] {key}": problem(k, message), path.parent)
+            values[attribute] = check(item, functools.partial(problem, f"[{section}] {key}"), path.parent)
     if ("signing_key" in values) != ("signing_cert" in values):
         raise problem("[signing]", "needs both key and cert (a private key and its certificate chain)")
     return Settings(**values)
@@ -134,14 +135,18 @@ def _list(value: Any, problem: Problem) -> list:
     return value
 
 
+def _entry(problem: Problem, index: int) -> Problem:
+    return lambda message: problem(f"entry {index + 1} {message}")
+
+
 def _paths(value: Any, problem: Problem, base: Path) -> tuple[Path, ...]:
     items = _list(value, problem)
-    return tuple(_path(item, lambda m, i=i: problem(f"entry {i + 1} {m}"), base) for i, item in enumerate(items))
+    return tuple(_path(item, _entry(problem, i), base) for i, item in enumerate(items))
 
 
 def _strings(value: Any, problem: Problem, base: Path) -> tuple[str, ...]:
     items = _list(value, problem)
-    return tuple(_string(item, lambda m, i=i: problem(f"entry {i + 1} {m}")) for i, item in enumerate(items))
+    return tuple(_string(item, _entry(problem, i)) for i, item in enumerate(items))
 
 
 # section -> key -> (Settings attribute, checker)

@@ -12,14 +12,15 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from . import __version__
+from .declarations import IPTC
 from .errors import RecordError
 
 SOFTWARE = "Avow"
 # IPTC NewsCodes: an edit of an existing capture made with a trained model (as opposed to
 # trainedAlgorithmicMedia, which would claim the whole image was generated from nothing).
-COMPOSITE_WITH_AI = "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia"
+COMPOSITE_WITH_AI = IPTC + "compositeWithTrainedAlgorithmicMedia"
 AI_SOURCE_TYPES = frozenset(
-    "http://cv.iptc.org/newscodes/digitalsourcetype/" + code
+    IPTC + code
     for code in ("trainedAlgorithmicMedia", "compositeWithTrainedAlgorithmicMedia", "algorithmicMedia", "compositeSynthetic")
 )
 

@@ -26,8 +26,12 @@ MIME_TYPES = {
     "avif": "image/avif",
     "gif": "image/gif",
 }
-SUFFIXES = {".jpg": "jpeg", ".jpeg": "jpeg", ".png": "png", ".webp": "webp", ".tif": "tiff", ".tiff": "tiff",
-            ".avif": "avif", ".gif": "gif"}
+# Formats Avow writes (upscale outputs, editor exports) by extension: one table for the core, the CLI
+# and, through the worker's `describe`, the editor hooks (tests/test_constants.py checks their copies).
+OUTPUT_SUFFIXES = {".jpg": "jpeg", ".jpeg": "jpeg", ".png": "png", ".webp": "webp", ".tif": "tiff", ".tiff": "tiff"}
+SUFFIXES = {**OUTPUT_SUFFIXES, ".avif": "avif", ".gif": "gif"}
+# Names `avow verify --recursive` walks: every format above plus the ones read but never signed.
+READABLE_SUFFIXES = frozenset({*SUFFIXES, ".dng", ".heic", ".heif", ".svg", ".jxl", ".xcf"})
 # Image formats that cannot carry Content Credentials, named so the user hears what the file is.
 NO_C2PA = {"bmp": "BMP", "psd": "Photoshop PSD", "jp2": "JPEG 2000", "ico": "ICO", "qoi": "QOI"}
 

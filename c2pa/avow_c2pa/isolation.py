@@ -99,7 +99,7 @@ class _Child:
     """One parser process, its stderr kept in an unnamed temp file."""
 
     def __init__(self, settings: dict) -> None:
-        self.stderr = tempfile.TemporaryFile()  # noqa: SIM115  # lives as long as the child; closed in close()
+        self.stderr = tempfile.TemporaryFile()  # lives as long as the child; closed in close()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "avow_c2pa.isolation"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, text=True, encoding="utf-8",
@@ -216,7 +216,7 @@ def _serve() -> None:
             report = verify_file(path, settings["anchors"], settings["allow_remote"], settings["ocsp"])
         except MemoryError:
             report = Report(str(path), UNREADABLE, "Unreadable: it needs more memory than allowed.")
-        except Exception as exc:  # a parser's unexpected error is that file's verdict, not the run's end
+        except Exception as exc:  # noqa: BLE001 - a parser's unexpected error is that file's verdict, not the run's end
             report = Report(str(path), UNREADABLE, f"Unreadable: {type(exc).__name__}: {exc}")
         sys.stdout.write(json.dumps(report.to_dict(), ensure_ascii=True) + "\n")
         sys.stdout.flush()

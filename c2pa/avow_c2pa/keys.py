@@ -12,6 +12,7 @@ documentSigning/claimSigning EKUs alone, so the leaf carries emailProtection.
 from __future__ import annotations
 
 import datetime
+import itertools
 import os
 import shutil
 import tempfile
@@ -131,7 +132,7 @@ def load_identity(key_path: Path, chain_path: Path) -> Identity:
 def check_chain(chain: list[x509.Certificate], chain_path: Path) -> None:
     """What a C2PA reader checks of the signer's certificates, checked before signing: dates, the
     leaf's key usage, and that each certificate is signed by the next one (leaf first)."""
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     for position, cert in enumerate(chain):
         role = "the signing certificate" if position == 0 else f"certificate {position + 1} of the chain"
         if now < cert.not_valid_before_utc:
@@ -144,7 +145,7 @@ def check_chain(chain: list[x509.Certificate], chain_path: Path) -> None:
         usage = None
     if usage is None or not usage.digital_signature:
         raise IdentityError(f"{chain_path}: the signing certificate lacks the digitalSignature key usage C2PA requires")
-    for cert, issuer in zip(chain, chain[1:]):
+    for cert, issuer in itertools.pairwise(chain):
         try:
             cert.verify_directly_issued_by(issuer)
         except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
@@ -202,7 +203,7 @@ def _create_local_identity(folder: Path) -> None:
 
 
 def _write_identity(folder: Path) -> None:
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     user = os.environ.get("USER") or os.environ.get("USERNAME") or "user"
 
     root_key = ec.generate_private_key(ec.SECP256R1())

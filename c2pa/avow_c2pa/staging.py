@@ -28,7 +28,7 @@ def staged_path(target: Path, step: str) -> Path:
 
 def sweep(folder: Path) -> list[Path]:
     """Remove the staged files in ``folder`` whose owner process is gone; returns what was removed."""
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(os.scandir(folder))
     except OSError:

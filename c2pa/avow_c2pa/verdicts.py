@@ -149,7 +149,8 @@ def judge(report: Report) -> None:
     broken = [i for i in report.ingredients if i["failures"]]
     if broken:
         named = "; ".join(f"{' > '.join(map(repr, i['path']))}: {', '.join(i['failures'])}" for i in broken[:3])
-        report.summary += f" An ingredient's own provenance does not validate ({named}): that part of its history cannot be relied on."
+        report.summary += (f" An ingredient's own provenance does not validate ({named}):"
+                           " that part of its history cannot be relied on.")
 
 
 def _judge_invalid(report: Report) -> None:

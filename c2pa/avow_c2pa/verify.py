@@ -12,8 +12,10 @@ from __future__ import annotations
 import base64
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import c2pa
 
@@ -28,8 +30,22 @@ from .manifest import PARAMETER_PREFIX, WATERMARK_LABEL
 from .metadata import read_metadata
 from .pixels import find_mark, search_file, unchecked
 from .verdicts import (
-    AI_IN_HISTORY, AI_SYNTHESIZED, AI_WATERMARKED, CONTRADICTION, EXIT_CODES, NO_PROVENANCE, OVER_BUDGET, REMOTE,
-    SIGNED, TAMPERED, UNREADABLE, UNVERIFIABLE, explain, judge, signer_phrase, unverifiable_error,
+    AI_IN_HISTORY,
+    AI_SYNTHESIZED,
+    AI_WATERMARKED,
+    CONTRADICTION,
+    EXIT_CODES,
+    NO_PROVENANCE,
+    OVER_BUDGET,
+    REMOTE,
+    SIGNED,
+    TAMPERED,
+    UNREADABLE,
+    UNVERIFIABLE,
+    explain,
+    judge,
+    signer_phrase,
+    unverifiable_error,
 )
 from .watermark import PAYLOAD_BITS, WATERMARK_ALG
 
@@ -98,7 +114,7 @@ class Report:
         return {"schema": SCHEMA_VERSION, **asdict(self)}
 
 
-def trust_anchors(extra: list[Path] = ()) -> str:
+def trust_anchors(extra: Sequence[Path] = ()) -> str:
     """PEM bundle of trusted roots: the user's own, ``config.toml``'s ``[verify] trust``, then ``extra``.
 
     Each file must hold at least one PEM certificate: a wrong file given as a trust list would
@@ -131,7 +147,7 @@ def _anchor_file(path: Path, error: type[Exception], origin: str) -> bytes:
 
 
 def reader_settings(anchors: str, allow_remote: bool = False, ocsp: bool = False) -> dict:
-    settings = {"verify": {"verify_trust": True, "remote_manifest_fetch": allow_remote, "ocsp_fetch": ocsp}}
+    settings: dict[str, Any] = {"verify": {"verify_trust": True, "remote_manifest_fetch": allow_remote, "ocsp_fetch": ocsp}}
     if anchors.strip():
         settings["trust"] = {"trust_anchors": anchors}
     return settings
@@ -158,12 +174,12 @@ def _judge_xcf(path: Path, report: Report) -> Report:
 
     try:
         report.xcf = read_xcf(path)
-    except Exception as exc:  # gimpformats raises anything on a damaged file
+    except Exception as exc:  # noqa: BLE001 - gimpformats raises anything on a damaged file
         report.verdict = UNREADABLE
         report.summary = f"Unreadable XCF: {type(exc).__name__}: {exc}"
         return report
     report.notes.extend(report.xcf["problems"])
-    _read_xcf_watermark(path, report)
+    _read_xcf_watermark(path, report, report.xcf["synthesized_layers"])
     layers = report.xcf["synthesized_layers"]
     parasites = ""
     if layers or report.xcf["records"]:
@@ -275,7 +291,7 @@ def _identities(manifest: dict, codes: list[str]) -> list[dict]:
 def _soft_bindings(manifest: dict) -> list[str]:
     """Identifiers of Avow's mark the manifest declares, as 8 hex digits: in Avow's
     ``dev.avow.watermark`` assertion, or in the ``c2pa.soft-binding`` of outputs made before it."""
-    found = []
+    found: list[str] = []
     for assertion in map(_dict, _list(manifest.get("assertions"))):
         data = _dict(assertion.get("data"))
         label = str(assertion.get("label", ""))
@@ -305,7 +321,8 @@ def _note_action(declaration: Declaration, manifest: dict, report: Report) -> No
     if declaration.software_agent == "Avow" and report.model is None:
         for action in _avow_actions(manifest, declaration.action):
             params = _dict(action.get("parameters"))
-            report.model = {k: _parameter(params, name) for k, name in (("model", "model"), ("sha256", "modelSha256"), ("scale", "scale"))}
+            names = (("model", "model"), ("sha256", "modelSha256"), ("scale", "scale"))
+            report.model = {k: _parameter(params, name) for k, name in names}
             break
 
 
@@ -340,26 +357,27 @@ def _read_metadata(path: Path, report: Report) -> None:
 def _read_watermark(path: Path, report: Report) -> None:
     """Look for Avow's mark: on every image, since a stripped copy has nothing else left to say what it is."""
     try:
-        report.watermark = search_file(path)
+        mark = search_file(path)
     except SettingsError as exc:  # a malformed [watermark] setting: say so, the verdict stands
-        report.watermark = unchecked(str(exc))
-    if report.watermark["checked"] and report.watermark["lenient_decode"]:
+        mark = unchecked(str(exc))
+    report.watermark = mark
+    if mark["checked"] and mark["lenient_decode"]:
         report.notes.append("the file is damaged or non-standard: its pixels were searched as a lenient viewer decodes them")
 
 
-def _read_xcf_watermark(path: Path, report: Report) -> None:
+def _read_xcf_watermark(path: Path, report: Report, synthesized: list[str]) -> None:
     """Look for Avow's mark in each layer (the ones Avow's parasites name first): a layer's pixels
     keep it when the parasites are gone, and a composite would bury it under the layers above."""
     from .xcf import layer_pixels
 
     try:
-        for name, pixels in layer_pixels(path, report.xcf["synthesized_layers"], XCF_WATERMARK_PIXELS):
+        for name, pixels in layer_pixels(path, synthesized, XCF_WATERMARK_PIXELS):
             mark = {**find_mark(pixels, None), "layer": name}
             if report.watermark is None or mark["score"] > report.watermark["score"] or mark["found"]:
                 report.watermark = mark
             if mark["found"]:
                 return
-    except Exception as exc:  # gimpformats raises anything on a damaged or unusual layer
+    except Exception as exc:  # noqa: BLE001 - gimpformats raises anything on a damaged or unusual layer
         report.notes.append(f"watermark not checked in every layer: {type(exc).__name__}: {exc}")
         if report.watermark is None:
             report.watermark = unchecked(f"{type(exc).__name__}: {exc}")

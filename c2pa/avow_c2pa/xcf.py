@@ -13,9 +13,8 @@ import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import numpy as np
-
 import gimpformats.GimpIOBase as _gimp_io
+import numpy as np
 from gimpformats.gimpXcfDocument import GimpDocument
 
 PARASITE = "avow-provenance"

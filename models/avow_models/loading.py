@@ -154,7 +154,7 @@ def _clean(path: Path, state_dict: Mapping[Any, Any]) -> dict[str, Tensor]:
 def _guarded(path: Path, read: Callable[[], Any]) -> Any:
     try:
         return read()
-    except Exception as exc:  # every failure of a foreign file is a refusal
+    except Exception as exc:  # noqa: BLE001 - every failure of a foreign file is a refusal
         raise UnsupportedModelError(f"{path}: {_reason(exc)}") from None
 
 

@@ -7,4 +7,8 @@ and ``avow --version`` start fast.
 
 from avow_c2pa import __version__
 
-__all__ = ["__version__"]
+# Tile size in input pixels when none is asked for: the CLI's, the worker's and the engine's default;
+# the editor hooks read it from the worker's `describe` (tests/test_constants.py checks their fallbacks).
+DEFAULT_TILE = 256
+
+__all__ = ["DEFAULT_TILE", "__version__"]

@@ -24,7 +24,7 @@ from avow_c2pa.errors import (
 )
 from avow_c2pa.interrupts import stop_signals_raise
 
-from . import __version__
+from . import DEFAULT_TILE, __version__
 from .errors import Cancelled
 
 
@@ -121,7 +121,7 @@ def _parser() -> argparse.ArgumentParser:
     upscale.add_argument("--scale", type=int, choices=(2, 4), help="default: the model's scale (4 for the default)")
     upscale.add_argument("--model", help="built-in or user model name, or a .safetensors/.pth path")
     upscale.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    upscale.add_argument("--tile", type=_tile, default=256, help="tile size in input pixels (0: whole image)")
+    upscale.add_argument("--tile", type=_tile, default=DEFAULT_TILE, help="tile size in input pixels (0: whole image)")
     upscale.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
     upscale.add_argument("--key", type=Path, help="PEM private key to sign with (default: your local identity)")
     upscale.add_argument("--cert", type=Path, help="PEM certificate chain for --key, leaf first")

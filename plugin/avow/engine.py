@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from avow_c2pa import watermark
 from avow_c2pa.config import user_models_dir, user_watermark_keys
 from avow_c2pa.disclosure import Disclosure, sha256_file
@@ -27,7 +28,7 @@ from avow_c2pa.metadata import read_rights
 from avow_c2pa.staging import staged_path, sweep
 from avow_models import DEFAULT_MODELS, LoadedModel, UnsupportedModelError, find_model, load_model
 
-from . import tiling
+from . import DEFAULT_TILE, tiling
 from .devices import inference_dtype, pick_device
 from .errors import ImageError, UsageError
 from .images import Picture, output_format, read_header, read_picture, write_picture
@@ -43,7 +44,7 @@ class UpscaleOptions:
     scale: int | None = None  # None: the model's own scale, or 4 for the default model
     model: str | None = None  # built-in or user model name, or a weights file path
     device: str = "auto"
-    tile: int = 256
+    tile: int = DEFAULT_TILE
     force: bool = False
     key: Path | None = None
     cert: Path | None = None

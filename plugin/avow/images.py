@@ -17,16 +17,20 @@ import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import png
 import tifffile
 from PIL import Image, UnidentifiedImageError
 
+from avow_c2pa.formats import OUTPUT_SUFFIXES
+
 from .errors import ImageError
 
-INPUT_FORMATS = {"JPEG": "jpeg", "PNG": "png", "WEBP": "webp", "TIFF": "tiff"}
-OUTPUT_FORMATS = {".jpg": "jpeg", ".jpeg": "jpeg", ".png": "png", ".webp": "webp", ".tif": "tiff", ".tiff": "tiff"}
+OUTPUT_FORMATS = OUTPUT_SUFFIXES
+# Pillow's format names for the same formats (Avow reads what it writes): its names are Avow's, upper-cased.
+INPUT_FORMATS = {fmt.upper(): fmt for fmt in OUTPUT_SUFFIXES.values()}
 SIXTEEN_BIT_FORMATS = {"png", "tiff"}
 ALPHA_FORMATS = {"png", "webp", "tiff"}
 QUANTISE_ROWS = 256
@@ -71,12 +75,12 @@ def output_format(path: Path) -> str:
 
 def read_header(path: Path) -> Header:
     with _open(path) as image:
-        return Header(INPUT_FORMATS[image.format], *image.size)
+        return Header(_input_format(image), *image.size)
 
 
 def read_picture(path: Path) -> Picture:
     with _open(path) as image:
-        fmt = INPUT_FORMATS[image.format]
+        fmt = _input_format(image)
         try:  # getexif() too may read to the end of a PNG
             icc = image.info.get("icc_profile") or None
             orientation = image.getexif().get(0x0112, 1)
@@ -109,11 +113,16 @@ def _open(path: Path) -> Image.Image:
     return image
 
 
+def _input_format(image: Image.Image) -> str:
+    """Avow's name for the format ``_open`` accepted (so never None)."""
+    return INPUT_FORMATS[image.format or ""]
+
+
 def _decode(path: Path, image: Image.Image, fmt: str) -> tuple[np.ndarray, int]:
     """Pixels as float32 H x W x C (C in 1..4, alpha last) and the source bit depth."""
     if fmt == "png" and _png_bit_depth(path) == 16:
         width, height, rows, info = png.Reader(filename=str(path)).asDirect()
-        array = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows]).reshape(height, width, info["planes"])
+        array: np.ndarray = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows]).reshape(height, width, info["planes"])
         return array.astype(np.float32) / 65535.0, 16
     if fmt == "tiff" and _tiff_bit_depth(path) == 16:
         return _tiff16(path), 16
@@ -148,7 +157,10 @@ def _tiff16(path: Path) -> np.ndarray:
     with tifffile.TiffFile(path) as tiff:
         page = tiff.pages.first
         if page.photometric not in (tifffile.PHOTOMETRIC.RGB, tifffile.PHOTOMETRIC.MINISBLACK):
-            raise ImageError(f"{path.name}: 16-bit {page.photometric.name} TIFF is not supported; RGB or grey expected")
+            # tifffile leaves a value outside its PHOTOMETRIC enum a plain int
+            photometric = page.photometric
+            kind = photometric.name if isinstance(photometric, tifffile.PHOTOMETRIC) else f"photometric {photometric}"
+            raise ImageError(f"{path.name}: 16-bit {kind} TIFF is not supported; RGB or grey expected")
         array = page.asarray()
     if array.ndim == 2:
         array = array[..., None]
@@ -229,7 +241,7 @@ def quantise(picture: Picture, depth: int, keep_alpha: bool = True) -> np.ndarra
 
 def _write8(pixels: np.ndarray, fmt: str, path: Path, icc: bytes | None) -> None:
     image = Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels)
-    options = {"icc_profile": icc} if icc else {}
+    options: dict[str, Any] = {"icc_profile": icc} if icc else {}
     if fmt in ("jpeg", "webp"):
         options["quality"] = 95
     if fmt == "tiff":

@@ -11,12 +11,14 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import cast
+
+from PIL import Image
 
 from avow_c2pa.config import settings, user_models_dir
 from avow_c2pa.errors import describe_os_error, file_system_error
 from avow_c2pa.keys import Identity, signing_identity
 from avow_models import find_model
-from PIL import Image
 
 from .errors import ImageError, UsageError
 from .images import ALPHA_FORMATS, output_format, read_header
@@ -75,6 +77,6 @@ def _has_transparency(path: Path) -> bool:
             if image.mode not in ("RGBA", "LA", "PA", "RGBa", "La") and "transparency" not in image.info:
                 return False
             low, _ = image.convert("RGBA").getchannel("A").getextrema()
-            return low < 255
+            return cast(int, low) < 255  # one band's extrema are numbers
     except OSError as exc:
         raise ImageError(f"{path.name}: damaged or truncated image ({describe_os_error(exc)})") from None

@@ -16,8 +16,9 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from avow_models import SizeRequirements, Tiling, UnsupportedModelError
 from torch.nn import functional as F
+
+from avow_models import SizeRequirements, Tiling, UnsupportedModelError
 
 from .errors import Cancelled, DeviceError
 

@@ -16,13 +16,10 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+from avow_c2pa.formats import READABLE_SUFFIXES
 from avow_c2pa.verify import EXIT_CODES, UNREADABLE, Report, printable, printable_path
 
 from .errors import UsageError
-
-# Names walked with --recursive: every image format c2pa-python reads, and GIMP's XCF.
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".dng", ".avif", ".heic", ".heif", ".gif",
-                  ".svg", ".jxl", ".xcf"}
 
 
 def run(args) -> int:
@@ -65,7 +62,7 @@ def targets(arguments: list[Path], recursive: bool) -> Iterator[Path | Report]:
                 found = found or isinstance(entry, Path)
                 yield entry
             if not found:
-                names = " ".join(sorted(IMAGE_SUFFIXES))
+                names = " ".join(sorted(READABLE_SUFFIXES))
                 yield Report(str(argument), UNREADABLE, f"Nothing verified: no image files in this folder ({names}).")
 
 
@@ -91,7 +88,7 @@ def walk(root: Path) -> Iterator[Path | Report]:
                 continue
             if is_folder:
                 subfolders.append(Path(entry.path))
-            elif Path(entry.name).suffix.lower() in IMAGE_SUFFIXES:
+            elif Path(entry.name).suffix.lower() in READABLE_SUFFIXES:
                 yield Path(entry.path)
         stack.extend(reversed(subfolders))
 

@@ -30,12 +30,24 @@ import secrets
 import sys
 import threading
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
 from avow_c2pa.config import user_models_dir
-from avow_c2pa.disclosure import Disclosure, FoundMark, sha256_file
-from avow_c2pa.errors import EXIT_CANCELLED, EXIT_FAILED, EXIT_FILESYSTEM, EXIT_USAGE, RecordError, SigningError, describe_os_error, discard
+from avow_c2pa.disclosure import COMPOSITE_WITH_AI, Disclosure, FoundMark, sha256_file
+from avow_c2pa.errors import (
+    EXIT_CANCELLED,
+    EXIT_FAILED,
+    EXIT_FILESYSTEM,
+    EXIT_USAGE,
+    RecordError,
+    SigningError,
+    describe_os_error,
+    discard,
+)
+from avow_c2pa.formats import OUTPUT_SUFFIXES
 from avow_c2pa.interrupts import stop_signals_raise
 from avow_c2pa.isolation import VerifierPool
 from avow_c2pa.keys import signing_identity
@@ -44,7 +56,7 @@ from avow_c2pa.pixels import search_file
 from avow_c2pa.staging import staged_path, sweep
 from avow_c2pa.verify import trust_anchors
 
-from . import __version__
+from . import DEFAULT_TILE, __version__
 from .devices import DEVICES, pick_device
 from .devices import describe as describe_devices
 from .engine import (
@@ -99,7 +111,7 @@ class Worker:
                 except ProtocolError as exc:
                     self.emit({"id": None, "event": "error", "error": "ProtocolError", "message": str(exc),
                                "exit_code": ProtocolError.exit_code})
-        except Exception:  # the input itself broke (a closed descriptor): end as at EOF
+        except Exception:  # noqa: BLE001 - the input itself broke (a closed descriptor): end as at EOF
             traceback.print_exc(file=sys.stderr)
         finally:
             self._closing.set()
@@ -146,12 +158,13 @@ class Worker:
                 raise ProtocolError(f"{op}: {exc}") from None
             result = handler(self, job_id, **params)
             self.emit({"id": job_id, "event": "result", **result})
-        except Exception as exc:  # the editor must get an answer, whatever broke
+        except Exception as exc:  # noqa: BLE001 - the editor must get an answer, whatever broke
             kind, message, code = classify(exc, op)
             self.emit({"id": job_id, "event": "error", "error": kind, "message": message, "exit_code": code})
         except KeyboardInterrupt:  # a stop signal: this job is abandoned (its staged files removed), then the worker ends
             with contextlib.suppress(OSError):  # the editor may be gone: that can be why
-                self.emit({"id": job_id, "event": "error", "error": "Cancelled", "message": f"{op}: stopped by a signal", "exit_code": EXIT_CANCELLED})
+                self.emit({"id": job_id, "event": "error", "error": "Cancelled", "message": f"{op}: stopped by a signal",
+                           "exit_code": EXIT_CANCELLED})
             raise
         finally:
             self._cancelled.discard(job_id)
@@ -193,11 +206,16 @@ def op_describe(worker: Worker, job_id) -> dict:
         "default_models": {str(k): v for k, v in DEFAULT_MODELS.items()},
         "devices": devices,
         "system": describe_devices(),
+        # What the hooks would otherwise copy: the formats they may export, the tile size to offer, the
+        # IPTC source type to declare.
+        "output_formats": list(OUTPUT_SUFFIXES),
+        "default_tile": DEFAULT_TILE,
+        "ai_source_type": COMPOSITE_WITH_AI,
     }
 
 
 def op_upscale(
-    worker: Worker, job_id, input: str, output: str, model=None, scale=None, tile=256, device="auto", force=False
+    worker: Worker, job_id, input: str, output: str, model=None, scale=None, tile=DEFAULT_TILE, device="auto", force=False
 ) -> dict:
     """``force`` (false by default, as in the CLI) allows replacing an existing output; the input never."""
     for name, value, types in (("input", input, str), ("output", output, str), ("model", model, (str, type(None))),
@@ -269,7 +287,9 @@ def editor_records(provenance: object) -> list[Disclosure]:
     if provenance is None:
         return []
     if not isinstance(provenance, list):
-        raise RecordError(f"the document's Avow records cannot be read (a list expected, not {type(provenance).__name__}); not signing")
+        raise RecordError(
+            f"the document's Avow records cannot be read (a list expected, not {type(provenance).__name__}); not signing"
+        )
     records = []
     for number, record in enumerate(provenance, 1):
         try:
@@ -288,7 +308,7 @@ def op_verify(worker: Worker, job_id, file: str) -> dict:
     return report.to_dict()
 
 
-OPS = {"describe": op_describe, "upscale": op_upscale, "sign": op_sign, "verify": op_verify}
+OPS: dict[str, Callable[..., dict]] = {"describe": op_describe, "upscale": op_upscale, "sign": op_sign, "verify": op_verify}
 
 
 def main() -> int:

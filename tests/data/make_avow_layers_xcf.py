@@ -2,11 +2,14 @@
 #   scripts/gimp-run.sh gimp-console-3.0 -i --batch-interpreter=python-fu-eval \
 #     -b "exec(open('tests/data/make_avow_layers_xcf.py').read())" --quit   (then copy from /tmp/xcfgen)
 import json
+
 from gi.repository import Gimp, Gio
+
 image = Gimp.Image.new(48, 40, Gimp.ImageBaseType.RGB)
 base = Gimp.Layer.new(image, "Background", 48, 40, Gimp.ImageType.RGBA_IMAGE, 100, Gimp.LayerMode.NORMAL)
 image.insert_layer(base, None, 0)
-ai = Gimp.Layer.new(image, "Background (AI-upscaled x4, avow-compact-x4)", 48, 40, Gimp.ImageType.RGBA_IMAGE, 100, Gimp.LayerMode.NORMAL)
+ai = Gimp.Layer.new(image, "Background (AI-upscaled x4, avow-compact-x4)", 48, 40, Gimp.ImageType.RGBA_IMAGE, 100,
+                    Gimp.LayerMode.NORMAL)
 image.insert_layer(ai, None, 0)
 record = {"model_name": "avow-compact-x4", "scale": 4}
 flags = Gimp.PARASITE_PERSISTENT

@@ -181,7 +181,7 @@ def upscale_layer():
         result["layer_name"] = layer.get_name()
         result["pixels"] = dump_pixels(layer, task["pixels"])
         say(f"image {before['width']}x{before['height']} -> {image.get_width()}x{image.get_height()}, "
-            f"layers {[l['name'] for l in result['after']['layers']]}")
+            f"layers {[layer['name'] for layer in result['after']['layers']]}")
         say(f"image parasite {PARASITE}: {len(result['after']['parasite'] or [])} record(s); "
             f"XMP DigitalSourceType in GIMP's metadata: {result['after']['xmp_digital_source_type']}")
         # GIMP's own export (not Avow's): the image metadata carries the XMP disclosure.
@@ -190,7 +190,8 @@ def upscale_layer():
             "file-png-export", image=image, file=Gio.File.new_for_path(task["plain_png"]), include_xmp=Gimp.export_xmp()
         )
         result["plain_export"] = status
-        say(f"plain GIMP export (file-png-export, include-xmp={Gimp.export_xmp()}) to {task['plain_png']}: {status} {error or ''}")
+        say(f"plain GIMP export (file-png-export, include-xmp={Gimp.export_xmp()}) to {task['plain_png']}: "
+            f"{status} {error or ''}")
         saved = Gimp.file_save(Gimp.RunMode.NONINTERACTIVE, image, Gio.File.new_for_path(task["xcf"]), None)
         result["xcf_saved"] = bool(saved)
         say(f"XCF saved to {task['xcf']}: {bool(saved)}")
@@ -211,7 +212,8 @@ def upscale_new_image():
         new = values[0]
         result["new_image"] = describe(new)
         result["distinct"] = new.get_id() != image.get_id()
-        say(f"new image {new.get_width()}x{new.get_height()}, layers {[l['name'] for l in result['new_image']['layers']]}; "
+        say(f"new image {new.get_width()}x{new.get_height()}, "
+            f"layers {[layer['name'] for layer in result['new_image']['layers']]}; "
             f"source image still {image.get_width()}x{image.get_height()} with {len(image.get_layers())} layer(s)")
         new.delete()
     image.delete()
@@ -309,7 +311,8 @@ while time.monotonic() - killed < 30 and os.path.exists(f"/proc/{worker}"):
         break
     time.sleep(0.1)
 gone = not os.path.exists(f"/proc/{worker}") or open(f"/proc/{worker}/stat").read().rsplit(")", 1)[1].split()[0] == "Z"
-print(f"killed plug-in {plugin} while its worker {worker} was upscaling; worker gone {time.monotonic() - killed:.1f}s later: {gone}")
+print(f"killed plug-in {plugin} while its worker {worker} was upscaling; "
+      f"worker gone {time.monotonic() - killed:.1f}s later: {gone}")
 sys.exit(0 if gone else 5)
 """
 
@@ -337,7 +340,8 @@ def cancel():
     say(f"cancel: {watched}; the call returned {status}; image {after['width']}x{after['height']}, "
         f"{len(after['layers'])} layer(s), unchanged: {after == before}")
     image.delete()
-    return {"status": status, "error": error, "before": before, "after": after, "watcher": watched, "watcher_rc": watcher.returncode}
+    return {"status": status, "error": error, "before": before, "after": after, "watcher": watched,
+            "watcher_rc": watcher.returncode}
 
 
 @step("worker_failure")
@@ -406,9 +410,9 @@ def worker_unavailable():
 def reopen_xcf():
     image = load(task["xcf"])
     state = describe(image)
-    say(f"XCF reopened: {state['width']}x{state['height']}, layers {[l['name'] for l in state['layers']]}, "
+    say(f"XCF reopened: {state['width']}x{state['height']}, layers {[layer['name'] for layer in state['layers']]}, "
         f"image parasite records {len(state['parasite'] or [])}, synthesized layers "
-        f"{[l['name'] for l in state['layers'] if l['parasite']]}")
+        f"{[layer['name'] for layer in state['layers'] if layer['parasite']]}")
     status, _, error = pdb_run(EXPORT, image=image, file=Gio.File.new_for_path(task["signed_jpg"]))
     say(f"export with Content Credentials -> {task['signed_jpg']}: status {status} {error or ''}")
     state["export_status"], state["export_error"] = status, error
@@ -558,7 +562,8 @@ def interactive_upscale(keys, shot=""):
     driver_output = driver.communicate(timeout=60)[0].strip()
     after = describe(image)
     image.delete()
-    return {"status": status, "error": error, "before": before, "after": after, "driver": driver_output, "driver_rc": driver.returncode}
+    return {"status": status, "error": error, "before": before, "after": after, "driver": driver_output,
+            "driver_rc": driver.returncode}
 
 
 @step("dialog_cancel")
@@ -573,7 +578,8 @@ def dialog_cancel():
 def dialog_ok():
     result = interactive_upscale("alt+o", "gimp-upscale-dialog")
     say(f"dialog ({result['driver']}), OK: status {result['status']} {result['error'] or ''}; image "
-        f"{result['after']['width']}x{result['after']['height']}, layers {[l['name'] for l in result['after']['layers']]}")
+        f"{result['after']['width']}x{result['after']['height']}, "
+        f"layers {[layer['name'] for layer in result['after']['layers']]}")
     return result
 
 

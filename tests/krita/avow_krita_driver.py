@@ -36,7 +36,8 @@ def snapshot(doc) -> dict:
 
 
 def layers(doc) -> list:
-    return [{"name": n.name(), "visible": n.visible(), "type": n.type(), "uuid": n.uniqueId().toString()} for n in doc.topLevelNodes()]
+    return [{"name": n.name(), "visible": n.visible(), "type": n.type(), "uuid": n.uniqueId().toString()}
+            for n in doc.topLevelNodes()]
 
 
 def main(args):
@@ -49,7 +50,7 @@ def main(args):
     results: dict = {"krita_version": app.version(), "scenarios": {}}
     try:
         run(job, work, app, results)
-    except Exception:
+    except Exception:  # noqa: BLE001 - the driver's error is its result, read by the test
         results["driver_error"] = traceback.format_exc()
         say("DRIVER ERROR\n" + results["driver_error"])
     (work / "results.json").write_text(json.dumps(results, indent=1))
@@ -89,7 +90,8 @@ def run(job: dict, work: Path, app, results: dict) -> None:
         node = doc.topLevelNodes()[0]
         doc.setActiveNode(node)
         scenario["input"] = {"size": [doc.width(), doc.height()], "model": node.colorModel(), "depth": node.colorDepth()}
-        say(f"{key}: opened {Path(spec['input']).name}: {doc.width()}x{doc.height()} {node.colorModel()} {node.colorDepth()} ({node.colorProfile()})")
+        say(f"{key}: opened {Path(spec['input']).name}: {doc.width()}x{doc.height()} "
+            f"{node.colorModel()} {node.colorDepth()} ({node.colorProfile()})")
         started = time.perf_counter()
         outcome = ext.upscale_document(
             doc, node, core.Settings(model=None, scale=spec["scale"], device="cpu", tile=tile), extension.LogProgress()
@@ -165,7 +167,8 @@ def run(job: dict, work: Path, app, results: dict) -> None:
 
     # A worker failure (a model that does not exist) and a cancel must leave the document as it was.
     for key, source, settings, progress in (
-        ("bogus_model", job["failure_input"], core.Settings(model="no-such-model", scale=4, device="cpu", tile=tile), extension.LogProgress()),
+        ("bogus_model", job["failure_input"], core.Settings(model="no-such-model", scale=4, device="cpu", tile=tile),
+         extension.LogProgress()),
         ("cancelled", job["cancel_input"], core.Settings(model=None, scale=4, device="cpu", tile=64), CancelAfterFirstTile()),
     ):
         doc = app.openDocument(source)
@@ -199,7 +202,8 @@ def run(job: dict, work: Path, app, results: dict) -> None:
         outcome = ext.upscale_document(doc, doc.topLevelNodes()[0], core.Settings(), extension.LogProgress())
     finally:
         hidden.rename(config)
-    results["scenarios"]["not_set_up"] = {"outcome_is_none": outcome is None, "error": ext.last_error, "unchanged": before == snapshot(doc)}
+    results["scenarios"]["not_set_up"] = {"outcome_is_none": outcome is None, "error": ext.last_error,
+                                          "unchanged": before == snapshot(doc)}
     say(f"not_set_up: plugin reported: {ext.last_error.splitlines()[0]!r}")
     doc.close()
 
@@ -207,7 +211,8 @@ def run(job: dict, work: Path, app, results: dict) -> None:
     doc = app.createDocument(8, 8, "cmyk", "CMYKA", "U8", "", 72.0)
     before = snapshot(doc)
     outcome = ext.upscale_document(doc, doc.topLevelNodes()[0], core.Settings(), extension.LogProgress())
-    results["scenarios"]["cmyk"] = {"outcome_is_none": outcome is None, "error": ext.last_error, "unchanged": before == snapshot(doc)}
+    results["scenarios"]["cmyk"] = {"outcome_is_none": outcome is None, "error": ext.last_error,
+                                    "unchanged": before == snapshot(doc)}
     say(f"cmyk: plugin reported: {ext.last_error!r}")
     doc.close()
 
@@ -230,7 +235,7 @@ def import_package(args):
         result["imported"] = [{k: plugin[k] for k in ("name", "ui_name", "desktop", "module")} for plugin in imported]
         folder = Path(resources) / "pykrita"
         result["files"] = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - the importer's error is its result, read by the test
         result["error"] = f"{type(exc).__name__}: {exc}"
     Path(out).write_text(json.dumps(result, indent=1))
     say(f"import_package: {json.dumps(result)}")
@@ -351,7 +356,7 @@ def disclosure(args):
         say("disclosure: selection: " + json.dumps(results["scenarios"]["selection"]))
         doc.setModified(False)
         doc.close()
-    except Exception:
+    except Exception:  # noqa: BLE001 - the driver's error is its result, read by the test
         results["driver_error"] = traceback.format_exc()
         say("DRIVER ERROR\n" + results["driver_error"])
     (work / "disclosure.json").write_text(json.dumps(results, indent=1))

@@ -42,8 +42,11 @@ import avow_client
 UPSCALE = "python-fu-avow-upscale"
 EXPORT = "python-fu-avow-export-signed"
 PARASITE = "avow-provenance"
+# Avow's own values, needed before (or without) a worker: at registration and before an export starts.
+# The worker's `describe` says them too; tests/test_constants.py keeps these equal to the core's.
 COMPOSITE_WITH_AI = "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia"
 EXPORT_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff")
+DEFAULT_TILE = 256
 LAYER_COLOR = Gimp.ColorTag.VIOLET  # the synthesized layer's colour tag in the Layers dock
 UPSCALE_NOTE = (
     "The model invents plausible detail; it does not recover it. The new layer is named as AI-upscaled, its "
@@ -345,7 +348,8 @@ def run_upscale(procedure, run_mode, image, drawables, config, data):
         return _error(procedure, "AI Upscale works on one layer: select exactly one.", Gimp.PDBStatusType.CALLING_ERROR)
     drawable = drawables[0]
     if not isinstance(drawable, Gimp.Layer) or drawable.is_group():
-        return _error(procedure, "AI Upscale works on a pixel layer (not a mask, channel or group).", Gimp.PDBStatusType.CALLING_ERROR)
+        return _error(procedure, "AI Upscale works on a pixel layer (not a mask, channel or group).",
+                      Gimp.PDBStatusType.CALLING_ERROR)
     if image.get_base_type() == Gimp.ImageBaseType.INDEXED:
         return _error(procedure, "AI Upscale needs an RGB or grayscale image (Image > Mode).", Gimp.PDBStatusType.CALLING_ERROR)
 
@@ -540,7 +544,8 @@ def _gimp_export(image, path, suffix, run_mode):
     if exporter is None:
         return Gimp.PDBStatusType.EXECUTION_ERROR, f"{EXPORTERS[suffix]} is not installed"
     config = exporter.create_config()
-    config.set_property("run-mode", Gimp.RunMode.INTERACTIVE if run_mode == Gimp.RunMode.INTERACTIVE else Gimp.RunMode.NONINTERACTIVE)
+    interactive = run_mode == Gimp.RunMode.INTERACTIVE
+    config.set_property("run-mode", Gimp.RunMode.INTERACTIVE if interactive else Gimp.RunMode.NONINTERACTIVE)
     config.set_property("image", image)
     config.set_property("file", Gio.File.new_for_path(path))
     wanted = {"include-exif": Gimp.export_exif(), "include-xmp": Gimp.export_xmp(), "include-iptc": Gimp.export_iptc()}
@@ -717,7 +722,8 @@ class AvowUpscale(Gimp.PlugIn):
         procedure.set_attribution("Avow", "Avow contributors", "2025")
         flags = GObject.ParamFlags.READWRITE
         procedure.add_string_argument(
-            "model", "_Model", "Built-in or user model name, or a .safetensors path; 'auto': Avow's default for the scale", "auto", flags
+            "model", "_Model", "Built-in or user model name, or a .safetensors path; 'auto': Avow's default for the scale",
+            "auto", flags
         )
         # A plain argument: GIMP 3.0.4's Python crashes on an aux choice argument.
         models = _model_choice(_cached_description())
@@ -727,9 +733,12 @@ class AvowUpscale(Gimp.PlugIn):
         )
         procedure.add_choice_argument("scale", "Sc_ale", "Upscaling factor", _choice(("x2", "x2"), ("x4", "x4")), "x4", flags)
         procedure.add_choice_argument(
-            "device", "_Device", "Where the model runs", _choice(("auto", "Auto (CUDA if available)"), ("cpu", "CPU"), ("cuda", "CUDA")), "auto", flags
+            "device", "_Device", "Where the model runs",
+            _choice(("auto", "Auto (CUDA if available)"), ("cpu", "CPU"), ("cuda", "CUDA")), "auto", flags
         )
-        procedure.add_int_argument("tile", "_Tile size", "Tile size in input pixels (0: whole layer at once)", 0, 4096, 256, flags)
+        procedure.add_int_argument(
+            "tile", "_Tile size", "Tile size in input pixels (0: whole layer at once)", 0, 4096, DEFAULT_TILE, flags
+        )
         procedure.add_choice_argument(
             "output",
             "Out_put",
@@ -758,7 +767,8 @@ class AvowUpscale(Gimp.PlugIn):
         )
         procedure.set_attribution("Avow", "Avow contributors", "2025")
         procedure.add_file_argument(
-            "file", "_File", "Where to export (.jpg .jpeg .png .webp .tif .tiff)", Gimp.FileChooserAction.SAVE, False, None, GObject.ParamFlags.READWRITE
+            "file", "_File", f"Where to export ({' '.join(EXPORT_SUFFIXES)})", Gimp.FileChooserAction.SAVE, False, None,
+            GObject.ParamFlags.READWRITE
         )
         return procedure
 

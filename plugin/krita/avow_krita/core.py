@@ -49,7 +49,11 @@ WorkerUnavailable = client.WorkerUnavailable
 PLUGIN_DIR = Path(__file__).resolve().parent
 ANNOTATION = "avow/provenance"
 ANNOTATION_DESCRIPTION = "Avow: provenance of AI-upscaled (synthesized) layers"
-EXPORT_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff")
+# Avow's own values, needed before a worker answers (the export dialog, a first Settings()). The
+# worker's `describe` says them too; tests/test_constants.py keeps these equal to the core's.
+EXPORT_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WebP", ".tif": "TIFF", ".tiff": "TIFF"}
+EXPORT_SUFFIXES = tuple(EXPORT_FORMATS)
+DEFAULT_TILE = 256
 LAYER_COLOR_LABEL = 7  # purple in Krita's layer colour labels: synthesized pixels, at a glance
 MASK_TYPES = ("transparencymask", "filtermask", "transformmask", "selectionmask", "colorizemask")
 
@@ -63,7 +67,7 @@ class Settings:
     model: str | None = None  # None: the default model for ``scale``
     scale: int | None = 4
     device: str = "auto"
-    tile: int = 256
+    tile: int = DEFAULT_TILE
 
 
 @dataclass(frozen=True)
@@ -111,7 +115,7 @@ def run_in_background(work, progress: Progress | None = None, state: dict | None
     def target() -> None:
         try:
             box["result"] = work()
-        except BaseException as exc:  # handed to the main thread
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
             box["error"] = exc
 
     thread = threading.Thread(target=target, name="avow-worker", daemon=True)
@@ -452,4 +456,5 @@ def export_with_credentials(doc, path, session: Session, progress: Progress | No
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     report = dict(report, file=str(target))
-    return {"file": str(target), "ai_declared": signed.get("ai_declared", bool(records)), "records": len(records), "verify": report}
+    return {"file": str(target), "ai_declared": signed.get("ai_declared", bool(records)), "records": len(records),
+            "verify": report}

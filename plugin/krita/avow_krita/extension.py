@@ -29,7 +29,17 @@ UPSCALE_ACTION = "avow_upscale"
 EXPORT_ACTION = "avow_export_c2pa"
 ACTIONS = {UPSCALE_ACTION: "AI Upscale (disclosed)...", EXPORT_ACTION: "Export with Content Credentials..."}
 SETTINGS_GROUP = "avow_krita"
-EXPORT_FILTERS = "JPEG (*.jpg *.jpeg);;PNG (*.png);;WebP (*.webp);;TIFF (*.tif *.tiff)"
+
+
+def _export_filters() -> str:
+    """Qt's file-dialog filter, one entry per format: ``JPEG (*.jpg *.jpeg);;PNG (*.png);;...``."""
+    patterns: dict[str, list[str]] = {}
+    for suffix, name in core.EXPORT_FORMATS.items():
+        patterns.setdefault(name, []).append(f"*{suffix}")
+    return ";;".join(f"{name} ({' '.join(names)})" for name, names in patterns.items())
+
+
+EXPORT_FILTERS = _export_filters()
 
 
 def log(message: str) -> None:
@@ -140,7 +150,7 @@ class UpscaleDialog(QDialog):
         self._select(self.model, _setting("model", "") or None)
         self._select(self.scale, int(_setting("scale", "4") or 4))
         self._select(self.device, _setting("device", "auto"))
-        self.tile.setValue(int(_setting("tile", "256") or 256))
+        self.tile.setValue(int(_setting("tile", "") or description.get("default_tile") or core.DEFAULT_TILE))
         self.model.currentIndexChanged.connect(self._model_changed)
         self._model_changed()
 
@@ -249,7 +259,8 @@ class AvowExtension(Extension):
         try:
             with core.Session(progress=progress) as session:
                 description = session.request("describe")
-                _remember("describe", json.dumps({k: description.get(k) for k in ("version", "models", "devices")}))
+                kept = ("version", "models", "devices", "default_tile")
+                _remember("describe", json.dumps({k: description.get(k) for k in kept}))
                 if settings is None:  # the first use: the worker's start comes before the dialog
                     progress.hide()
                     settings = self._ask(description)
@@ -267,7 +278,7 @@ class AvowExtension(Extension):
         except core.AvowKritaError as exc:
             self.report_error("upscale failed", f"{exc}\n\nThe document is unchanged.")
             return None
-        except Exception as exc:  # Krita must never lose the user's work to a plugin bug
+        except Exception as exc:  # noqa: BLE001 - Krita must never lose the user's work to a plugin bug
             log(traceback.format_exc())
             self.report_error("upscale failed", f"unexpected error: {exc}")
             return None
@@ -321,7 +332,7 @@ class AvowExtension(Extension):
         except core.AvowKritaError as exc:
             self.report_error("export failed", f"{exc}\n\nNo file was written.")
             return None
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - Krita must never lose the user's work to a plugin bug
             log(traceback.format_exc())
             self.report_error("export failed", f"unexpected error: {exc}\n\nNo file was written.")
             return None

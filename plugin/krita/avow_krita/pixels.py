@@ -84,7 +84,7 @@ def _decode(raw: bytes, depth: str):
 def _reorder(values, source_order, target_order, channels: int):
     """Move interleaved channels: channel k sits at source_order[k] and goes to target_order[k]."""
     out = values[:]  # same type, same length
-    for src, dst in zip(source_order, target_order):
+    for src, dst in zip(source_order, target_order, strict=True):
         out[dst::channels] = values[src::channels]
     return out
 
