@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from avow_c2pa.errors import ProvenanceError
-from avow_c2pa.interrupts import signals_held, stop_signals_raise
+from avow_c2pa.interrupts import stop_signals_raise
 
 from . import __version__
 from .errors import AvowError, Cancelled
@@ -116,10 +116,6 @@ def _parser() -> argparse.ArgumentParser:
 
 def _upscale(args) -> int:
     with stop_signals_raise():  # from the start: torch takes seconds to import
-        # ...but held while it imports: a KeyboardInterrupt inside code torch runs through PyRun marks
-        # it "unhandled" for CPython, which then ends the process by SIGINT even once it is caught.
-        with signals_held():
-            from . import engine  # noqa: F401
         return _upscale_stoppable(args)
 
 
