@@ -95,7 +95,7 @@ def search_steps(path: Path) -> dict[str, float]:
     clock.append(time.process_time())
     found = watermark.detect(decoded, full_size=full_size)
     clock.append(time.process_time())
-    steps = dict(zip(("decode", "luma+whiten", "native+turned", "rotated", "scan", "detect()"), np.diff(clock)))
+    steps = dict(zip(("decode", "luma+whiten", "native+turned", "rotated", "scan", "detect()"), np.diff(clock), strict=True))
     steps["found"] = float(found.found)
     return steps
 

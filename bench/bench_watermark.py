@@ -50,8 +50,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "c2pa"))
-from avow_c2pa import watermark
-from avow_c2pa.watermark import calibration, coding, search
+from avow_c2pa import watermark  # noqa: E402 - after the sys.path entry above
+from avow_c2pa.watermark import calibration, coding, search  # noqa: E402
 
 # --------------------------------------------------------------------------- pictures
 
@@ -133,7 +133,8 @@ def source_picture(spec: str, rng: np.random.Generator, height: int, width: int)
     shrink = rng.uniform(min(1.0, fit), min(2.5, fit)) if fit > 1 else fit
     picture = Image.fromarray(full)
     if shrink > 1.01 or shrink < 1:
-        picture = picture.resize((max(width, round(full.shape[1] / shrink)), max(height, round(full.shape[0] / shrink))), Image.BOX)
+        size = (max(width, round(full.shape[1] / shrink)), max(height, round(full.shape[0] / shrink)))
+        picture = picture.resize(size, Image.BOX)
     image = np.asarray(picture)
     if variant == "face":  # the astronaut's face region
         cy, cx = int(image.shape[0] * 0.3), int(image.shape[1] * 0.45)
@@ -246,8 +247,8 @@ def attacks(sample: dict, rng: np.random.Generator) -> dict:
     def screenshot(_, marked):
         # A screen grab of the 16-bit output: truncating 8-bit quantisation, window chrome cropped.
         u8 = (np.clip(marked, 0, 1) * 255).astype(np.uint8)
-        t, l, b, r = (int(v) for v in rng.integers(0, 9, 4))
-        return _encode(u8[t : u8.shape[0] - b, l : u8.shape[1] - r], "PNG")
+        top, left, bottom, right = (int(v) for v in rng.integers(0, 9, 4))
+        return _encode(u8[top : u8.shape[0] - bottom, left : u8.shape[1] - right], "PNG")
 
     return {
         "metadata strip": lambda u8, _: _encode(u8, "PNG"),
@@ -509,7 +510,8 @@ def write_pngs(directory: Path, upscaler: Upscaler) -> None:
         crop = slice(c - half, c + half)
         a, b = to8(output)[crop, crop], to8(marked)[crop, crop]
         diff = to8(0.5 + 25 * (marked - output)[crop, crop])
-        strip = np.concatenate([a, np.full((2 * half, 4, 3), 255, np.uint8), b, np.full((2 * half, 4, 3), 255, np.uint8), diff], axis=1)
+        gap = np.full((2 * half, 4, 3), 255, np.uint8)
+        strip = np.concatenate([a, gap, b, gap, diff], axis=1)
         Image.fromarray(strip).resize((strip.shape[1] * 3, strip.shape[0] * 3), Image.NEAREST).save(directory / f"{name}.png")
         Image.fromarray(to8(marked)).save(directory / f"{name}-full-marked.png")
         Image.fromarray(to8(output)).save(directory / f"{name}-full-unmarked.png")
@@ -542,12 +544,12 @@ def main() -> None:
         for path in args.merge:
             part = json.loads(path.read_text())
             for name, row in part.get("robustness", {}).get("rows", {}).items():
-                merged["rows"][name] = [a + b for a, b in zip(merged["rows"][name], row)]
+                merged["rows"][name] = [a + b for a, b in zip(merged["rows"][name], row, strict=True)]
             for name, row in part.get("robustness", {}).get("groups", {}).items():
-                merged["groups"][name] = [a + b for a, b in zip(merged["groups"][name], row)]
+                merged["groups"][name] = [a + b for a, b in zip(merged["groups"][name], row, strict=True)]
             for kind, rows in part.get("robustness", {}).get("kinds", {}).items():
                 for name, row in rows.items():
-                    merged["kinds"][kind][name] = [a + b for a, b in zip(merged["kinds"][kind][name], row)]
+                    merged["kinds"][kind][name] = [a + b for a, b in zip(merged["kinds"][kind][name], row, strict=True)]
             for field in ("quality", "wrong_key", "failures"):
                 merged[field] += part.get("robustness", {}).get(field, [])
             if part.get("false_positives"):
@@ -561,7 +563,7 @@ def main() -> None:
                 for search, best in f.get("searches", {}).items():
                     fp.setdefault("searches", {}).setdefault(search, []).extend(best)
                 for k, v in f["kinds"].items():
-                    fp["kinds"][k] = [a + b for a, b in zip(fp["kinds"].get(k, [0, 0]), v)]
+                    fp["kinds"][k] = [a + b for a, b in zip(fp["kinds"].get(k, [0, 0]), v, strict=True)]
         if merged["rows"]:
             merged["rows"] = dict(merged["rows"])
             merged["groups"] = dict(merged["groups"])

@@ -99,7 +99,9 @@ def corpus(folder: Path) -> dict[str, tuple[Path, set[str]]]:
         "JPEG truncated inside the scan": (write("trunc-scan.jpg", jpeg[: scan + 40]), {"tampered"}),
         "JUMBF box length beyond the file": (write("jumbf-long.jpg", patched(jpeg, app11 + 12, b"\xff\xff\xff\x00")), lenient),
         "JUMBF box length underflowing": (write("jumbf-short.jpg", patched(jpeg, app11 + 12, b"\x00\x00\x00\x03")), lenient),
-        "invalid CBOR in the claim": (write("bad-cbor.jpg", patched(jpeg, cbor + 4, b"\xff" * 24)), {"tampered", "no-provenance"}),
+        "invalid CBOR in the claim": (
+            write("bad-cbor.jpg", patched(jpeg, cbor + 4, b"\xff" * 24)), {"tampered", "no-provenance"}
+        ),
         "PNG caBX with a huge length": (write("cabx-huge.png", _png([others[0], huge_cabx, *others[1:]])), any_verdict),
         "PNG caBX with a bad CRC": (write("cabx-crc.png", _png([others[0], bad_crc, *others[1:]])), lenient),
         "PNG caBX before IHDR": (write("cabx-first.png", _png([cabx, *others])), lenient),

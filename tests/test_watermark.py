@@ -15,8 +15,7 @@ import pytest
 from PIL import Image
 
 from avow_c2pa import watermark
-from avow_c2pa.watermark import calibration, embedding, search
-from avow_c2pa.watermark import DEFAULT_KEY, PAYLOAD_BITS, Detection, detect, embed
+from avow_c2pa.watermark import DEFAULT_KEY, PAYLOAD_BITS, Detection, calibration, detect, embed, embedding, search
 
 SOURCE = (256, 192)  # width, height of the "upscaler's input"
 PAYLOAD = 0xA5C3_0F96
@@ -35,7 +34,8 @@ def _picture(height: int, width: int, seed: int) -> np.ndarray:
         inside = ((y - cy) ** 2 + (x - cx) ** 2 < r * r)[..., None]
         image = np.where(inside, image * 0.5 + rng.uniform(-0.2, 0.3, 3), image)
     texture = rng.normal(0, 1, (height, width))
-    texture = np.real(np.fft.ifft2(np.fft.fft2(texture) * (np.hypot(*np.meshgrid(np.fft.fftfreq(width), np.fft.fftfreq(height))) < 0.25)))
+    low_pass = np.hypot(*np.meshgrid(np.fft.fftfreq(width), np.fft.fftfreq(height))) < 0.25
+    texture = np.real(np.fft.ifft2(np.fft.fft2(texture) * low_pass))
     image += 0.04 * texture[..., None] + rng.normal(0, 0.006, image.shape)
     return (np.clip(image + 0.5, 0, 1) * 255 + 0.5).astype(np.uint8)
 

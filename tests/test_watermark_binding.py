@@ -11,8 +11,11 @@ import os
 import sys
 from pathlib import Path
 
+import c2pa
 import numpy as np
 import pytest
+from PIL import Image
+
 from avow.engine import UpscaleOptions, upscale_file
 from avow_c2pa import watermark
 from avow_c2pa.keys import signing_identity
@@ -28,9 +31,6 @@ from avow_c2pa.verify import (
     verify_file,
 )
 from damage import resigned_as_camera_original
-from PIL import Image
-
-import c2pa
 
 SAMPLE = Path(__file__).resolve().parents[1] / "models" / "samples" / "chelsea.jpg"
 

@@ -129,7 +129,8 @@ def _decode(path: Path, lenient: bool) -> tuple[np.ndarray, tuple[int, int]]:
         full_size = image.size
         if image.format == "JPEG":
             # Decode at 1/2..1/8 scale, no smaller than the detector can use: the mark lives well below.
-            image.draft("RGB", tuple(-(-side * DETECT_MIN_SIDE // max(image.size)) for side in image.size))
+            longest = max(image.size)
+            image.draft("RGB", (-(-image.width * DETECT_MIN_SIDE // longest), -(-image.height * DETECT_MIN_SIDE // longest)))
         width, height = image.size
         if width * height > WATERMARK_MAX_PIXELS and image.format != "JPEG":
             raise _TooLarge(f"{width}x{height} is above the {WATERMARK_MAX_PIXELS // 1_000_000} MP searched for the mark")

@@ -22,7 +22,7 @@ from avow_c2pa.errors import (
     describe_os_error,
     file_system_error,
 )
-from avow_c2pa.interrupts import stop_signals_raise
+from avow_c2pa.interrupts import signals_held, stop_signals_raise
 
 from . import DEFAULT_TILE, __version__
 from .errors import Cancelled
@@ -186,7 +186,8 @@ def _upscale_stoppable(args) -> int:
 
     from tqdm import tqdm
 
-    from .engine import upscale_file
+    with signals_held():  # a stop inside torch's import is lost in its C code: hold it until the import ends
+        from .engine import upscale_file
 
     options = _upscale_options(args)
     before = _file_id(args.output)

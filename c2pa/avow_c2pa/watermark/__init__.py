@@ -79,6 +79,7 @@ from .embedding import embed
 from .search import Detection, detect
 
 __all__ = [
-    "DEFAULT_KEY", "DETECT_MIN_SIDE", "DETECT_SIDE", "FOUND_FALSE_POSITIVE", "PAYLOAD_BITS", "WATERMARK_ALG", "WATERMARK_ALG_NAME",
+    "DEFAULT_KEY", "DETECT_MIN_SIDE", "DETECT_SIDE", "FOUND_FALSE_POSITIVE", "PAYLOAD_BITS", "WATERMARK_ALG",
+    "WATERMARK_ALG_NAME",
     "Detection", "detect", "embed",
 ]

@@ -55,7 +55,8 @@ def _pilot_surfaces(spectrum: np.ndarray, shape: tuple[int, int], layout: _Layou
     values = spectrum.ravel()[bins] * centre
     values = np.where(negative, np.conj(values), values)
     planes = np.zeros((periods.size, 64 * 64), np.complex64)  # 64 > 2 K_HI: distinct points never collide
-    planes[:, (layout.ky[pilot] % 64) * 64 + layout.kx[pilot] % 64] = values / np.maximum(np.abs(values), 1e-30) * np.conj(layout.phase[pilot])
+    unit = values / np.maximum(np.abs(values), 1e-30)
+    planes[:, (layout.ky[pilot] % 64) * 64 + layout.kx[pilot] % 64] = unit * np.conj(layout.phase[pilot])
     surfaces = np.fft.ifft2(planes.reshape(-1, 64, 64)).real
     return surfaces.reshape(periods.size, -1).max(axis=1) * (64 * 64) / math.sqrt(pilot.sum() / 2)
 

@@ -73,7 +73,8 @@ class _Resolutions:
         if factor == 1:
             return self.white
         if factor not in self._images:
-            self._images[factor] = _decimate(self.spectrum, *self.white.shape, factor)
+            height, width = self.white.shape
+            self._images[factor] = _decimate(self.spectrum, height, width, factor)
         return self._images[factor]
 
 
@@ -191,12 +192,13 @@ def _turn_maps() -> list[tuple[np.ndarray, np.ndarray]]:
     """For each turn M: where M^T k lies among the lattice points (or its mirror -M^T k, whose
     coefficient is the conjugate: the picture is real), for every point k."""
     kx, ky = _points()
-    where = {(int(x), int(y)): i for i, (x, y) in enumerate(zip(kx, ky))}
+    where = {(int(x), int(y)): i for i, (x, y) in enumerate(zip(kx, ky, strict=True))}
     maps = []
     for a, b, c, d in _TURNS:
         jx, jy = a * kx + c * ky, b * kx + d * ky  # M^T k, M = ((a, b), (c, d))
-        conjugate = np.array([(int(x), int(y)) not in where for x, y in zip(jx, jy)])
-        index = np.array([where[(-x, -y) if flip else (x, y)] for x, y, flip in zip(jx.tolist(), jy.tolist(), conjugate)])
+        conjugate = np.array([(int(x), int(y)) not in where for x, y in zip(jx, jy, strict=True)])
+        turned = zip(jx.tolist(), jy.tolist(), conjugate, strict=True)
+        index = np.array([where[(-x, -y) if flip else (x, y)] for x, y, flip in turned])
         maps.append((index, conjugate))
     return maps
 
