@@ -104,7 +104,7 @@ def speed(args, model) -> None:
     naive_module = copy.deepcopy(model.module).to(device=device, dtype=dtype)
     stages = Stages()
     stages.wrap(tiling, "upscale", "model")
-    stages.wrap(watermark, "embed", "mark")
+    stages.wrap(watermark, "embed_in_place", "mark")
     print(f"\nspeed on {device.type} ({dtype}): output Mpx/s, medians of {args.repeats} alternating runs "
           f"(naive tile 512 pad 10; avow tile {args.tile}, overlap {model.descriptor.tiling.overlap})")
     print(f"{'input':>9} {'output':>8} | {'naive':>7} | {'avow':>7} {'ratio':>6} | {'avow+mark':>9} {'ratio':>6}")
@@ -139,7 +139,7 @@ def breakdown(args, folder: Path) -> None:
         stages.wrap(engine, name, label)
     stages.wrap(images, "quantise", "quantise")
     stages.wrap(tiling, "upscale", "model")
-    stages.wrap(watermark, "embed", "mark")
+    stages.wrap(watermark, "embed_in_place", "mark")
     options = UpscaleOptions(model=args.model, tile=args.tile, device="cpu", force=True)
     upscale_file(source, folder / "warm.png", options)  # signing identity and caches
     runs = []

@@ -170,8 +170,8 @@ def synthesize(
         outputs[-1] = _sound_output(outputs[-1], plane, model.descriptor.name)
     alpha = outputs[1].mean(axis=2) if len(outputs) > 1 else None
     keys = (watermark.DEFAULT_KEY, *user_watermark_keys())
-    color = watermark.embed(outputs[0], payload, keys, source_size=picture.size)
-    return dataclasses.replace(picture, color=color, alpha=alpha)
+    watermark.embed_in_place(outputs[0], payload, keys, source_size=picture.size)  # the tiler's buffer: no copy
+    return dataclasses.replace(picture, color=outputs[0], alpha=alpha)
 
 
 def _sound_output(output: np.ndarray, plane: np.ndarray, name: str) -> np.ndarray:
