@@ -125,7 +125,7 @@ def _block_means(rgb: np.ndarray, step: int) -> np.ndarray:
     cells = max(1, _STRIP_ROWS // step)
     for top in range(0, h, cells):
         bottom = min(h, top + cells)
-        luma = _luma(np.clip(rgb[top * step : bottom * step, : w * step, :3], 0.0, 1.0))
+        luma = _luma(np.clip(rgb[top * step : bottom * step, : w * step, :3], 0.0, 1.0), finite=True)
         small[top:bottom] = luma.reshape(bottom - top, step, w, step).mean(axis=(1, 3), dtype=np.float32)
     return small
 
@@ -200,7 +200,7 @@ def embed_in_place(
 
     def delta(rows: range) -> np.ndarray:
         above, below = min(rows.start, _SSIM_RADIUS), min(height - rows.stop, _SSIM_RADIUS)
-        luma = _luma(np.clip(image[rows.start - above : rows.stop + below, :, :3], 0.0, 1.0))
+        luma = _luma(np.clip(image[rows.start - above : rows.stop + below, :, :3], 0.0, 1.0), finite=True)
         limit = _ssim_limit(luma)[above : above + len(rows)]
         pattern = sum(_pattern(rows, period, x, c) for x, (_, c) in zip(columns, marks))
         pattern *= np.float32(1 / math.sqrt(len(layouts)))  # independent keys: unit RMS again
