@@ -30,7 +30,7 @@ from avow_models import DEFAULT_MODELS, LoadedModel, UnsupportedModelError, find
 from . import tiling
 from .devices import inference_dtype, pick_device
 from .errors import ImageError, UsageError
-from .images import Picture, output_format, read_header, read_picture, write_picture
+from .images import Picture, output_format, read_header, read_picture, to_levels, write_levels
 from .precheck import check_upscale
 
 # Output pixels Avow will synthesize in one job: 256 MP is a 16k x 16k image, ~3 GB as float32.
@@ -79,17 +79,19 @@ def upscale_file(
     device = pick_device(options.device)
     payload = watermark_payload(model, picture)
     result = synthesize(picture, model, device, options.tile, payload, on_progress, should_stop)
+    output_size, levels = result.size, to_levels(result, output_format(target))
+    del result  # the float output goes before the encoder copies the levels: a lower peak
     disclosure = disclose(model, picture, sha256_file(source), payload)
     manifest, rights = upscale_manifest(disclosure, target.name), read_rights(source)
     staged = staged_path(target, "pixels")
     try:
-        write_picture(result, staged, output_format(target))
+        write_levels(levels, staged)
         if target.exists() and not options.force:
             raise UsageError(f"{target}: appeared while upscaling; pass --force to replace it")
         seal(staged, target, manifest, identity, source, disclosure, rights)
     finally:
         discard(staged)  # seal consumes it; this covers a stop before seal began
-    return UpscaleResult(target, disclosure, result.size, device.type, time.perf_counter() - started)
+    return UpscaleResult(target, disclosure, output_size, device.type, time.perf_counter() - started)
 
 
 def prepare_model(options: UpscaleOptions) -> LoadedModel:
