@@ -191,7 +191,11 @@ def embed_in_place(
         return
     bands = [range(top, min(height, top + _STRIP_ROWS)) for top in range(0, height, _STRIP_ROWS)]
     for rows in bands:
-        np.nan_to_num(image[rows.start : rows.stop], copy=False, nan=0.0, posinf=1.0, neginf=0.0)
+        pixels = image[rows.start : rows.stop]
+        with np.errstate(invalid="ignore", over="ignore"):  # a NaN or infinity makes the sum one: one cheap pass
+            finite = math.isfinite(np.sum(pixels, dtype=np.float32))
+        if not finite:
+            np.nan_to_num(pixels, copy=False, nan=0.0, posinf=1.0, neginf=0.0)
     period = _period(height, width, source_size)
     marks = [(layout, _coefficients(layout, payload)) for layout in layouts]
     columns = [_columns(width, period, c, layout) for layout, c in marks]
