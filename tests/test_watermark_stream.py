@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pytest
+
 from avow_c2pa import watermark
 from avow_c2pa.watermark import embedding
 from avow_c2pa.watermark.coding import K_HI, TILE_SOURCE_PX, _coefficients, _layout
@@ -44,7 +45,7 @@ def reference_embed(rgb, payload, key, source_size):
         above, below = min(top, radius), min(height - rows.stop, radius)
         luma = _luma(np.clip(out[top - above : rows.stop + below, :, :3], 0.0, 1.0))
         limit = embedding._ssim_limit(luma)[above : above + len(rows)]
-        pattern = sum(reference_pattern(rows, width, period, c, layout) for c, layout in zip(coefficients, layouts))
+        pattern = sum(reference_pattern(rows, width, period, c, layout) for c, layout in zip(coefficients, layouts, strict=True))
         pattern *= np.float32(1 / math.sqrt(len(layouts)))
         delta[top : rows.stop] = np.minimum(embedding._upsample(coarse, rows, width, step), limit) * pattern
     rms = float(np.sqrt(np.mean(np.square(delta, dtype=np.float64))))

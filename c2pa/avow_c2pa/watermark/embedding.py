@@ -206,7 +206,7 @@ def embed_in_place(
         above, below = min(rows.start, _SSIM_RADIUS), min(height - rows.stop, _SSIM_RADIUS)
         luma = _luma(np.clip(image[rows.start - above : rows.stop + below, :, :3], 0.0, 1.0), finite=True)
         limit = _ssim_limit(luma)[above : above + len(rows)]
-        pattern = sum(_pattern(rows, period, x, c) for x, (_, c) in zip(columns, marks))
+        pattern = sum(_pattern(rows, period, x, c) for x, (_, c) in zip(columns, marks, strict=True))
         pattern *= np.float32(1 / math.sqrt(len(layouts)))  # independent keys: unit RMS again
         return np.minimum(_upsample(coarse, rows, width, step), limit) * pattern
 
