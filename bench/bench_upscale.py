@@ -104,7 +104,7 @@ def speed(args, model) -> None:
     naive_module = copy.deepcopy(model.module).to(device=device, dtype=dtype)
     stages = Stages()
     stages.wrap(tiling, "upscale", "model")
-    stages.wrap(watermark, "embed", "mark")
+    stages.wrap(watermark, "embed_in_place", "mark")
     print(f"\nspeed on {device.type} ({dtype}): output Mpx/s, medians of {args.repeats} alternating runs "
           f"(naive tile 512 pad 10; avow tile {args.tile}, overlap {model.descriptor.tiling.overlap})")
     print(f"{'input':>9} {'output':>8} | {'naive':>7} | {'avow':>7} {'ratio':>6} | {'avow+mark':>9} {'ratio':>6}")
@@ -135,11 +135,11 @@ def breakdown(args, folder: Path) -> None:
     Image.fromarray(test_picture(side)).save(source)
     stages = Stages()
     for name, label in [("prepare_model", "model load"), ("read_picture", "decode"), ("sha256_file", "hash input"),
-                        ("write_picture", "write"), ("seal", "EXIF/XMP + C2PA")]:
+                        ("write_levels", "encode"), ("seal", "EXIF/XMP + C2PA")]:
         stages.wrap(engine, name, label)
     stages.wrap(images, "quantise", "quantise")
     stages.wrap(tiling, "upscale", "model")
-    stages.wrap(watermark, "embed", "mark")
+    stages.wrap(watermark, "embed_in_place", "mark")
     options = UpscaleOptions(model=args.model, tile=args.tile, device="cpu", force=True)
     upscale_file(source, folder / "warm.png", options)  # signing identity and caches
     runs = []
@@ -149,7 +149,6 @@ def breakdown(args, folder: Path) -> None:
         upscale_file(source, folder / "out.png", options)
         runs.append((time.perf_counter() - started, dict(stages.seconds)))
     total, seconds = sorted(runs, key=lambda run: run[0])[len(runs) // 2]
-    seconds["encode"] = seconds.pop("write") - seconds["quantise"]  # write_picture = quantise + encode
     out_mp = (side * 4) ** 2 / 1e6
     print(f"\nstage breakdown of upscale_file, {side}x{side} PNG -> ~{out_mp:.0f} MP PNG (median run of {args.repeats}):")
     for label, value in sorted(seconds.items(), key=lambda item: -item[1]):

@@ -31,7 +31,7 @@ from avow_models import DEFAULT_MODELS, LoadedModel, UnsupportedModelError, find
 from . import DEFAULT_TILE, tiling
 from .devices import inference_dtype, pick_device
 from .errors import ImageError, UsageError
-from .images import Picture, output_format, read_header, read_picture, write_picture
+from .images import Picture, output_format, read_header, read_picture, to_levels, write_levels
 from .precheck import check_upscale
 
 # Output pixels Avow will synthesize in one job: 256 MP is a 16k x 16k image, ~3 GB as float32.
@@ -80,17 +80,19 @@ def upscale_file(
     device = pick_device(options.device)
     payload = watermark_payload(model, picture)
     result = synthesize(picture, model, device, options.tile, payload, on_progress, should_stop)
+    output_size, levels = result.size, to_levels(result, output_format(target))
+    del result  # the float output goes before the encoder copies the levels: a lower peak
     disclosure = disclose(model, picture, sha256_file(source), payload)
     manifest, rights = upscale_manifest(disclosure, target.name), read_rights(source)
     staged = staged_path(target, "pixels")
     try:
-        write_picture(result, staged, output_format(target))
+        write_levels(levels, staged)
         if target.exists() and not options.force:
             raise UsageError(f"{target}: appeared while upscaling; pass --force to replace it")
         seal(staged, target, manifest, identity, source, disclosure, rights)
     finally:
         discard(staged)  # seal consumes it; this covers a stop before seal began
-    return UpscaleResult(target, disclosure, result.size, device.type, time.perf_counter() - started)
+    return UpscaleResult(target, disclosure, output_size, device.type, time.perf_counter() - started)
 
 
 def prepare_model(options: UpscaleOptions) -> LoadedModel:
@@ -171,8 +173,8 @@ def synthesize(
         outputs[-1] = _sound_output(outputs[-1], plane, model.descriptor.name)
     alpha = outputs[1].mean(axis=2) if len(outputs) > 1 else None
     keys = (watermark.DEFAULT_KEY, *user_watermark_keys())
-    color = watermark.embed(outputs[0], payload, keys, source_size=picture.size)
-    return dataclasses.replace(picture, color=color, alpha=alpha)
+    watermark.embed_in_place(outputs[0], payload, keys, source_size=picture.size)  # the tiler's buffer: no copy
+    return dataclasses.replace(picture, color=outputs[0], alpha=alpha)
 
 
 def _sound_output(output: np.ndarray, plane: np.ndarray, name: str) -> np.ndarray:

@@ -203,20 +203,37 @@ def _planes(picture: Picture, keep_alpha: bool) -> list[np.ndarray]:
     return planes
 
 
+@dataclass(frozen=True)
+class Levels:
+    """A picture quantised for its output format: what the encoder writes, without the float planes."""
+
+    pixels: np.ndarray  # H x W x C uint8 or uint16, alpha last
+    fmt: str
+    icc_profile: bytes | None
+
+
 def write_picture(picture: Picture, path: Path, fmt: str | None = None) -> None:
     """Write to ``path`` in ``fmt`` (default: the format its extension names), at the best depth that format holds."""
-    fmt = fmt or output_format(path)
+    write_levels(to_levels(picture, fmt or output_format(path)), path)
+
+
+def to_levels(picture: Picture, fmt: str) -> Levels:
+    """The picture quantised for ``fmt``: a caller that drops the picture next frees its float
+    planes (12 bytes a pixel) before the encoder makes its own copy of the levels."""
     alpha = picture.alpha
     if alpha is not None and fmt not in ALPHA_FORMATS:
         if alpha.min() < 1.0:
             raise ImageError("JPEG cannot keep the input's transparency; write .png, .webp or .tiff instead")
         alpha = None
     depth = 16 if picture.bit_depth == 16 and fmt in SIXTEEN_BIT_FORMATS else 8
-    levels = quantise(picture, depth, keep_alpha=alpha is not None)
-    if depth == 16:
-        _write16(levels, fmt, path, picture.icc_profile)
+    return Levels(quantise(picture, depth, keep_alpha=alpha is not None), fmt, picture.icc_profile)
+
+
+def write_levels(levels: Levels, path: Path) -> None:
+    if levels.pixels.dtype == np.uint16:
+        _write16(levels.pixels, levels.fmt, path, levels.icc_profile)
     else:
-        _write8(levels, fmt, path, picture.icc_profile)
+        _write8(levels.pixels, levels.fmt, path, levels.icc_profile)
 
 
 def quantise(picture: Picture, depth: int, keep_alpha: bool = True) -> np.ndarray:

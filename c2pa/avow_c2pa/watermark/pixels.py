@@ -13,7 +13,9 @@ _WHITEN_BINS = 4  # half-width of the spectral smoothing that whitening divides 
 _LOCAL_RADIUS = 4  # half-width of the local energy normalisation, detector pixels
 
 
-def _luma(rgb: np.ndarray) -> np.ndarray:
+def _luma(rgb: np.ndarray, finite: bool = False) -> np.ndarray:
+    """``finite``: the caller vouches there is no NaN or infinity (the embedder's clipped bands),
+    which spares a pass."""
     image = np.asarray(rgb)
     if image.ndim == 2:
         image = image[..., None]
@@ -26,7 +28,8 @@ def _luma(rgb: np.ndarray) -> np.ndarray:
         luma += image[..., 2] * np.float32(0.114 * scale)
     else:
         luma = image[..., 0].astype(np.float32) * np.float32(scale)
-    return np.nan_to_num(luma.astype(np.float32, copy=False), nan=0.0, posinf=1.0, neginf=0.0)
+    luma = luma.astype(np.float32, copy=False)
+    return luma if finite else np.nan_to_num(luma, nan=0.0, posinf=1.0, neginf=0.0)
 
 
 
@@ -37,17 +40,20 @@ def _box(image: np.ndarray, radius: int) -> np.ndarray:
     size = 2 * radius + 1
     out = np.asarray(image, np.float32)
     for axis in (0, 1):
-        moved = np.moveaxis(out, axis, 0)
-        n = moved.shape[0]
-        if radius <= 4:  # a few shifted additions beat a cumulative sum
-            padded = np.concatenate([np.repeat(moved[:1], radius, axis=0), moved, np.repeat(moved[-1:], radius, axis=0)])
-            window = padded[:n].copy()
+        n = out.shape[axis]
+        if radius <= 4:  # a few shifted additions beat a cumulative sum; slices along the axis, no transposes
+            first, last = np.take(out, [0], axis), np.take(out, [n - 1], axis)
+            padded = np.concatenate([np.repeat(first, radius, axis), out, np.repeat(last, radius, axis)], axis=axis)
+            window = padded[(slice(None),) * axis + (slice(0, n),)].copy()
             for shift in range(1, size):
-                window += padded[shift : shift + n]
-        else:
-            padded = np.concatenate([np.repeat(moved[:1], radius + 1, axis=0), moved, np.repeat(moved[-1:], radius, axis=0)])
-            summed = np.cumsum(padded, axis=0, dtype=np.float64)
-            window = (summed[size:] - summed[:-size]).astype(np.float32)
+                window += padded[(slice(None),) * axis + (slice(shift, shift + n),)]
+            window *= np.float32(1.0 / size)
+            out = window
+            continue
+        moved = np.moveaxis(out, axis, 0)
+        padded = np.concatenate([np.repeat(moved[:1], radius + 1, axis=0), moved, np.repeat(moved[-1:], radius, axis=0)])
+        summed = np.cumsum(padded, axis=0, dtype=np.float64)
+        window = (summed[size:] - summed[:-size]).astype(np.float32)
         window *= np.float32(1.0 / size)
         out = np.ascontiguousarray(np.moveaxis(window, 0, axis))
     return out
