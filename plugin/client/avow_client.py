@@ -153,7 +153,8 @@ class Worker:
             taken = self._next_event(START_TIMEOUT)
             if taken.get("id") != scratch_id or taken.get("event") != "result":
                 self.close()
-                raise WorkerError(taken.get("error", "Error"), f"Avow's worker did not take its temp folder: {taken.get('message', taken)}")
+                message = f"Avow's worker did not take its temp folder: {taken.get('message', taken)}"
+                raise WorkerError(taken.get("error", "Error"), message)
 
     def _pump(self) -> None:
         assert self._process is not None and self._process.stdout is not None

@@ -748,8 +748,8 @@ class AvowUpscale(Gimp.PlugIn):
         )
         procedure.add_choice_argument("scale", "Sc_ale", "Upscaling factor", _choice(("x2", "x2"), ("x4", "x4")), "x4", flags)
         procedure.add_choice_argument(
-            "device", "_Device", "Where the model runs: the devices Avow's worker last reported", _device_choice(_cached_description()),
-            "auto", flags
+            "device", "_Device", "Where the model runs: the devices Avow's worker last reported",
+            _device_choice(_cached_description()), "auto", flags
         )
         procedure.add_int_argument("tile", "_Tile size", "Tile size in input pixels (0: whole layer at once)", 0, 4096, 256, flags)
         procedure.add_choice_argument(
