@@ -547,7 +547,7 @@ def press_in_dialog(title, keys, shot=""):
 
     # If the keys do not close it, the window is killed so GIMP's call returns instead of hanging.
     script = (
-        'find() { xdotool search --name "$0" 2>/dev/null | head -n1; }; '
+        'find() { xdotool search --onlyvisible --name "$0" 2>/dev/null | head -n1; }; '
         'for i in $(seq 120); do W=$(find); [ -n "$W" ] && break; sleep 0.5; done; '
         '[ -n "$W" ] || { echo "no dialog window"; exit 3; }; echo "dialog window $W"; '
         'xdotool windowfocus --sync "$W"; sleep 1; '
