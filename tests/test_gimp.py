@@ -217,6 +217,7 @@ def test_procedures_registered_in_the_menus(first):
     assert upscale["menu_paths"] == ["<Image>/Filters/Enhance"]
     assert upscale["menu_label"] == "AI Upscale (disclosed)..."
     assert {"model", "model-choice", "scale", "device", "tile", "output"} <= set(upscale["arguments"])
+    assert upscale["devices"] == ["auto", "cpu"]  # no worker has described itself yet: never CUDA unasked
     export = found["python-fu-avow-export-signed"]
     assert export is not None, "python-fu-avow-export-signed is not in GIMP's PDB"
     assert export["menu_paths"] == ["<Image>/File/[Export]"]
@@ -315,9 +316,20 @@ def test_cancel_stops_the_worker_and_leaves_the_image(first):
     assert step["watcher_rc"] == 0, step["watcher"]
     assert step["status"] != "success"
     assert step["after"] == step["before"]
-    plugin_pid = int(step["watcher"].split("killed plug-in ")[1].split()[0])
-    # The next run of the plug-in (worker_failure, after this one) removed the killed run's temp dir.
-    assert not list(Path("/tmp").glob(f"avow-gimp-{plugin_pid}-*"))
+    assert "killed plug-in " in step["watcher"]
+    assert step["left"] == [], "the killed plug-in's temp folder was left behind (its worker removes it)"
+
+
+def test_the_device_list_is_what_the_worker_reported(gimp, first, dialog):
+    """The dialog's Device list comes from the worker's last describe (cached by the first sessions):
+    on this machine, whose torch sees no CUDA GPU, CUDA is not offered."""
+    cached = Path(gimp["env"]["XDG_CONFIG_HOME"]) / "GIMP" / "3.0" / "avow-describe.json"
+    devices = json.loads(cached.read_text())["devices"]
+    registered = dialog["steps"]["registration"]["python-fu-avow-upscale"]["devices"]
+    assert registered == devices and devices[0] == "auto"
+    import torch
+
+    assert ("cuda" in registered) == torch.cuda.is_available()
 
 
 def test_worker_failure_is_an_error_return_and_changes_nothing(first):

@@ -156,6 +156,28 @@ def test_bad_json_lines_and_closing_stdin(tmp_path):
     assert events[-1]["id"] == 7 and events[-1]["event"] == "result"
 
 
+def test_the_worker_removes_the_scratch_folder_it_took_and_nothing_else(tmp_path):
+    """GIMP kills a cancelled plug-in: its worker, seeing stdin close, removes the temp folder it was
+    given; a folder without the hook's marker (or a link to one) is refused and left alone."""
+    taken = Path(avow_client.scratch_dir(str(tmp_path / "taken-")))
+    (taken / "in.npy").write_bytes(b"pixels")
+    unmarked = tmp_path / "unmarked"
+    unmarked.mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(Path(avow_client.scratch_dir(str(tmp_path / "target-"))))
+    lines = [{"id": n, "op": "scratch", "dir": str(d)} for n, d in enumerate((taken, unmarked, link, "relative"))]
+    done = subprocess.run(
+        [sys.executable, "-m", "avow.worker"], input="".join(json.dumps(line) + "\n" for line in lines),
+        capture_output=True, text=True, env={**os.environ, "AVOW_CONFIG_DIR": str(tmp_path)}, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    events = {e["id"]: e for e in map(json.loads, done.stdout.splitlines()[1:])}
+    assert events[0]["event"] == "result" and events[0]["dir"] == str(taken)
+    assert [events[n].get("error") for n in (1, 2, 3)] == ["UsageError", "UsageError", "ProtocolError"]
+    assert not taken.exists()
+    assert unmarked.is_dir() and link.resolve().is_dir() and (link.resolve() / avow_client.SCRATCH_MARKER).is_file()
+
+
 def test_unconfigured_hook_says_what_to_run(tmp_path):
     with pytest.raises(avow_client.WorkerUnavailable, match="avow install gimp"):
         avow_client.load_config(tmp_path)

@@ -16,7 +16,8 @@ is unusable), and the worker reads on.
 
 Ops: ``describe``; ``upscale`` (input, output .npy; model, scale, tile, device); ``sign`` (file,
 provenance records, editor; the result says whether AI was declared and what the pixel search
-found); ``verify`` (file).
+found); ``verify`` (file); ``scratch`` (dir: the editor's temp folder, which the worker removes when it
+ends, since an editor may kill its hook with no chance to clean up).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import json
 import os
 import queue
 import secrets
+import shutil
 import sys
 import threading
 import traceback
@@ -74,6 +76,7 @@ from .precheck import check_target, check_tile
 PROTOCOL = 1
 MAX_LINE = 1 << 20  # requests are small: pixels travel as files
 MAX_ID = 256
+SCRATCH_MARKER = "avow-scratch"  # the file a hook puts in each temp folder it made (as avow_client.scratch_dir does)
 
 
 class ProtocolError(Exception):
@@ -89,6 +92,7 @@ class Worker:
         self._jobs: queue.Queue[dict | None] = queue.Queue()
         self._cancelled: set = set()
         self._closing = threading.Event()
+        self.scratch: list[Path] = []  # the editor's temp folders, removed when the worker ends
 
     def emit(self, message: dict) -> None:
         with self._write_lock:
@@ -98,8 +102,13 @@ class Worker:
     def serve(self, requests) -> None:
         self.emit({"event": "ready", "protocol": PROTOCOL, "version": __version__})
         threading.Thread(target=self._read, args=(requests,), daemon=True).start()
-        while (job := self._jobs.get()) is not None:
-            self._run(job)
+        try:
+            while (job := self._jobs.get()) is not None:
+                self._run(job)
+        finally:  # stdin closed, a stop signal, or the editor gone (a broken pipe): its temp files too
+            for folder in self.scratch:
+                if is_scratch(folder):
+                    shutil.rmtree(folder, ignore_errors=True)
 
     def _read(self, requests) -> None:
         """Reads stdin apart from the job loop, so a cancel arrives while a job is running. Whatever
@@ -308,7 +317,30 @@ def op_verify(worker: Worker, job_id, file: str) -> dict:
     return report.to_dict()
 
 
-OPS: dict[str, Callable[..., dict]] = {"describe": op_describe, "upscale": op_upscale, "sign": op_sign, "verify": op_verify}
+def is_scratch(folder: Path) -> bool:
+    """A real folder (not a link) of this user that holds a hook's marker: the only kind ever removed."""
+    try:
+        owned = not hasattr(os, "getuid") or folder.lstat().st_uid == os.getuid()
+        return owned and not folder.is_symlink() and folder.is_dir() and (folder / SCRATCH_MARKER).is_file()
+    except OSError:
+        return False
+
+
+def op_scratch(worker: Worker, job_id, dir: str) -> dict:
+    """Takes the editor's private temp folder: the worker removes it when it ends, whatever ended it.
+    GIMP cancels a plug-in with SIGKILL, leaving it no chance to clean up; its worker sees stdin close."""
+    if not isinstance(dir, str) or not os.path.isabs(dir):
+        raise ProtocolError("scratch: dir must be an absolute path")
+    folder = Path(dir)
+    if not is_scratch(folder):
+        raise UsageError(f"{folder}: not an editor's temp folder (no {SCRATCH_MARKER} file in it); not taken")
+    worker.scratch.append(folder)
+    return {"dir": str(folder)}
+
+
+OPS: dict[str, Callable[..., dict]] = {
+    "describe": op_describe, "upscale": op_upscale, "sign": op_sign, "verify": op_verify, "scratch": op_scratch,
+}
 
 
 def main() -> int:

@@ -24,6 +24,7 @@ CONFIG_NAME = "avow.json"
 START_TIMEOUT = 120.0  # a cold start imports torch
 NPY_MAGIC = b"\x93NUMPY"
 _ENV_DROP = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONEXECUTABLE")
+SCRATCH_MARKER = "avow-scratch"  # as avow.worker's: only a folder holding it is ever removed by the worker
 
 
 class WorkerError(Exception):
@@ -65,6 +66,15 @@ def refuse_unclaimed_mark(report: dict) -> None:
         )
 
 
+def scratch_dir(prefix: str) -> str:
+    """A private (0700) temp folder marked as the hook's own, so a worker given it (``Worker(scratch=)``)
+    may remove it when it ends: the one cleanup that survives the editor killing its hook."""
+    folder = tempfile.mkdtemp(prefix=prefix)
+    with open(os.path.join(folder, SCRATCH_MARKER), "w", encoding="utf-8") as handle:
+        handle.write("Avow's temp folder for one editor job; removed when that job's worker ends.\n")
+    return folder
+
+
 def load_config(hook_dir: str | os.PathLike) -> dict:
     """The ``avow.json`` that ``avow install`` wrote beside the hook: which Python runs the worker."""
     path = Path(hook_dir) / CONFIG_NAME
@@ -83,9 +93,12 @@ def load_config(hook_dir: str | os.PathLike) -> dict:
 class Worker:
     """One worker process; use as a context manager so it always ends with the editor's job."""
 
-    def __init__(self, python: str, env: dict | None = None) -> None:
+    def __init__(self, python: str, env: dict | None = None, scratch: str | None = None) -> None:
+        """``scratch``: a folder from ``scratch_dir`` that the worker removes when it ends, even if the editor
+        killed the hook (the worker sees its stdin close)."""
         self.python = python
         self.env = env
+        self.scratch = scratch
         self._ids = itertools.count(1)
         self._events: queue.Queue = queue.Queue()
         self._process: subprocess.Popen | None = None
@@ -118,6 +131,9 @@ class Worker:
                 "From Avow's environment, run: avow install gimp (or: avow install krita)"
             ) from exc
         threading.Thread(target=self._pump, daemon=True).start()
+        scratch_id = next(self._ids) if self.scratch else None
+        if scratch_id is not None:  # at once, before the slow start: a kill from now on still gets it removed
+            self._send({"id": scratch_id, "op": "scratch", "dir": self.scratch})
         deadline = time.monotonic() + START_TIMEOUT
         while True:
             try:
@@ -133,6 +149,12 @@ class Worker:
                     raise WorkerError("Timeout", f"Avow's worker gave no answer in {START_TIMEOUT:.0f} s") from None
         if ready.get("event") != "ready":
             raise WorkerUnavailable(f"Avow's worker did not start: {ready.get('message', ready)}")
+        if scratch_id is not None:
+            taken = self._next_event(START_TIMEOUT)
+            if taken.get("id") != scratch_id or taken.get("event") != "result":
+                self.close()
+                message = f"Avow's worker did not take its temp folder: {taken.get('message', taken)}"
+                raise WorkerError(taken.get("error", "Error"), message)
 
     def _pump(self) -> None:
         assert self._process is not None and self._process.stdout is not None

@@ -159,6 +159,9 @@ def registration():
             "arguments": [spec.name for spec in procedure.get_arguments()],
             "image_types": procedure.get_image_types(),
         }
+        if name == UPSCALE:  # the Device list the dialog offers, as registered when GIMP queried the plug-in
+            spec = next(spec for spec in procedure.get_arguments() if spec.name == "device")
+            found[name]["devices"] = list(Gimp.param_spec_choice_get_choice(spec).list_nicks())
         say(f"procedure {name}: found, menu {found[name]['menu_paths']} '{found[name]['menu_label']}', "
             f"arguments {found[name]['arguments']}")
     return found
@@ -337,11 +340,19 @@ def cancel():
         watcher.kill()
         watched = "the watcher never saw this GIMP's worker: " + watcher.communicate()[0].strip()
     after = describe(image)
+    # The watcher saw the worker end: by then it has removed the killed plug-in's temp folder.
+    import glob
+    import tempfile
+
+    plugin = watched.split("killed plug-in ")[1].split()[0] if "killed plug-in " in watched else "unknown"
+    left = glob.glob(os.path.join(tempfile.gettempdir(), f"avow-gimp-{plugin}-*"))
     say(f"cancel: {watched}; the call returned {status}; image {after['width']}x{after['height']}, "
-        f"{len(after['layers'])} layer(s), unchanged: {after == before}")
+        f"{len(after['layers'])} layer(s), unchanged: {after == before}; the plug-in's temp folders left: {left}")
     image.delete()
-    return {"status": status, "error": error, "before": before, "after": after, "watcher": watched,
-            "watcher_rc": watcher.returncode}
+    return {
+        "status": status, "error": error, "before": before, "after": after, "watcher": watched,
+        "watcher_rc": watcher.returncode, "left": left,
+    }
 
 
 @step("worker_failure")
@@ -539,7 +550,7 @@ def press_in_dialog(title, keys, shot=""):
 
     # If the keys do not close it, the window is killed so GIMP's call returns instead of hanging.
     script = (
-        'find() { xdotool search --name "$0" 2>/dev/null | head -n1; }; '
+        'find() { xdotool search --onlyvisible --name "$0" 2>/dev/null | head -n1; }; '
         'for i in $(seq 120); do W=$(find); [ -n "$W" ] && break; sleep 0.5; done; '
         '[ -n "$W" ] || { echo "no dialog window"; exit 3; }; echo "dialog window $W"; '
         'xdotool windowfocus --sync "$W"; sleep 1; '
@@ -627,7 +638,7 @@ PHASES = {
     "reopen": [
         reopen_xcf, repeat_export, pasted_layer, clipboard_paste, damaged_parasite, export_plain_image, export_bad_extension
     ],
-    "dialog": [dialog_cancel, dialog_ok, dialog_export_asks],
+    "dialog": [registration, dialog_cancel, dialog_ok, dialog_export_asks],
 }
 
 save_report()

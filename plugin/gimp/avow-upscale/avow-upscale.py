@@ -76,7 +76,7 @@ def _error(procedure, message, status=Gimp.PDBStatusType.EXECUTION_ERROR):
     return procedure.new_return_values(status, GLib.Error(message))
 
 
-def _start_worker():
+def _start_worker(scratch=None):
     config = avow_client.load_config(HERE)
     python = config["python"]
     if not os.path.isfile(python):
@@ -84,12 +84,13 @@ def _start_worker():
             f"Avow's Python {python} (from {os.path.join(HERE, 'avow.json')}) does not exist. "
             "From Avow's environment, run: avow install gimp"
         )
-    return avow_client.Worker(python, env=avow_client.worker_env())
+    return avow_client.Worker(python, env=avow_client.worker_env(), scratch=scratch)
 
 
 def _private_workdir():
-    """A 0700 temp dir tagged with this process's id. GIMP cancels a plug-in by killing it, which
-    leaves no chance to clean up; so the dirs of plug-in runs that are gone are removed here."""
+    """A 0700 temp dir tagged with this process's id, which the worker removes when it ends: GIMP cancels
+    a plug-in by killing it, which leaves it no chance to clean up. The dirs of plug-in runs that were
+    killed before their worker took them are removed here."""
     base = tempfile.gettempdir()
     try:
         names = os.listdir(base)
@@ -108,7 +109,7 @@ def _private_workdir():
             shutil.rmtree(path, ignore_errors=True)
         except OSError:
             continue
-    return tempfile.mkdtemp(prefix=f"avow-gimp-{os.getpid()}-")
+    return avow_client.scratch_dir(f"avow-gimp-{os.getpid()}-")
 
 
 # --- pixels ------------------------------------------------------------------------------------
@@ -302,12 +303,27 @@ def _model_choice(description):
     return _choice(*entries)
 
 
+def _devices(description):
+    """The devices Avow's worker last reported ('auto' first), or 'auto' and 'cpu' before any has described itself."""
+    devices = description.get("devices")
+    if not isinstance(devices, list):
+        devices = []
+    reported = [d for d in devices if isinstance(d, str) and re.fullmatch(r"[a-z0-9:_-]{1,32}", d) and d != "auto"]
+    return ["auto"] + (reported or ["cpu"])
+
+
+def _device_choice(description):
+    devices = _devices(description)
+    labels = {"auto": "Auto (CUDA if available)" if "cuda" in devices else "Auto", "cpu": "CPU", "cuda": "CUDA"}
+    return _choice(*[(device, labels.get(device, device)) for device in devices])
+
+
 def _check_request(description, model, scale, device):
     """What is wrong with the request, in the dialog's words, or None; unknown until a worker has described itself."""
     models = {m["name"]: m for m in _models(description)}
-    devices = description.get("devices")
-    if device == "cuda" and isinstance(devices, list) and "cuda" not in devices:
-        return "this computer has no CUDA GPU that Avow can use; choose Device: Auto or CPU."
+    if isinstance(description.get("devices"), list) and device not in _devices(description):
+        what = "CUDA GPU" if device == "cuda" else f"device \u201c{device}\u201d"
+        return f"this computer has no {what} that Avow can use; choose Device: Auto or CPU."
     if model is None or not models or model.endswith(".safetensors") or os.sep in model:
         return None
     if model not in models:
@@ -379,27 +395,30 @@ def run_upscale(procedure, run_mode, image, drawables, config, data):
     whole = region == [0, 0, drawable.get_width(), drawable.get_height()]
 
     workdir = _private_workdir()
+    worker = None
     Gimp.progress_init(f"AI upscaling x{scale} (Avow)")
     try:
         source = os.path.join(workdir, "in.npy")
         target = os.path.join(workdir, "out.npy")
+        # The worker takes workdir first thing: it removes it when it ends, even when GIMP kills this plug-in.
+        worker = _start_worker(workdir)
+        worker.start()
         width, height, channels = _read_drawable(drawable, source, region)
-        with _start_worker() as worker:
-            description = worker.request("describe")
-            _save_description(description)
-            problem = _check_request(description, model, scale, device)  # before the model runs
-            if problem:
-                raise avow_client.WorkerError("UsageError", problem)
-            result = worker.request(
-                "upscale",
-                on_progress=lambda done, total: Gimp.progress_update(done / total if total else 0.0),
-                input=source,
-                output=target,
-                model=model,
-                scale=scale,
-                tile=tile,
-                device=device,
-            )
+        description = worker.request("describe")
+        _save_description(description)
+        problem = _check_request(description, model, scale, device)  # before the model runs
+        if problem:
+            raise avow_client.WorkerError("UsageError", problem)
+        result = worker.request(
+            "upscale",
+            on_progress=lambda done, total: Gimp.progress_update(done / total if total else 0.0),
+            input=source,
+            output=target,
+            model=model,
+            scale=scale,
+            tile=tile,
+            device=device,
+        )
         provenance = result["provenance"]
         scale = int(provenance.get("scale") or scale)
         out_w, out_h, out_c = int(result["width"]), int(result["height"]), int(result["channels"])
@@ -432,6 +451,8 @@ def run_upscale(procedure, run_mode, image, drawables, config, data):
         return _error(procedure, f"Avow: upscaling failed: {exc}")
     finally:
         Gimp.progress_end()
+        if worker is not None:
+            worker.close()  # only now that the result is in a layer: the worker removes workdir as it ends
         shutil.rmtree(workdir, ignore_errors=True)
     Gimp.displays_flush()
     _tell(
@@ -733,8 +754,8 @@ class AvowUpscale(Gimp.PlugIn):
         )
         procedure.add_choice_argument("scale", "Sc_ale", "Upscaling factor", _choice(("x2", "x2"), ("x4", "x4")), "x4", flags)
         procedure.add_choice_argument(
-            "device", "_Device", "Where the model runs",
-            _choice(("auto", "Auto (CUDA if available)"), ("cpu", "CPU"), ("cuda", "CUDA")), "auto", flags
+            "device", "_Device", "Where the model runs: the devices Avow's worker last reported",
+            _device_choice(_cached_description()), "auto", flags
         )
         procedure.add_int_argument(
             "tile", "_Tile size", "Tile size in input pixels (0: whole layer at once)", 0, 4096, DEFAULT_TILE, flags
