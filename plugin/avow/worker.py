@@ -58,7 +58,7 @@ from avow_c2pa.pixels import search_file
 from avow_c2pa.staging import staged_path, sweep
 from avow_c2pa.verify import trust_anchors
 
-from . import DEFAULT_TILE, __version__
+from . import DEFAULT_TILE, PROTOCOL, __version__
 from .devices import DEVICES, pick_device
 from .devices import describe as describe_devices
 from .engine import (
@@ -73,7 +73,6 @@ from .errors import UsageError
 from .images import from_array, to_array
 from .precheck import check_target, check_tile
 
-PROTOCOL = 1
 MAX_LINE = 1 << 20  # requests are small: pixels travel as files
 MAX_ID = 256
 SCRATCH_MARKER = "avow-scratch"  # the file a hook puts in each temp folder it made (as avow_client.scratch_dir does)

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 CONFIG_NAME = "avow.json"
+PROTOCOL = 1  # the worker protocol this client speaks (avow.PROTOCOL when `avow install` copied it)
 START_TIMEOUT = 120.0  # a cold start imports torch
 NPY_MAGIC = b"\x93NUMPY"
 _ENV_DROP = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONEXECUTABLE")
@@ -75,30 +76,63 @@ def scratch_dir(prefix: str) -> str:
     return folder
 
 
-def load_config(hook_dir: str | os.PathLike) -> dict:
-    """The ``avow.json`` that ``avow install`` wrote beside the hook: which Python runs the worker."""
+def load_config(hook_dir: str | os.PathLike, editor: str | None = None) -> dict:
+    """The ``avow.json`` that ``avow install`` wrote beside the hook: which Python runs the worker, and
+    the version it was installed for. ``editor`` ("gimp", "krita"): the hook's, for its messages."""
     path = Path(hook_dir) / CONFIG_NAME
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(config.get("python"), str):
+        if not isinstance(config, dict) or not isinstance(config.get("python"), str):
             raise ValueError("no 'python' entry")
-        return config
     except (OSError, ValueError) as exc:
         raise WorkerUnavailable(
-            f"Avow is not set up for this editor ({path}: {exc}). From Avow's environment, run: avow install gimp "
-            "(or: avow install krita)"
+            f"Avow is not set up for this editor ({path}: {exc}). From Avow's environment, run: "
+            f"{install_command({'editor': editor})}"
         ) from exc
+    if editor is not None:
+        config["editor"] = editor
+    return config
+
+
+_HOOK_NAMES = {"gimp": "GIMP plug-in", "krita": "Krita plugin"}
+
+
+def install_command(config: dict | None) -> str:
+    """What the user runs to (re)install this hook, in its editor's words."""
+    editor = (config or {}).get("editor")
+    return f"avow install {editor}" if editor in ("gimp", "krita") else "avow install gimp (or: avow install krita)"
+
+
+def check_ready(ready: dict, installed: dict | None) -> None:
+    """The handshake: the worker's ``ready`` against the protocol this client speaks and the version
+    ``avow install`` recorded beside the hook. A hook copied from another Avow release would send
+    requests the worker reads differently; one line says how to bring them together."""
+    installed = installed or {}
+    protocol = installed.get("protocol", PROTOCOL)
+    version = installed.get("version")
+    if ready.get("protocol") == protocol == PROTOCOL and (version is None or ready.get("version") == version):
+        return
+    hook = _HOOK_NAMES.get(installed.get("editor"), "editor hook")
+    raise WorkerUnavailable(
+        f"Avow's worker is version {ready.get('version')} (protocol {ready.get('protocol')}), but this {hook} was "
+        f"installed for Avow {version or 'of another release'} (protocol {protocol}). From Avow's environment, "
+        f"run: {install_command(installed)}"
+    )
 
 
 class Worker:
     """One worker process; use as a context manager so it always ends with the editor's job."""
 
-    def __init__(self, python: str, env: dict | None = None, scratch: str | None = None) -> None:
+    def __init__(
+        self, python: str, env: dict | None = None, scratch: str | None = None, installed: dict | None = None
+    ) -> None:
         """``scratch``: a folder from ``scratch_dir`` that the worker removes when it ends, even if the editor
-        killed the hook (the worker sees its stdin close)."""
+        killed the hook (the worker sees its stdin close). ``installed``: the hook's ``avow.json``
+        (``load_config``), whose version and protocol the worker must match."""
         self.python = python
         self.env = env
         self.scratch = scratch
+        self.installed = installed
         self._ids = itertools.count(1)
         self._events: queue.Queue = queue.Queue()
         self._process: subprocess.Popen | None = None
@@ -148,7 +182,13 @@ class Worker:
                 if time.monotonic() > deadline:
                     raise WorkerError("Timeout", f"Avow's worker gave no answer in {START_TIMEOUT:.0f} s") from None
         if ready.get("event") != "ready":
+            self.close()
             raise WorkerUnavailable(f"Avow's worker did not start: {ready.get('message', ready)}")
+        try:
+            check_ready(ready, self.installed)
+        except WorkerUnavailable:
+            self.close(kill=True)
+            raise
         if scratch_id is not None:
             taken = self._next_event(START_TIMEOUT)
             if taken.get("id") != scratch_id or taken.get("event") != "result":

@@ -148,8 +148,8 @@ class Session:
     """One worker process for one action (describe + upscale, or sign + verify)."""
 
     def __init__(self, plugin_dir: Path = PLUGIN_DIR, progress: Progress | None = None) -> None:
-        self.config = client.load_config(plugin_dir)
-        self.worker = client.Worker(self.config["python"], env=client.worker_env())
+        self.config = client.load_config(plugin_dir, editor="krita")
+        self.worker = client.Worker(self.config["python"], env=client.worker_env(), installed=self.config)
         self.progress = progress
         self.started = False
 
