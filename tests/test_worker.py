@@ -151,7 +151,7 @@ def test_bad_json_lines_and_closing_stdin(tmp_path):
     )
     assert done.returncode == 0
     events = [json.loads(line) for line in done.stdout.splitlines()]
-    assert events[0]["event"] == "ready" and events[0]["protocol"] == 1
+    assert events[0]["event"] == "ready" and events[0]["protocol"] == avow_client.PROTOCOL
     assert [e["error"] for e in events if e["event"] == "error"] == ["ProtocolError", "ProtocolError"]
     assert events[-1]["id"] == 7 and events[-1]["event"] == "result"
 
@@ -228,7 +228,8 @@ def test_handshake_takes_the_worker_of_the_installed_version_and_protocol(tmp_pa
 @pytest.mark.parametrize("editor, mismatch", [("krita", {"version": "0.0.1"}), ("gimp", {"protocol": 99})])
 def test_handshake_refuses_a_worker_of_another_release(tmp_path, editor, mismatch):
     """A hook installed for another Avow (or protocol) and the real worker: one line naming the editor's install command."""
-    (tmp_path / "avow.json").write_text(json.dumps({"python": sys.executable, "version": "0.1.0", "protocol": 1, **mismatch}))
+    installed = {"python": sys.executable, "version": "0.1.0", "protocol": avow_client.PROTOCOL, **mismatch}
+    (tmp_path / "avow.json").write_text(json.dumps(installed))
     config = avow_client.load_config(tmp_path, editor=editor)
     worker = avow_client.Worker(sys.executable, env={**os.environ, "AVOW_CONFIG_DIR": str(tmp_path)}, installed=config)
     with pytest.raises(avow_client.WorkerUnavailable, match=f"run: avow install {editor}$") as caught:

@@ -112,7 +112,7 @@ def check_ready(ready: dict, installed: dict | None) -> None:
     version = installed.get("version")
     if ready.get("protocol") == protocol == PROTOCOL and (version is None or ready.get("version") == version):
         return
-    hook = _HOOK_NAMES.get(installed.get("editor"), "editor hook")
+    hook = _HOOK_NAMES.get(str(installed.get("editor")), "editor hook")
     raise WorkerUnavailable(
         f"Avow's worker is version {ready.get('version')} (protocol {ready.get('protocol')}), but this {hook} was "
         f"installed for Avow {version or 'of another release'} (protocol {protocol}). From Avow's environment, "
@@ -135,6 +135,7 @@ class Worker:
         self.installed = installed
         self._ids = itertools.count(1)
         self._events: queue.Queue = queue.Queue()
+        self._ended = threading.Event()  # its output closed: it exited, or is exiting
         self._process: subprocess.Popen | None = None
         self._stderr = tempfile.TemporaryFile()
 
@@ -196,6 +197,12 @@ class Worker:
                 message = f"Avow's worker did not take its temp folder: {taken.get('message', taken)}"
                 raise WorkerError(taken.get("error", "Error"), message)
 
+    def alive(self) -> bool:
+        """Started, not closed, its output still open and its process running: a worker that can take a
+        request. (The output's end is the sure sign: an editor may reap its children itself, and then
+        ``poll`` never learns of the exit.)"""
+        return self._process is not None and not self._ended.is_set() and self._process.poll() is None
+
     def _pump(self) -> None:
         assert self._process is not None and self._process.stdout is not None
         for line in self._process.stdout:
@@ -203,6 +210,7 @@ class Worker:
                 self._events.put(json.loads(line))
             except ValueError:
                 continue
+        self._ended.set()
         self._events.put(None)
 
     def _next_event(self, timeout: float) -> dict:
