@@ -13,6 +13,6 @@ DEFAULT_TILE = 256
 
 # The worker protocol's version (avow/worker.py); `avow install` records it beside each hook, whose client
 # refuses a worker that speaks another.
-PROTOCOL = 1
+PROTOCOL = 2  # 2: upscale takes integer/half .npy pixels and answers in the type asked for (dtype)
 
 __all__ = ["DEFAULT_TILE", "PROTOCOL", "__version__"]

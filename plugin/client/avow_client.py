@@ -3,7 +3,7 @@
 GIMP's and Krita's Python have neither torch nor numpy; this file is all an editor hook needs,
 and `avow install` copies it next to each hook. Pixels go through .npy files (float32, H x W x C,
 alpha last) in a private temp dir; requests and events go through the worker's stdin/stdout as
-JSON lines (protocol 1, see avow/worker.py).
+JSON lines (protocol 2, see avow/worker.py).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 CONFIG_NAME = "avow.json"
-PROTOCOL = 1  # the worker protocol this client speaks (avow.PROTOCOL when `avow install` copied it)
+PROTOCOL = 2  # the worker protocol this client speaks (avow.PROTOCOL when `avow install` copied it)
 START_TIMEOUT = 120.0  # a cold start imports torch
 NPY_MAGIC = b"\x93NUMPY"
 _ENV_DROP = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONEXECUTABLE")
@@ -282,11 +282,17 @@ class Worker:
         self._stderr.close()
 
 
-def write_npy(path: str | os.PathLike, width: int, height: int, channels: int, data: bytes) -> None:
-    """Write float32 little-endian H x W x C pixels as a .npy file (format version 1.0)."""
-    if len(data) != width * height * channels * 4:
-        raise ValueError(f"{len(data)} bytes is not {width}x{height}x{channels} float32 pixels")
-    header = f"{{'descr': '<f4', 'fortran_order': False, 'shape': ({height}, {width}, {channels}), }}"
+# The .npy value types pixels travel in: float32 in [0, 1], or an editor's own values (the worker
+# converts those, bit for bit as x / 255.0 or x / 65535.0 in double precision would, and answers in
+# the type asked for), so a hook without numpy moves bytes rather than computing per value.
+NPY_SIZES = {"<f4": 4, "<f2": 2, "<u2": 2, "|u1": 1, ">f4": 4, ">f2": 2, ">u2": 2}
+
+
+def write_npy(path: str | os.PathLike, width: int, height: int, channels: int, data: bytes, descr: str = "<f4") -> None:
+    """Write H x W x C pixels of type ``descr`` (float32 little-endian by default) as a .npy file (format version 1.0)."""
+    if len(data) != width * height * channels * NPY_SIZES[descr]:
+        raise ValueError(f"{len(data)} bytes is not {width}x{height}x{channels} {descr} pixels")
+    header = f"{{'descr': '{descr}', 'fortran_order': False, 'shape': ({height}, {width}, {channels}), }}"
     padding = 64 - (len(NPY_MAGIC) + 4 + len(header) + 1) % 64
     header_bytes = (header + " " * padding + "\n").encode("latin1")
     with open(path, "wb") as handle:
@@ -294,24 +300,24 @@ def write_npy(path: str | os.PathLike, width: int, height: int, channels: int, d
         handle.write(data)
 
 
-def read_npy_header(handle, path: str | os.PathLike) -> tuple[int, int, int]:
-    """Shape (height, width, channels) of a float32 H x W x C .npy file; leaves ``handle`` at the first pixel."""
+def read_npy_header(handle, path: str | os.PathLike, descr: str = "<f4") -> tuple[int, int, int]:
+    """Shape (height, width, channels) of an H x W x C .npy file of ``descr`` values; leaves ``handle`` at the first pixel."""
     if handle.read(6) != NPY_MAGIC:
         raise ValueError(f"{path}: not a .npy file")
     major = handle.read(2)[0]
     size_format = "<H" if major == 1 else "<I"
     (length,) = struct.unpack(size_format, handle.read(struct.calcsize(size_format)))
     header = ast.literal_eval(handle.read(length).decode("latin1"))
-    if header.get("descr") != "<f4" or header.get("fortran_order") or len(header.get("shape", ())) != 3:
-        raise ValueError(f"{path}: expected float32 H x W x C pixels, got {header}")
+    if header.get("descr") != descr or header.get("fortran_order") or len(header.get("shape", ())) != 3:
+        raise ValueError(f"{path}: expected {descr} H x W x C pixels, got {header}")
     return header["shape"]
 
 
-def read_npy(path: str | os.PathLike) -> tuple[int, int, int, bytes]:
-    """Read a float32 H x W x C .npy file: (width, height, channels, little-endian bytes)."""
+def read_npy(path: str | os.PathLike, descr: str = "<f4") -> tuple[int, int, int, bytes]:
+    """Read an H x W x C .npy file of ``descr`` values: (width, height, channels, bytes)."""
     with open(path, "rb") as handle:
-        height, width, channels = read_npy_header(handle, path)
+        height, width, channels = read_npy_header(handle, path, descr)
         data = handle.read()
-    if len(data) != width * height * channels * 4:
+    if len(data) != width * height * channels * NPY_SIZES[descr]:
         raise ValueError(f"{path}: truncated pixel data")
     return width, height, channels, data

@@ -340,8 +340,8 @@ def upscale_document(doc, node, settings: Settings, session: Session, progress: 
         source, target = folder / "layer.npy", folder / "upscaled.npy"
 
         def prepare() -> int:
-            data, channels = pixels.to_float(raw, layout, width, height)
-            client.write_npy(source, width, height, channels, data)
+            data, channels = pixels.to_native(raw, layout, width, height)
+            client.write_npy(source, width, height, channels, data, layout.descr)
             return channels
 
         progress.status("Preparing the layer's pixels...")
@@ -356,18 +356,19 @@ def upscale_document(doc, node, settings: Settings, session: Session, progress: 
             scale=settings.scale,
             tile=int(settings.tile),
             device=settings.device,
+            dtype=layout.dtype,
         )
         provenance = result["provenance"]
         scale = int(provenance["scale"])
         progress.status("Reading the result...")
 
         def finish() -> tuple:
-            out_width, out_height, out_channels, data = client.read_npy(target)
+            out_width, out_height, out_channels, data = client.read_npy(target, layout.descr)
             if (out_width, out_height) != (width * scale, height * scale):
                 raise AvowKritaError(
                     f"the worker returned {out_width}x{out_height}, expected {width * scale}x{height * scale}"
                 )
-            return out_width, out_height, pixels.from_float(data, out_channels, layout, out_width, out_height)
+            return out_width, out_height, pixels.from_native(data, out_channels, layout, out_width, out_height)
 
         out_width, out_height, out_bytes = run_in_background(finish)
     finally:
