@@ -468,6 +468,8 @@ def test_one_warm_worker_serves_the_next_action_and_is_restarted_when_it_died(re
     assert len(upscaled["workers"]) == 1 and pasted["workers"] == upscaled["workers"]
     assert hidden["killed"] == upscaled["workers"] and hidden["exported"], hidden["error"]
     assert len(hidden["workers"]) == 1 and hidden["workers"] != hidden["killed"]
+    idle = scenarios["idle"]  # the idle timeout (shortened by the driver) closes the warm worker
+    assert len(idle["before"]) == 1 and idle["after"] == []
 
 
 def test_a_selection_is_upscaled_alone_over_its_area(krita_disclosure):

@@ -379,6 +379,20 @@ def disclosure(args):
         say("disclosure: selection: " + json.dumps(results["scenarios"]["selection"]))
         doc.setModified(False)
         doc.close()
+
+        # Unused for the idle timeout (shortened here to 0.2 s): the warm worker is closed.
+        from PyQt5.QtWidgets import QApplication
+
+        warm_before = workers_of_this_process()
+        core.WARM.idle_ms = 200
+        core.WARM.release(True)  # as an action's end does: the idle timer starts
+        for _ in range(400):
+            QApplication.processEvents()  # the timer fires on Krita's event loop
+            if not workers_of_this_process():
+                break
+            time.sleep(0.05)
+        results["scenarios"]["idle"] = {"before": warm_before, "after": workers_of_this_process()}
+        say("disclosure: idle: " + json.dumps(results["scenarios"]["idle"]))
     except Exception:  # noqa: BLE001 - the driver's error is its result, read by the test
         results["driver_error"] = traceback.format_exc()
         say("DRIVER ERROR\n" + results["driver_error"])
