@@ -457,6 +457,21 @@ def test_cancel_while_the_worker_starts(request, krita_disclosure):
     assert cancelled["workers_left"] == []
 
 
+def test_one_warm_worker_serves_the_next_action_and_is_restarted_when_it_died(request, krita_disclosure):
+    """The export after an upscale is answered by the same worker process (no second start); a worker
+    killed between actions is replaced by the next action, which succeeds."""
+    upscaled, scenarios = krita_disclosure["upscaled"], krita_disclosure["scenarios"]
+    pasted, hidden = scenarios["pasted"], scenarios["hidden"]
+    show(request, f"\n[warm] worker answered {upscaled['worker_wait']} s after the first action (cold start), "
+                  f"{pasted['worker_wait']} s after the second (warm), {hidden['worker_wait']} s after one whose "
+                  f"worker had been killed; workers {upscaled['workers']} -> {pasted['workers']} -> {hidden['workers']}")
+    assert len(upscaled["workers"]) == 1 and pasted["workers"] == upscaled["workers"]
+    assert hidden["killed"] == upscaled["workers"] and hidden["exported"], hidden["error"]
+    assert len(hidden["workers"]) == 1 and hidden["workers"] != hidden["killed"]
+    idle = scenarios["idle"]  # the idle timeout (shortened by the driver) closes the warm worker
+    assert len(idle["before"]) == 1 and idle["after"] == []
+
+
 def test_a_selection_is_upscaled_alone_over_its_area(krita_disclosure):
     selection = krita_disclosure["scenarios"]["selection"]
     assert selection["size"] == [192, 160]

@@ -151,7 +151,7 @@ def test_bad_json_lines_and_closing_stdin(tmp_path):
     )
     assert done.returncode == 0
     events = [json.loads(line) for line in done.stdout.splitlines()]
-    assert events[0]["event"] == "ready" and events[0]["protocol"] == 1
+    assert events[0]["event"] == "ready" and events[0]["protocol"] == avow_client.PROTOCOL
     assert [e["error"] for e in events if e["event"] == "error"] == ["ProtocolError", "ProtocolError"]
     assert events[-1]["id"] == 7 and events[-1]["event"] == "result"
 
@@ -210,3 +210,29 @@ def test_install_gimp_and_krita(tmp_path, monkeypatch):
 
     names = zipfile.ZipFile(tmp_path / "k.zip").namelist()
     assert "avow_krita.desktop" in names and "avow_krita/avow_client.py" in names and "avow_krita/avow.json" in names
+
+
+def test_handshake_takes_the_worker_of_the_installed_version_and_protocol(tmp_path):
+    """`avow install` records the version and protocol beside the hook; the real worker's `ready` matches them."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    from avow.install import _config_step
+
+    _config_step(hook, "krita").action()
+    config = avow_client.load_config(hook, editor="krita")
+    assert config["protocol"] == avow_client.PROTOCOL and config["version"]
+    with avow_client.Worker(sys.executable, env={**os.environ, "AVOW_CONFIG_DIR": str(tmp_path)}, installed=config) as running:
+        assert running.request("describe")["version"] == config["version"]
+
+
+@pytest.mark.parametrize("editor, mismatch", [("krita", {"version": "0.0.1"}), ("gimp", {"protocol": 99})])
+def test_handshake_refuses_a_worker_of_another_release(tmp_path, editor, mismatch):
+    """A hook installed for another Avow (or protocol) and the real worker: one line naming the editor's install command."""
+    installed = {"python": sys.executable, "version": "0.1.0", "protocol": avow_client.PROTOCOL, **mismatch}
+    (tmp_path / "avow.json").write_text(json.dumps(installed))
+    config = avow_client.load_config(tmp_path, editor=editor)
+    worker = avow_client.Worker(sys.executable, env={**os.environ, "AVOW_CONFIG_DIR": str(tmp_path)}, installed=config)
+    with pytest.raises(avow_client.WorkerUnavailable, match=f"run: avow install {editor}$") as caught:
+        worker.start()
+    assert "\n" not in caught.value.message and "was installed for Avow" in caught.value.message
+    assert worker._process is None  # the mismatched worker was ended

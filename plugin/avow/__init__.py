@@ -11,4 +11,8 @@ from avow_c2pa import __version__
 # the editor hooks read it from the worker's `describe` (tests/test_constants.py checks their fallbacks).
 DEFAULT_TILE = 256
 
-__all__ = ["DEFAULT_TILE", "__version__"]
+# The worker protocol's version (avow/worker.py); `avow install` records it beside each hook, whose client
+# refuses a worker that speaks another.
+PROTOCOL = 2  # 2: upscale takes integer/half .npy pixels and answers in the type asked for (dtype)
+
+__all__ = ["DEFAULT_TILE", "PROTOCOL", "__version__"]

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import __version__
+from . import PROTOCOL, __version__
 from .errors import UsageError
 
 CONFIG_NAME = "avow.json"
@@ -82,7 +82,7 @@ def _gimp_steps(folder: Path) -> list[Step]:
         Step(f"create {folder}", lambda: folder.mkdir(parents=True, exist_ok=True)),
         Step(f"copy the plug-in to {plugin} (executable)", lambda: _copy(source, plugin, 0o755)),
         Step(f"copy the worker client to {client}", lambda: _copy(hooks / "client" / CLIENT_NAME, client, 0o644)),
-        _config_step(folder),
+        _config_step(folder, "gimp"),
     ])
 
 
@@ -96,7 +96,7 @@ def _krita_steps(pykrita: Path) -> list[Step]:
         Step(f"copy {pykrita / desktop}", lambda: _copy(hooks / "krita" / desktop, pykrita / desktop, 0o644)),
         Step(f"copy the worker client to {package / CLIENT_NAME}",
              lambda: _copy(hooks / "client" / CLIENT_NAME, package / CLIENT_NAME, 0o644)),
-        _config_step(package),
+        _config_step(package, "krita"),
         Step(f"enable the plugin in {kritarc} ([python] enable_{KRITA_PLUGIN}=true)", lambda: _enable_in_kritarc(kritarc)),
     ])
 
@@ -129,8 +129,10 @@ def package_krita(target: Path) -> None:
         os.replace(archive, target)
 
 
-def _config_step(folder: Path) -> Step:
-    config = {"python": sys.executable, "version": __version__}
+def _config_step(folder: Path, editor: str) -> Step:
+    """The worker's Python, and the version and protocol the hook was installed for: the hook's client
+    refuses a worker of another (a venv upgraded without reinstalling the hook)."""
+    config = {"python": sys.executable, "version": __version__, "protocol": PROTOCOL, "editor": editor}
     return Step(
         f"write {folder / CONFIG_NAME}: worker runs with {sys.executable}",
         lambda: (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8"),

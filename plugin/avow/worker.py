@@ -1,7 +1,7 @@
 """`python -m avow.worker`: the process editors talk to, so torch, c2pa and exiv2 never load into
 GIMP or Krita, and a CUDA crash or a hang costs the editor nothing.
 
-Protocol 1, JSON lines. The worker first writes ``{"event": "ready", "protocol": 1, ...}``. A
+Protocol 2, JSON lines. The worker first writes ``{"event": "ready", "protocol": 2, ...}``. A
 request is ``{"id": ID, "op": OP, ...}``; its replies carry the same id: any number of
 ``{"event": "progress", "done": k, "total": n}``, then exactly one ``{"event": "result", ...}`` or
 ``{"event": "error", "error": KIND, "message": TEXT, "exit_code": CODE}`` whose message can be
@@ -14,7 +14,8 @@ UTF-8 or JSON, JSON that is not a request object, an id that is not a string, in
 parameters the op does not take each get a ``ProtocolError`` (id null when the request's own id
 is unusable), and the worker reads on.
 
-Ops: ``describe``; ``upscale`` (input, output .npy; model, scale, tile, device); ``sign`` (file,
+Ops: ``describe``; ``upscale`` (input, output .npy; model, scale, tile, device; dtype: the output's value
+type, float32 by default; an input of uint8/uint16 means x / 255 or x / 65535, of float16 as is); ``sign`` (file,
 provenance records, editor; the result says whether AI was declared and what the pixel search
 found); ``verify`` (file); ``scratch`` (dir: the editor's temp folder, which the worker removes when it
 ends, since an editor may kill its hook with no chance to clean up).
@@ -58,7 +59,7 @@ from avow_c2pa.pixels import search_file
 from avow_c2pa.staging import staged_path, sweep
 from avow_c2pa.verify import trust_anchors
 
-from . import DEFAULT_TILE, __version__
+from . import DEFAULT_TILE, PROTOCOL, __version__
 from .devices import DEVICES, pick_device
 from .devices import describe as describe_devices
 from .engine import (
@@ -73,7 +74,6 @@ from .errors import UsageError
 from .images import from_array, to_array
 from .precheck import check_target, check_tile
 
-PROTOCOL = 1
 MAX_LINE = 1 << 20  # requests are small: pixels travel as files
 MAX_ID = 256
 SCRATCH_MARKER = "avow-scratch"  # the file a hook puts in each temp folder it made (as avow_client.scratch_dir does)
@@ -223,14 +223,49 @@ def op_describe(worker: Worker, job_id) -> dict:
     }
 
 
+NPY_DTYPES = ("float32", "float16", "uint16", "uint8")  # what an editor's layer holds; the hook moves bytes, numpy converts
+_BAND = 256  # rows converted at a time: the float64 working copy stays small
+
+
+def _as_float(pixels: np.ndarray) -> np.ndarray:
+    """An editor's values as float32 in [0, 1]: integers as x / max in double precision (what a hook
+    without numpy computed per value), half floats exactly."""
+    if pixels.dtype.name not in NPY_DTYPES:
+        raise UsageError(f"pixels of type {pixels.dtype} (not one of {', '.join(NPY_DTYPES)})")
+    if pixels.dtype.kind == "f":
+        return np.asarray(pixels, dtype=np.float32)
+    top = float(np.iinfo(pixels.dtype).max)
+    out = np.empty(pixels.shape, np.float32)
+    for row in range(0, pixels.shape[0], _BAND):
+        out[row : row + _BAND] = pixels[row : row + _BAND] / top
+    return out
+
+
+def _in_dtype(pixels: np.ndarray, dtype: str) -> np.ndarray:
+    """float32 [0, 1] pixels as ``dtype``: integers rounded half up after clamping (NaN as 0), in
+    double precision; half floats rounded to nearest even."""
+    if dtype in ("float32", "float16"):
+        return pixels.astype(dtype, copy=False)
+    top = float(np.iinfo(dtype).max)
+    out = np.empty(pixels.shape, dtype)
+    for row in range(0, pixels.shape[0], _BAND):
+        band = np.nan_to_num(np.clip(pixels[row : row + _BAND].astype(np.float64), 0.0, 1.0), nan=0.0)
+        out[row : row + _BAND] = np.floor(band * top + 0.5)
+    return out
+
+
 def op_upscale(
-    worker: Worker, job_id, input: str, output: str, model=None, scale=None, tile=DEFAULT_TILE, device="auto", force=False
+    worker: Worker, job_id, input: str, output: str, model=None, scale=None, tile=DEFAULT_TILE, device="auto", force=False,
+    dtype="float32",
 ) -> dict:
     """``force`` (false by default, as in the CLI) allows replacing an existing output; the input never."""
     for name, value, types in (("input", input, str), ("output", output, str), ("model", model, (str, type(None))),
-                               ("scale", scale, (int, type(None))), ("device", device, str), ("force", force, bool)):
+                               ("scale", scale, (int, type(None))), ("device", device, str), ("force", force, bool),
+                               ("dtype", dtype, str)):
         if not isinstance(value, types) or (name == "scale" and isinstance(value, bool)):
             raise ProtocolError(f"upscale: {name} has the wrong type ({type(value).__name__})")
+    if dtype not in NPY_DTYPES:
+        raise ProtocolError(f"upscale: dtype {dtype!r} is not one of {', '.join(NPY_DTYPES)}")
     source, target = Path(input), Path(output)
     check_tile(tile)
     check_target(source, target, force)
@@ -242,13 +277,13 @@ def op_upscale(
     if pixels.ndim != 3:
         raise UsageError(f"{source}: pixels must be H x W x C, not {pixels.shape}")
     check_budget(source.name, pixels.shape[1], pixels.shape[0], loaded.descriptor.scale)
-    picture = from_array(np.asarray(pixels, dtype=np.float32), "npy")
+    picture = from_array(_as_float(pixels), "npy")
     payload = watermark_payload(loaded, picture)
     result = synthesize(
         picture, loaded, pick_device(device), int(tile), payload, worker.progress(job_id),
         lambda: worker.should_stop(job_id),
     )
-    pixels_out = to_array(result)
+    pixels_out = _in_dtype(to_array(result), dtype)
     staged = target.with_name(f".{target.name}.{secrets.token_hex(4)}.npy")
     try:
         np.save(staged, pixels_out)

@@ -3,7 +3,7 @@
 GIMP's and Krita's Python have neither torch nor numpy; this file is all an editor hook needs,
 and `avow install` copies it next to each hook. Pixels go through .npy files (float32, H x W x C,
 alpha last) in a private temp dir; requests and events go through the worker's stdin/stdout as
-JSON lines (protocol 1, see avow/worker.py).
+JSON lines (protocol 2, see avow/worker.py).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 CONFIG_NAME = "avow.json"
+PROTOCOL = 2  # the worker protocol this client speaks (avow.PROTOCOL when `avow install` copied it)
 START_TIMEOUT = 120.0  # a cold start imports torch
 NPY_MAGIC = b"\x93NUMPY"
 _ENV_DROP = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONEXECUTABLE")
@@ -75,32 +76,66 @@ def scratch_dir(prefix: str) -> str:
     return folder
 
 
-def load_config(hook_dir: str | os.PathLike) -> dict:
-    """The ``avow.json`` that ``avow install`` wrote beside the hook: which Python runs the worker."""
+def load_config(hook_dir: str | os.PathLike, editor: str | None = None) -> dict:
+    """The ``avow.json`` that ``avow install`` wrote beside the hook: which Python runs the worker, and
+    the version it was installed for. ``editor`` ("gimp", "krita"): the hook's, for its messages."""
     path = Path(hook_dir) / CONFIG_NAME
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(config.get("python"), str):
+        if not isinstance(config, dict) or not isinstance(config.get("python"), str):
             raise ValueError("no 'python' entry")
-        return config
     except (OSError, ValueError) as exc:
         raise WorkerUnavailable(
-            f"Avow is not set up for this editor ({path}: {exc}). From Avow's environment, run: avow install gimp "
-            "(or: avow install krita)"
+            f"Avow is not set up for this editor ({path}: {exc}). From Avow's environment, run: "
+            f"{install_command({'editor': editor})}"
         ) from exc
+    if editor is not None:
+        config["editor"] = editor
+    return config
+
+
+_HOOK_NAMES = {"gimp": "GIMP plug-in", "krita": "Krita plugin"}
+
+
+def install_command(config: dict | None) -> str:
+    """What the user runs to (re)install this hook, in its editor's words."""
+    editor = (config or {}).get("editor")
+    return f"avow install {editor}" if editor in ("gimp", "krita") else "avow install gimp (or: avow install krita)"
+
+
+def check_ready(ready: dict, installed: dict | None) -> None:
+    """The handshake: the worker's ``ready`` against the protocol this client speaks and the version
+    ``avow install`` recorded beside the hook. A hook copied from another Avow release would send
+    requests the worker reads differently; one line says how to bring them together."""
+    installed = installed or {}
+    protocol = installed.get("protocol", PROTOCOL)
+    version = installed.get("version")
+    if ready.get("protocol") == protocol == PROTOCOL and (version is None or ready.get("version") == version):
+        return
+    hook = _HOOK_NAMES.get(str(installed.get("editor")), "editor hook")
+    raise WorkerUnavailable(
+        f"Avow's worker is version {ready.get('version')} (protocol {ready.get('protocol')}), but this {hook} was "
+        f"installed for Avow {version or 'of another release'} (protocol {protocol}). From Avow's environment, "
+        f"run: {install_command(installed)}"
+    )
 
 
 class Worker:
     """One worker process; use as a context manager so it always ends with the editor's job."""
 
-    def __init__(self, python: str, env: dict | None = None, scratch: str | None = None) -> None:
+    def __init__(
+        self, python: str, env: dict | None = None, scratch: str | None = None, installed: dict | None = None
+    ) -> None:
         """``scratch``: a folder from ``scratch_dir`` that the worker removes when it ends, even if the editor
-        killed the hook (the worker sees its stdin close)."""
+        killed the hook (the worker sees its stdin close). ``installed``: the hook's ``avow.json``
+        (``load_config``), whose version and protocol the worker must match."""
         self.python = python
         self.env = env
         self.scratch = scratch
+        self.installed = installed
         self._ids = itertools.count(1)
         self._events: queue.Queue = queue.Queue()
+        self._ended = threading.Event()  # its output closed: it exited, or is exiting
         self._process: subprocess.Popen | None = None
         self._stderr = tempfile.TemporaryFile()
 
@@ -148,13 +183,25 @@ class Worker:
                 if time.monotonic() > deadline:
                     raise WorkerError("Timeout", f"Avow's worker gave no answer in {START_TIMEOUT:.0f} s") from None
         if ready.get("event") != "ready":
+            self.close()
             raise WorkerUnavailable(f"Avow's worker did not start: {ready.get('message', ready)}")
+        try:
+            check_ready(ready, self.installed)
+        except WorkerUnavailable:
+            self.close(kill=True)
+            raise
         if scratch_id is not None:
             taken = self._next_event(START_TIMEOUT)
             if taken.get("id") != scratch_id or taken.get("event") != "result":
                 self.close()
                 message = f"Avow's worker did not take its temp folder: {taken.get('message', taken)}"
                 raise WorkerError(taken.get("error", "Error"), message)
+
+    def alive(self) -> bool:
+        """Started, not closed, its output still open and its process running: a worker that can take a
+        request. (The output's end is the sure sign: an editor may reap its children itself, and then
+        ``poll`` never learns of the exit.)"""
+        return self._process is not None and not self._ended.is_set() and self._process.poll() is None
 
     def _pump(self) -> None:
         assert self._process is not None and self._process.stdout is not None
@@ -163,6 +210,7 @@ class Worker:
                 self._events.put(json.loads(line))
             except ValueError:
                 continue
+        self._ended.set()
         self._events.put(None)
 
     def _next_event(self, timeout: float) -> dict:
@@ -234,11 +282,17 @@ class Worker:
         self._stderr.close()
 
 
-def write_npy(path: str | os.PathLike, width: int, height: int, channels: int, data: bytes) -> None:
-    """Write float32 little-endian H x W x C pixels as a .npy file (format version 1.0)."""
-    if len(data) != width * height * channels * 4:
-        raise ValueError(f"{len(data)} bytes is not {width}x{height}x{channels} float32 pixels")
-    header = f"{{'descr': '<f4', 'fortran_order': False, 'shape': ({height}, {width}, {channels}), }}"
+# The .npy value types pixels travel in: float32 in [0, 1], or an editor's own values (the worker
+# converts those, bit for bit as x / 255.0 or x / 65535.0 in double precision would, and answers in
+# the type asked for), so a hook without numpy moves bytes rather than computing per value.
+NPY_SIZES = {"<f4": 4, "<f2": 2, "<u2": 2, "|u1": 1, ">f4": 4, ">f2": 2, ">u2": 2}
+
+
+def write_npy(path: str | os.PathLike, width: int, height: int, channels: int, data: bytes, descr: str = "<f4") -> None:
+    """Write H x W x C pixels of type ``descr`` (float32 little-endian by default) as a .npy file (format version 1.0)."""
+    if len(data) != width * height * channels * NPY_SIZES[descr]:
+        raise ValueError(f"{len(data)} bytes is not {width}x{height}x{channels} {descr} pixels")
+    header = f"{{'descr': '{descr}', 'fortran_order': False, 'shape': ({height}, {width}, {channels}), }}"
     padding = 64 - (len(NPY_MAGIC) + 4 + len(header) + 1) % 64
     header_bytes = (header + " " * padding + "\n").encode("latin1")
     with open(path, "wb") as handle:
@@ -246,24 +300,24 @@ def write_npy(path: str | os.PathLike, width: int, height: int, channels: int, d
         handle.write(data)
 
 
-def read_npy_header(handle, path: str | os.PathLike) -> tuple[int, int, int]:
-    """Shape (height, width, channels) of a float32 H x W x C .npy file; leaves ``handle`` at the first pixel."""
+def read_npy_header(handle, path: str | os.PathLike, descr: str = "<f4") -> tuple[int, int, int]:
+    """Shape (height, width, channels) of an H x W x C .npy file of ``descr`` values; leaves ``handle`` at the first pixel."""
     if handle.read(6) != NPY_MAGIC:
         raise ValueError(f"{path}: not a .npy file")
     major = handle.read(2)[0]
     size_format = "<H" if major == 1 else "<I"
     (length,) = struct.unpack(size_format, handle.read(struct.calcsize(size_format)))
     header = ast.literal_eval(handle.read(length).decode("latin1"))
-    if header.get("descr") != "<f4" or header.get("fortran_order") or len(header.get("shape", ())) != 3:
-        raise ValueError(f"{path}: expected float32 H x W x C pixels, got {header}")
+    if header.get("descr") != descr or header.get("fortran_order") or len(header.get("shape", ())) != 3:
+        raise ValueError(f"{path}: expected {descr} H x W x C pixels, got {header}")
     return header["shape"]
 
 
-def read_npy(path: str | os.PathLike) -> tuple[int, int, int, bytes]:
-    """Read a float32 H x W x C .npy file: (width, height, channels, little-endian bytes)."""
+def read_npy(path: str | os.PathLike, descr: str = "<f4") -> tuple[int, int, int, bytes]:
+    """Read an H x W x C .npy file of ``descr`` values: (width, height, channels, bytes)."""
     with open(path, "rb") as handle:
-        height, width, channels = read_npy_header(handle, path)
+        height, width, channels = read_npy_header(handle, path, descr)
         data = handle.read()
-    if len(data) != width * height * channels * 4:
+    if len(data) != width * height * channels * NPY_SIZES[descr]:
         raise ValueError(f"{path}: truncated pixel data")
     return width, height, channels, data

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import signal
 import time
 import traceback
 from pathlib import Path
@@ -243,8 +245,6 @@ def import_package(args):
 
 def workers_of_this_process() -> list:
     """Avow workers this Krita started that are still alive (zombies excepted)."""
-    import os
-
     left = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -255,6 +255,18 @@ def workers_of_this_process() -> list:
         if int(fields[1]) == os.getpid() and fields[0] != "Z" and b"avow.worker" in cmdline:
             left.append(int(stat.parent.name))
     return left
+
+
+def wait_for_no_workers() -> None:
+    """Until the workers this Krita killed are gone and the plugin has seen their output end (a kill
+    lands, and is noticed, a moment later)."""
+    from avow_krita import core
+
+    for _ in range(400):
+        if not workers_of_this_process() and not core.WARM.alive():
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"workers still running: {workers_of_this_process()}")
 
 
 def disclosure(args):
@@ -282,7 +294,8 @@ def disclosure(args):
             raise RuntimeError(f"upscale failed: {ext.last_error}")
         layer = doc.nodeByName(outcome.layer_name)
         records = len(core.provenance_records(doc))
-        results["upscaled"] = {"layers": layers(doc), "color_label": layer.colorLabel(), "records": records}
+        results["upscaled"] = {"layers": layers(doc), "color_label": layer.colorLabel(), "records": records,
+                               "worker_wait": ext.last_worker_wait, "workers": workers_of_this_process()}
         say(f"disclosure: upscaled x2; layers {[n['name'] for n in layers(doc)]}, colour label {layer.colorLabel()}")
 
         # The synthesized layer duplicated into a new document: nothing there records the upscale.
@@ -294,10 +307,15 @@ def disclosure(args):
             ("pasted", work / "pasted.png", pasted),
             ("hidden", work / "hidden.png", doc),
         ):
+            killed = None
             if name == "hidden":
                 layer.setVisible(False)
                 doc.refreshProjection()
                 doc.waitForDone()
+                killed = workers_of_this_process()  # the warm worker dies between actions: the next starts another
+                for pid in killed:
+                    os.kill(pid, signal.SIGKILL)
+                wait_for_no_workers()
             result = ext.export_document(export_doc, str(target), extension.LogProgress())
             results["scenarios"][name] = {
                 "layers": layers(export_doc),
@@ -307,6 +325,9 @@ def disclosure(args):
                 "verdict": None if result is None else result["verify"].get("verdict"),
                 "error": ext.last_error,
                 "file": str(target),
+                "worker_wait": ext.last_worker_wait,
+                "workers": workers_of_this_process(),
+                "killed": killed,
             }
             say(f"disclosure: {name}: " + json.dumps(results["scenarios"][name]))
         pasted.setModified(False)
@@ -319,6 +340,8 @@ def disclosure(args):
             def cancelled(self) -> bool:
                 return True
 
+        core.WARM.close(kill=True)  # a cold start, to cancel during it
+        wait_for_no_workers()
         doc = app.openDocument(job["input"])
         before = snapshot(doc)
         started = time.perf_counter()
@@ -356,6 +379,20 @@ def disclosure(args):
         say("disclosure: selection: " + json.dumps(results["scenarios"]["selection"]))
         doc.setModified(False)
         doc.close()
+
+        # Unused for the idle timeout (shortened here to 0.2 s): the warm worker is closed.
+        from PyQt5.QtWidgets import QApplication
+
+        warm_before = workers_of_this_process()
+        core.WARM.idle_ms = 200
+        core.WARM.release(True)  # as an action's end does: the idle timer starts
+        for _ in range(400):
+            QApplication.processEvents()  # the timer fires on Krita's event loop
+            if not workers_of_this_process():
+                break
+            time.sleep(0.05)
+        results["scenarios"]["idle"] = {"before": warm_before, "after": workers_of_this_process()}
+        say("disclosure: idle: " + json.dumps(results["scenarios"]["idle"]))
     except Exception:  # noqa: BLE001 - the driver's error is its result, read by the test
         results["driver_error"] = traceback.format_exc()
         say("DRIVER ERROR\n" + results["driver_error"])

@@ -77,14 +77,14 @@ def _error(procedure, message, status=Gimp.PDBStatusType.EXECUTION_ERROR):
 
 
 def _start_worker(scratch=None):
-    config = avow_client.load_config(HERE)
+    config = avow_client.load_config(HERE, editor="gimp")
     python = config["python"]
     if not os.path.isfile(python):
         raise avow_client.WorkerUnavailable(
             f"Avow's Python {python} (from {os.path.join(HERE, 'avow.json')}) does not exist. "
             "From Avow's environment, run: avow install gimp"
         )
-    return avow_client.Worker(python, env=avow_client.worker_env(), scratch=scratch)
+    return avow_client.Worker(python, env=avow_client.worker_env(), scratch=scratch, installed=config)
 
 
 def _private_workdir():

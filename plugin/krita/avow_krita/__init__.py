@@ -7,6 +7,9 @@ worker process. Installed by ``avow install krita``.
 from krita import Krita
 
 from .extension import AvowExtension
+from .warm import survive_broken_pipes
+
+survive_broken_pipes()  # Krita imports its plugins on the main thread
 
 EXTENSION = AvowExtension(Krita.instance())
 Krita.instance().addExtension(EXTENSION)

@@ -33,6 +33,7 @@ from krita import InfoObject, Krita
 from PyQt5.QtCore import QByteArray, QEventLoop, QTimer
 
 from . import pixels
+from .warm import WarmWorker
 
 try:  # `avow install krita` copies the client into this package
     from . import avow_client as client
@@ -60,6 +61,9 @@ MASK_TYPES = ("transparencymask", "filtermask", "transformmask", "selectionmask"
 
 class AvowKritaError(Exception):
     """A failure to show the user as is."""
+
+
+WARM = WarmWorker()  # this Krita session's worker
 
 
 @dataclass(frozen=True)
@@ -145,26 +149,38 @@ def run_in_background(work, progress: Progress | None = None, state: dict | None
 
 
 class Session:
-    """One worker process for one action (describe + upscale, or sign + verify)."""
+    """An action's use of Krita's warm worker (``warm.WarmWorker``): started if none runs, kept for the
+    next action unless the action left it in an unknown state."""
 
     def __init__(self, plugin_dir: Path = PLUGIN_DIR, progress: Progress | None = None) -> None:
-        self.config = client.load_config(plugin_dir)
-        self.worker = client.Worker(self.config["python"], env=client.worker_env())
+        self.config = client.load_config(plugin_dir, editor="krita")
         self.progress = progress
-        self.started = False
+        self.pool = WARM
+        self.worker: client.Worker | None = None
 
     def __enter__(self) -> Session:
         state = {"done": 0, "total": 0, "cancel": False}  # Cancel works while the worker starts, too
-        try:
-            run_in_background(lambda: self.worker.start(should_cancel=lambda: state["cancel"]), self.progress, state)
-        except BaseException:
-            self.worker.close()
-            raise
-        self.started = True
+
+        def make() -> client.Worker:
+            return client.Worker(self.config["python"], env=client.worker_env(), installed=self.config)
+
+        def start(worker: client.Worker) -> None:
+            try:
+                run_in_background(lambda: worker.start(should_cancel=lambda: state["cancel"]), self.progress, state)
+            except BaseException:
+                worker.close(kill=True)
+                raise
+
+        self.worker = self.pool.take(self.config, make, start)
         return self
 
-    def __exit__(self, *exc_info) -> None:
-        self.worker.close()
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        # The worker answered every request (a refusal or a Cancel is an answer): it serves the next
+        # action. One that stopped, or an error between request and answer, is not kept.
+        answered = exc is None or isinstance(exc, AvowKritaError) or (
+            isinstance(exc, WorkerError) and not isinstance(exc, WorkerUnavailable)
+        )
+        self.pool.release(answered)
 
     def request(self, op: str, progress: Progress | None = None, **params) -> dict:
         state = {"done": 0, "total": 0, "cancel": False}
@@ -172,8 +188,11 @@ class Session:
         def on_progress(done: int, total: int) -> None:
             state["done"], state["total"] = done, total
 
+        worker = self.worker
+        assert worker is not None, "a Session's requests run inside its with block"
+
         def work() -> dict:
-            return self.worker.request(op, on_progress=on_progress, should_cancel=lambda: state["cancel"], **params)
+            return worker.request(op, on_progress=on_progress, should_cancel=lambda: state["cancel"], **params)
 
         return run_in_background(work, progress, state)
 
@@ -321,8 +340,8 @@ def upscale_document(doc, node, settings: Settings, session: Session, progress: 
         source, target = folder / "layer.npy", folder / "upscaled.npy"
 
         def prepare() -> int:
-            data, channels = pixels.to_float(raw, layout, width, height)
-            client.write_npy(source, width, height, channels, data)
+            data, channels = pixels.to_native(raw, layout, width, height)
+            client.write_npy(source, width, height, channels, data, layout.descr)
             return channels
 
         progress.status("Preparing the layer's pixels...")
@@ -337,18 +356,19 @@ def upscale_document(doc, node, settings: Settings, session: Session, progress: 
             scale=settings.scale,
             tile=int(settings.tile),
             device=settings.device,
+            dtype=layout.dtype,
         )
         provenance = result["provenance"]
         scale = int(provenance["scale"])
         progress.status("Reading the result...")
 
         def finish() -> tuple:
-            out_width, out_height, out_channels, data = client.read_npy(target)
+            out_width, out_height, out_channels, data = client.read_npy(target, layout.descr)
             if (out_width, out_height) != (width * scale, height * scale):
                 raise AvowKritaError(
                     f"the worker returned {out_width}x{out_height}, expected {width * scale}x{height * scale}"
                 )
-            return out_width, out_height, pixels.from_float(data, out_channels, layout, out_width, out_height)
+            return out_width, out_height, pixels.from_native(data, out_channels, layout, out_width, out_height)
 
         out_width, out_height, out_bytes = run_in_background(finish)
     finally:

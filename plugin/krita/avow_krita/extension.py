@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 import traceback
 from pathlib import Path
 
 from krita import Extension, Krita
 from PyQt5.QtCore import Qt
 from PyQt5.QtWidgets import (
+    QApplication,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -188,9 +190,16 @@ class AvowExtension(Extension):
         super().__init__(parent)
         self.last_error: str | None = None
         self.last_info: str | None = None
+        self.last_worker_wait: float | None = None  # seconds from the last action to its worker's first answer
 
     def setup(self) -> None:
-        pass
+        app = QApplication.instance()
+        if app is not None:  # the warm worker goes with Krita (its closed stdin would end it anyway)
+            app.aboutToQuit.connect(core.WARM.close)
+
+    def _worker_answered(self, started: float) -> None:
+        self.last_worker_wait = round(time.perf_counter() - started, 2)
+        log(f"worker answered {self.last_worker_wait:.2f} s after the action")
 
     def createActions(self, window) -> None:
         for name, text in ACTIONS.items():
@@ -256,9 +265,11 @@ class AvowExtension(Extension):
             if settings is None:
                 return None
         progress = progress or self._progress("Starting Avow's worker...")
+        started = time.perf_counter()
         try:
             with core.Session(progress=progress) as session:
                 description = session.request("describe")
+                self._worker_answered(started)
                 kept = ("version", "models", "devices", "default_tile")
                 _remember("describe", json.dumps({k: description.get(k) for k in kept}))
                 if settings is None:  # the first use: the worker's start comes before the dialog
@@ -320,8 +331,10 @@ class AvowExtension(Extension):
         """Export, disclose, sign; the result (with the verify report) or None (reported)."""
         self.last_error = self.last_info = None
         progress = progress or self._progress("Starting Avow's worker...")
+        started = time.perf_counter()
         try:
             with core.Session(progress=progress) as session:
+                self._worker_answered(started)
                 result = core.export_with_credentials(doc, path, session, progress)
         except core.WorkerError as exc:
             if exc.kind == "Cancelled":

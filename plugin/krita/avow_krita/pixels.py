@@ -1,15 +1,14 @@
-"""Krita pixel bytes <-> the worker's float32 pixels, with the standard library alone.
+"""Krita pixel bytes <-> the worker's .npy pixels, with the standard library alone, in bulk.
 
 Krita's Python has no numpy. ``Node.pixelData`` hands over the colour space's native layout:
 RGBA U8 and U16 are stored B, G, R, A; RGBA F16 and F32 are R, G, B, A; GRAYA is gray, alpha
-(checked in Krita 5.1). The worker wants float32 in [0, 1], H x W x C, colour first, alpha last.
-Everything here is per-value work done through C-level slicing and ``map`` over lookup tables,
-in chunks so memory stays bounded.
+(checked in Krita 5.1). The worker takes and returns the layer's own values (uint8, uint16,
+float16, float32), colour first, alpha last, and does the arithmetic in numpy; all that happens
+here is moving whole channels with C-level strided slices of arrays, never a Python step per value.
 """
 
 from __future__ import annotations
 
-import struct
 import sys
 from array import array
 from dataclasses import dataclass
@@ -26,8 +25,13 @@ _ORDERS = {
     ("GRAYA", "F32"): (0, 1),
 }
 _SIZES = {"U8": 1, "U16": 2, "F16": 2, "F32": 4}
-_CHUNK = 1 << 20  # values per conversion chunk
-_BIG_ENDIAN = sys.byteorder == "big"
+# Per depth: the worker's name for the value type, the .npy type, the array typecode that holds one
+# value's bits, and those bits for a fully opaque alpha (1.0 as a half float is 0x3C00).
+_ENDIAN = "<" if sys.byteorder == "little" else ">"
+_DTYPES = {"U8": "uint8", "U16": "uint16", "F16": "float16", "F32": "float32"}
+_DESCRS = {"U8": "|u1", "U16": f"{_ENDIAN}u2", "F16": f"{_ENDIAN}f2", "F32": f"{_ENDIAN}f4"}
+_TYPECODES = {1: "B", 2: "H", 4: "I" if array("I").itemsize == 4 else "L"}
+_OPAQUE = {"U8": 0xFF, "U16": 0xFFFF, "F16": 0x3C00, "F32": 0x3F800000}
 
 
 class UnsupportedLayer(ValueError):
@@ -48,6 +52,16 @@ class Layout:
     def value_size(self) -> int:
         return _SIZES[self.depth]
 
+    @property
+    def dtype(self) -> str:
+        """The worker's name for the layer's value type (its ``upscale`` answers in it)."""
+        return _DTYPES[self.depth]
+
+    @property
+    def descr(self) -> str:
+        """The .npy type of the layer's values, as Krita stores them (native byte order)."""
+        return _DESCRS[self.depth]
+
 
 def layout_for(model: str, depth: str) -> Layout:
     order = _ORDERS.get((model, depth))
@@ -59,139 +73,50 @@ def layout_for(model: str, depth: str) -> Layout:
     return Layout(model, depth, order)
 
 
-def _decode(raw: bytes, depth: str):
-    """The raw values as a flat sequence: bytes for U8, array('H') for U16, array('f') for floats."""
-    if depth == "U8":
-        return bytearray(raw)
-    if depth == "U16":
-        values = array("H", raw)
-        if _BIG_ENDIAN:
-            values.byteswap()
-        return values
-    if depth == "F32":
-        values = array("f", raw)
-        if _BIG_ENDIAN:
-            values.byteswap()
-        return values
-    values = array("f")  # F16: struct knows IEEE half floats
-    step = _CHUNK * 2
-    for start in range(0, len(raw), step):
-        piece = raw[start : start + step]
-        values.extend(struct.unpack(f"<{len(piece) // 2}e", piece))
-    return values
+def _values(data: bytes, layout: Layout) -> array:
+    """The bytes as one array item per value (the bits, whatever the type: nothing is converted)."""
+    return array(_TYPECODES[layout.value_size], data)
 
 
-def _reorder(values, source_order, target_order, channels: int):
-    """Move interleaved channels: channel k sits at source_order[k] and goes to target_order[k]."""
-    out = values[:]  # same type, same length
-    for src, dst in zip(source_order, target_order, strict=True):
-        out[dst::channels] = values[src::channels]
+def _move(values: array, source: tuple, target: tuple, source_channels: int, target_channels: int, count: int) -> array:
+    """Interleaved channels moved in bulk: channel k sits at source[k] and goes to target[k]."""
+    if source_channels == target_channels:  # a copy, then only the channels that move (R and B of BGRA)
+        out = values[:]
+        moves = [(src, dst) for src, dst in zip(source, target, strict=True) if src != dst]
+    else:
+        out = array(values.typecode, bytes(count * target_channels * values.itemsize))
+        moves = list(zip(source, target, strict=True))
+    for src, dst in moves:
+        out[dst::target_channels] = values[src::source_channels]
     return out
 
 
-_U8_TO_FLOAT = [i / 255.0 for i in range(256)]
-_U16_TO_FLOAT: list = []
+def to_native(raw: bytes, layout: Layout, width: int, height: int) -> tuple[bytes, int]:
+    """Krita's pixels as the layer's values in canonical channel order (``layout.descr``), and how many channels.
 
-
-def _u16_table() -> list:
-    if not _U16_TO_FLOAT:
-        _U16_TO_FLOAT.extend(i / 65535.0 for i in range(65536))
-    return _U16_TO_FLOAT
-
-
-def to_float(raw: bytes, layout: Layout, width: int, height: int) -> tuple[bytes, int]:
-    """Krita's pixels as float32 little-endian canonical channels, and how many channels.
-
-    A fully opaque alpha is left out (one plane fewer for the model to run over); ``from_float``
+    A fully opaque alpha is left out (one plane fewer for the model to run over); ``from_native``
     puts it back.
     """
-    channels = layout.channels
-    expected = width * height * channels * layout.value_size
+    channels, count = layout.channels, width * height
+    expected = count * channels * layout.value_size
     if len(raw) != expected:
         raise ValueError(f"Krita gave {len(raw)} bytes for {width}x{height} {layout.model} {layout.depth}, not {expected}")
-    values = _decode(bytes(raw), layout.depth)
-    canonical = _reorder(values, layout.order, range(channels), channels)
-    if layout.depth == "U8":
-        floats = array("f", map(_U8_TO_FLOAT.__getitem__, canonical))
-    elif layout.depth == "U16":
-        floats = array("f", map(_u16_table().__getitem__, canonical))
-    else:
-        floats = canonical
-    alpha = floats[channels - 1 :: channels]
-    if min(alpha, default=1.0) >= 1.0:
-        colour_channels = channels - 1
-        opaque = array("f", bytes(4 * width * height * colour_channels))
-        for k in range(colour_channels):
-            opaque[k::colour_channels] = floats[k::channels]
-        floats, channels = opaque, colour_channels
-    if _BIG_ENDIAN:
-        floats.byteswap()
-    return floats.tobytes(), channels
+    values = _values(bytes(raw), layout)
+    alpha = values[layout.order[-1] :: channels]
+    opaque = alpha.tobytes() == array(values.typecode, [_OPAQUE[layout.depth]]).tobytes() * count
+    kept = layout.order[:-1] if opaque else layout.order
+    return _move(values, kept, tuple(range(len(kept))), channels, len(kept), count).tobytes(), len(kept)
 
 
-def _q8(value: float) -> int:
-    return int(value * 255.0 + 0.5)
-
-
-def _q16(value: float) -> int:
-    return int(value * 65535.0 + 0.5)
-
-
-def _clamp(value: float) -> float:
-    return 0.0 if not value > 0.0 else 1.0 if value > 1.0 else value  # NaN -> 0
-
-
-def _quantize(floats: array, depth: str):
-    if depth == "F32":
-        return floats
-    if depth == "F16":
-        out = bytearray()
-        for start in range(0, len(floats), _CHUNK):
-            piece = floats[start : start + _CHUNK]
-            out += struct.pack(f"<{len(piece)}e", *piece)
-        values = array("H", bytes(out))  # half floats as 16-bit words, so they reorder like U16
-        if _BIG_ENDIAN:
-            values.byteswap()
-        return values
-    quantizer = _q8 if depth == "U8" else _q16
-    out = bytearray() if depth == "U8" else array("H")
-    for start in range(0, len(floats), _CHUNK):
-        piece = floats[start : start + _CHUNK]
-        try:
-            out.extend(bytes(map(quantizer, piece)) if depth == "U8" else array("H", map(quantizer, piece)))
-        except (ValueError, OverflowError):  # out of range or NaN: clamp this chunk, the slow way
-            clamped = map(_clamp, piece)
-            out.extend(bytes(map(quantizer, clamped)) if depth == "U8" else array("H", map(quantizer, clamped)))
-    return out
-
-
-def from_float(data: bytes, channels: int, layout: Layout, width: int, height: int) -> bytes:
-    """The worker's float32 pixels (``channels`` canonical channels) as bytes for ``Node.setPixelData``."""
-    count = width * height
-    if len(data) != count * channels * 4:
-        raise ValueError(f"the worker returned {len(data)} bytes, not {width}x{height}x{channels} float32 pixels")
-    if channels not in (layout.channels, layout.channels - 1):
+def from_native(data: bytes, channels: int, layout: Layout, width: int, height: int) -> bytes:
+    """The worker's pixels (``channels`` canonical channels of the layer's type) as bytes for ``Node.setPixelData``."""
+    full, count = layout.channels, width * height
+    if len(data) != count * channels * layout.value_size:
+        raise ValueError(f"the worker returned {len(data)} bytes, not {width}x{height}x{channels} {layout.depth} pixels")
+    if channels not in (full, full - 1):
         raise ValueError(f"the worker returned {channels} channels for a {layout.model} layer")
-    floats = array("f", data)
-    if _BIG_ENDIAN:
-        floats.byteswap()
-    values = _quantize(floats, layout.depth)
-    full = layout.channels
+    values = _values(data, layout)
+    out = _move(values, tuple(range(channels)), layout.order[:channels], channels, full, count)
     if channels < full:  # opaque input: put the alpha back, fully opaque
-        opaque = {"U8": b"\xff", "U16": array("H", [65535]), "F16": array("H", [0x3C00]), "F32": array("f", [1.0])}[
-            layout.depth
-        ]
-        if layout.depth == "U8":
-            padded = bytearray(count * full)
-        else:
-            padded = array(values.typecode, bytes(count * full * values.itemsize))
-        for k in range(channels):
-            padded[k::full] = values[k::channels]
-        padded[full - 1 :: full] = opaque * count
-        values = padded
-    ordered = _reorder(values, range(full), layout.order, full)
-    if isinstance(ordered, array):
-        if _BIG_ENDIAN:
-            ordered.byteswap()
-        return ordered.tobytes()
-    return bytes(ordered)
+        out[layout.order[-1] :: full] = array(values.typecode, [_OPAQUE[layout.depth]]) * count
+    return out.tobytes()
