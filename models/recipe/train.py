@@ -1,7 +1,7 @@
 """Train Avow's default compact upscaler (SRVGGNetCompact) for one scale, reproducibly, on CPU or CUDA.
 
     PYTHONPATH=models .venv/bin/python models/recipe/train.py --scale 4 \\
-        --out models/avow_models/weights/avow-compact-x4.safetensors --checkpoint /tmp/x4.ckpt
+        --out models/avow_models/weights/avow-compact-x4.safetensors --checkpoint models/recipe/runs/x4.ckpt
 
 Recipe: every training picture is used at full size and MATLAB-bicubic shrunk to 3/4 and 1/2
 (cleaner HR, more scales of detail); low-resolution inputs are precomputed once per picture with
@@ -140,7 +140,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     start, state_average = 0, 0.0
     if args.checkpoint is not None and args.checkpoint.is_file():
-        state = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
+        # Only tensors, numbers, strings and containers are in it: the weights-only unpickler reads it
+        # without running code, as every other weights file Avow reads.
+        state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
         if state["recipe"] != recipe(args, lr_patch):
             sys.exit(f"{args.checkpoint} belongs to another recipe: {state['recipe']}")
         model.load_state_dict(state["model"])
