@@ -7,6 +7,7 @@ once the parser is seen holding the file open.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -131,6 +132,7 @@ def test_an_unreadable_folder_is_a_finding(tmp_path, plain):
     root = tmp_path / "walk"
     root.mkdir()
     (root / "ok.png").write_bytes(plain.read_bytes())
+    before = os.getcwd()
     os.chdir(root)
     try:
         for _ in range(40):  # 40 x 120 characters: past PATH_MAX (4096)
@@ -138,8 +140,11 @@ def test_an_unreadable_folder_is_a_finding(tmp_path, plain):
             os.chdir("x" * 120)
         Path("lost.png").write_bytes(plain.read_bytes())
     finally:
-        os.chdir(tmp_path)
-    done = avow_verify("-r", str(root))
+        os.chdir(before)
+    try:
+        done = avow_verify("-r", str(root))
+    finally:
+        shutil.rmtree(root / ("x" * 120))  # fd-relative, so past PATH_MAX too; pytest's own clean-up is not
     assert b"Traceback" not in done.stderr, done.stderr
     assert b"Unreadable folder: File name too long; nothing in it was verified." in done.stdout
     assert b"ok.png: No provenance" in done.stdout and done.returncode == 3
