@@ -17,7 +17,8 @@ _LONGEST_PERIOD_PER_SIDE = 1.1
 
 def _scan_periods(height: int, width: int) -> np.ndarray:
     """Every period from the smallest the band allows to about one period per side, isotropic, in
-    steps of half a bin at the band's top frequency (the nearest bin is read: fine enough not to\n    miss one)."""
+    steps of half a bin at the band's top frequency (the nearest bin is read: fine enough not to
+    miss one)."""
     longest = max(height, width)
     q_min, q_max = _SHORTEST_PERIOD, min(height, width) * _LONGEST_PERIOD_PER_SIDE
     periods = [q_min]
@@ -168,7 +169,3 @@ def _decode(coeffs: np.ndarray, layout: _Layout, tx: float, ty: float) -> int | 
     value = int("".join(map(str, bits[:PAYLOAD_BITS])), 2)
     crc = int("".join(map(str, bits[PAYLOAD_BITS:])), 2)
     return value if crc == _crc(value, layout.crc_mask) else None
-
-
-# Multiple testing. The scan keeps the best of a few thousand periods x every translation, then
-# refines the best few: under "no mark" its best score behaves like the maximum of
