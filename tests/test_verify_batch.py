@@ -99,20 +99,27 @@ def test_a_non_utf8_file_name_does_not_stop_the_batch(tmp_path, plain):
 def test_a_very_deep_tree_is_walked_without_recursion(tmp_path, plain):
     deep = tmp_path / "tree"
     deep.mkdir()
-    os.chdir(deep)  # build it relative: a 1,100-level path is longer than one mkdir call may name
-    try:
-        for _ in range(1100):
-            os.mkdir("d")
-            os.chdir("d")
-        Path("bottom.png").write_bytes(plain.read_bytes())
-    finally:
-        os.chdir(tmp_path)
+    _make_deep(deep, "d", 1100, "bottom.png", plain.read_bytes())
     try:
         done = avow_verify("-r", str(deep))
     finally:
         _remove_deep(deep, "d", 1100)  # shutil.rmtree would recurse as deep as the tree
     assert b"RecursionError" not in done.stderr and b"Traceback" not in done.stderr, done.stderr[-2000:]
     assert done.returncode == 2 and b"bottom.png: No provenance" in done.stdout
+
+
+def _make_deep(top: Path, name: str, depth: int, leaf: str, data: bytes) -> None:
+    """``depth`` nested folders called ``name`` under ``top``, ``leaf`` at the bottom: built relative,
+    since the whole path may be longer than one system call can name. The working directory is restored."""
+    before = os.getcwd()
+    os.chdir(top)
+    try:
+        for _ in range(depth):
+            os.mkdir(name)
+            os.chdir(name)
+        Path(leaf).write_bytes(data)
+    finally:
+        os.chdir(before)
 
 
 def _remove_deep(top: Path, name: str, depth: int) -> None:
@@ -132,15 +139,7 @@ def test_an_unreadable_folder_is_a_finding(tmp_path, plain):
     root = tmp_path / "walk"
     root.mkdir()
     (root / "ok.png").write_bytes(plain.read_bytes())
-    before = os.getcwd()
-    os.chdir(root)
-    try:
-        for _ in range(40):  # 40 x 120 characters: past PATH_MAX (4096)
-            os.mkdir("x" * 120)
-            os.chdir("x" * 120)
-        Path("lost.png").write_bytes(plain.read_bytes())
-    finally:
-        os.chdir(before)
+    _make_deep(root, "x" * 120, 40, "lost.png", plain.read_bytes())  # 40 x 120 characters: past PATH_MAX (4096)
     try:
         done = avow_verify("-r", str(root))
     finally:
