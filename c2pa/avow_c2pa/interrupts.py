@@ -25,15 +25,8 @@ def stop_signals_raise() -> Iterator[None]:
     closed terminal runs the same clean-up. Afterwards they act as before: a signal that arrives
     while the interpreter exits must not raise into its teardown. A signal the process was started
     with ignored (``nohup``) stays ignored."""
-    previous: dict[int, Any] = {}
-    for signum in STOP_SIGNALS:
-        if signal.getsignal(signum) not in (signal.SIG_IGN, None):
-            previous[signum] = signal.signal(signum, signal.default_int_handler)
-    try:
+    with _handled_by(signal.default_int_handler):
         yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
 
 
 @contextmanager
@@ -50,15 +43,24 @@ def signals_held() -> Iterator[None]:
         yield
         return
     received: list[int] = []
-    previous: dict[int, Any] = {}
-    for signum in STOP_SIGNALS:
-        if signal.getsignal(signum) not in (signal.SIG_IGN, None):
-            previous[signum] = signal.signal(signum, lambda number, _frame: received.append(number))
     try:
-        yield
+        with _handled_by(lambda number, _frame: received.append(number)):
+            yield
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
         if received:
             signal.raise_signal(received[0])  # runs the restored handler before returning
             raise KeyboardInterrupt
+
+
+@contextmanager
+def _handled_by(handler: Any) -> Iterator[None]:
+    """``handler`` for each stop signal the process does not ignore, the previous handlers restored after."""
+    previous: dict[int, Any] = {}
+    for signum in STOP_SIGNALS:
+        if signal.getsignal(signum) not in (signal.SIG_IGN, None):
+            previous[signum] = signal.signal(signum, handler)
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
