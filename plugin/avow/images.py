@@ -212,11 +212,6 @@ class Levels:
     icc_profile: bytes | None
 
 
-def write_picture(picture: Picture, path: Path, fmt: str | None = None) -> None:
-    """Write to ``path`` in ``fmt`` (default: the format its extension names), at the best depth that format holds."""
-    write_levels(to_levels(picture, fmt or output_format(path)), path)
-
-
 def to_levels(picture: Picture, fmt: str) -> Levels:
     """The picture quantised for ``fmt``: a caller that drops the picture next frees its float
     planes (12 bytes a pixel) before the encoder makes its own copy of the levels."""
