@@ -66,11 +66,11 @@ class _Found:
     tx: float  # translation, in periods
     ty: float
     search: str  # "native" (the periods Avow embeds, _native_periods), "turned" (the same, turned
-    # or mirrored) or "scan"
+    # or mirrored), "rotated" (the same, turned by a small angle) or "scan"
 
     def false_positive(self, decoded: bool) -> float:
         """Probability that an unmarked picture gives a candidate this good: its search is charged
-        for its own multiple testing, and there are three searches; a payload whose keyed CRC
+        for its own multiple testing, and there are four searches; a payload whose keyed CRC
         checks multiplies that by the chance of a pass in any of the decoded words."""
         probability = min(1.0, len(_SEARCH_TESTS) * _false_positive(self.z, _SEARCH_TESTS[self.search]))
         return probability * _CRC_FALSE_PASS if decoded else probability

@@ -204,7 +204,7 @@ def _turn_maps() -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def _examine(rgb: np.ndarray, layout: _Layout, full_size: tuple[int, int] | None = None) -> Iterator[_Found]:
-    """Every candidate of the three searches, the native and turned ones first: the scan, four
+    """Every candidate of the four searches, the native and turned ones first: the scan, four
     fifths of the work, runs only if asked for more (none when the picture is too small or blank)."""
     image = np.asarray(rgb)
     try:
