@@ -12,17 +12,14 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from . import __version__
-from .declarations import IPTC
+from .declarations import IPTC, KINDS
 from .errors import RecordError
 
 SOFTWARE = "Avow"
 # IPTC NewsCodes: an edit of an existing capture made with a trained model (as opposed to
 # trainedAlgorithmicMedia, which would claim the whole image was generated from nothing).
 COMPOSITE_WITH_AI = IPTC + "compositeWithTrainedAlgorithmicMedia"
-AI_SOURCE_TYPES = frozenset(
-    IPTC + code
-    for code in ("trainedAlgorithmicMedia", "compositeWithTrainedAlgorithmicMedia", "algorithmicMedia", "compositeSynthetic")
-)
+AI_SOURCE_TYPES = frozenset(IPTC + code for code in (*KINDS["ai"], *KINDS["synthetic"]))
 
 
 class _Declares:
