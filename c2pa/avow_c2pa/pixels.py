@@ -98,6 +98,9 @@ def find_mark(pixels: np.ndarray, full_size: tuple[int, int] | None, keys: list[
 class _TooLarge(ValueError):
     """Above the pixel budget: no second, lenient attempt."""
 
+    def __init__(self, width: int, height: int) -> None:
+        super().__init__(f"{width}x{height} is above the {WATERMARK_MAX_PIXELS // 1_000_000} MP searched for the mark")
+
 
 def decode(path: Path) -> tuple[np.ndarray, tuple[int, int], bool]:
     """The pixels to search, the picture's full (width, height) (a JPEG is decoded at reduced
@@ -133,7 +136,7 @@ def _decode(path: Path, lenient: bool) -> tuple[np.ndarray, tuple[int, int]]:
             image.draft("RGB", (-(-image.width * DETECT_MIN_SIDE // longest), -(-image.height * DETECT_MIN_SIDE // longest)))
         width, height = image.size
         if width * height > WATERMARK_MAX_PIXELS and image.format != "JPEG":
-            raise _TooLarge(f"{width}x{height} is above the {WATERMARK_MAX_PIXELS // 1_000_000} MP searched for the mark")
+            raise _TooLarge(width, height)
         if image.mode.startswith(("I", "F")):  # 16-bit or float grey
             pixels = np.asarray(image, dtype=np.float32)
             return pixels / (65535.0 if pixels.max(initial=0) > 255 or image.mode.startswith("I;16") else 255.0), full_size
@@ -183,7 +186,7 @@ def _png_pixel_chunks(handle) -> io.BytesIO:
             width, height = struct.unpack(">II", handle.read(8))
             handle.seek(-8, io.SEEK_CUR)
             if width * height > WATERMARK_MAX_PIXELS:
-                raise _TooLarge(f"{width}x{height} is above the {WATERMARK_MAX_PIXELS // 1_000_000} MP searched for the mark")
+                raise _TooLarge(width, height)
             budget = width * height * 8 + height + (1 << 20)  # 16-bit RGBA, filter bytes, slack for zlib
         data = handle.read(min(length, budget if budget is not None else length))
         if budget is not None:
