@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from avow_c2pa.errors import ProvenanceError
+from avow_c2pa.formats import OUTPUT_SUFFIXES  # the formats Avow reads are the ones it writes
 
 from .engine import UpscaleOptions, UpscaleResult, prepare_model, upscale_file
 from .errors import AvowError, Cancelled, UsageError
-from .images import OUTPUT_FORMATS as SUFFIXES  # the formats Avow reads are the ones it writes
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ def plan(inputs: list[Path], folder: Path, scale: int) -> list[tuple[Path, Path]
     sources: list[Path] = []
     for path in inputs:
         if path.is_dir():
-            sources += sorted(p for p in path.iterdir() if p.suffix.lower() in SUFFIXES and p.is_file())
+            sources += sorted(p for p in path.iterdir() if p.suffix.lower() in OUTPUT_SUFFIXES and p.is_file())
         else:
             sources.append(path)
     if not sources:

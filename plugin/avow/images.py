@@ -28,7 +28,6 @@ from avow_c2pa.formats import OUTPUT_SUFFIXES
 
 from .errors import ImageError
 
-OUTPUT_FORMATS = OUTPUT_SUFFIXES
 # Pillow's format names for the same formats (Avow reads what it writes): its names are Avow's, upper-cased.
 INPUT_FORMATS = {fmt.upper(): fmt for fmt in OUTPUT_SUFFIXES.values()}
 SIXTEEN_BIT_FORMATS = {"png", "tiff"}
@@ -67,9 +66,9 @@ class Header:
 
 
 def output_format(path: Path) -> str:
-    fmt = OUTPUT_FORMATS.get(path.suffix.lower())
+    fmt = OUTPUT_SUFFIXES.get(path.suffix.lower())
     if fmt is None:
-        raise ImageError(f"{path.name}: output format must be one of {', '.join(OUTPUT_FORMATS)} (from the extension)")
+        raise ImageError(f"{path.name}: output format must be one of {', '.join(OUTPUT_SUFFIXES)} (from the extension)")
     return fmt
 
 
