@@ -107,11 +107,9 @@ class _Child:
         assert self.process.stdin is not None and self.process.stdout is not None  # both are pipes
         self.stdin, self.stdout = self.process.stdin, self.process.stdout
         if hasattr(resource, "prlimit"):  # bound the start-up too, and never leave core files behind
-            hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
-            startup = STARTUP_CPU if hard == resource.RLIM_INFINITY else min(STARTUP_CPU, hard)
             try:
                 resource.prlimit(self.process.pid, resource.RLIMIT_CORE, (0, 0))
-                resource.prlimit(self.process.pid, resource.RLIMIT_CPU, (startup, hard))
+                resource.prlimit(self.process.pid, resource.RLIMIT_CPU, _cpu_limit(STARTUP_CPU))
             except OSError:
                 pass  # it already died: the handshake below says so
         self.started = self._send(json.dumps(settings)) and self._read_line(STALL) == '{"ready": true}\n'
@@ -185,6 +183,12 @@ class _Child:
         return report
 
 
+def _cpu_limit(soft: int) -> tuple[int, int]:
+    """RLIMIT_CPU at ``soft`` seconds, or at the hard limit this process inherited if that is lower."""
+    hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
+    return (soft if hard == resource.RLIM_INFINITY else min(soft, hard), hard)
+
+
 def _cpu_seconds(pid: int) -> float:
     """User + system CPU time of a live process (Linux /proc; elsewhere 0, so a stall is never seen as busy)."""
     try:
@@ -204,14 +208,12 @@ def _serve() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     budget = int(settings["cpu_budget"])
-    hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
     sys.stdout.write(json.dumps({"ready": True}) + "\n")
     sys.stdout.flush()
     for line in sys.stdin:
         path = Path(json.loads(line))
         used = resource.getrusage(resource.RUSAGE_SELF)
-        soft = math.ceil(used.ru_utime + used.ru_stime) + budget
-        resource.setrlimit(resource.RLIMIT_CPU, (soft if hard == resource.RLIM_INFINITY else min(soft, hard), hard))
+        resource.setrlimit(resource.RLIMIT_CPU, _cpu_limit(math.ceil(used.ru_utime + used.ru_stime) + budget))
         try:
             report = verify_file(path, settings["anchors"], settings["allow_remote"], settings["ocsp"])
         except MemoryError:
