@@ -375,15 +375,16 @@ def run_upscale(procedure, run_mode, image, drawables, config, data):
         return _error(procedure, f"Avow: not upscaled: {exc}")
 
     # The dialog shows the list of installed models; scripts may name any model, or a path, in 'model'.
+    cached = _cached_description()
     model = (config.get_property("model") or "").strip() if run_mode == Gimp.RunMode.NONINTERACTIVE else ""
     if model.lower() in ("", "auto", "default"):
-        model = _model_names(_cached_description()).get(config.get_property("model-choice"), "")
+        model = _model_names(cached).get(config.get_property("model-choice"), "")
     model = None if model.lower() in ("", "auto", "default") else model
     scale = int(config.get_property("scale").lstrip("x"))
     device = config.get_property("device")
     tile = int(config.get_property("tile"))
     output = config.get_property("output")
-    problem = _check_request(_cached_description(), model, scale, device)  # before the worker's ~20 s start
+    problem = _check_request(cached, model, scale, device)  # before the worker's ~20 s start
     if problem:
         return _error(procedure, f"Avow: {problem}", Gimp.PDBStatusType.CALLING_ERROR)
 
@@ -747,7 +748,8 @@ class AvowUpscale(Gimp.PlugIn):
             "auto", flags
         )
         # A plain argument: GIMP 3.0.4's Python crashes on an aux choice argument.
-        models = _model_choice(_cached_description())
+        cached = _cached_description()
+        models = _model_choice(cached)
         procedure.add_choice_argument(
             "model-choice", "_Model", "The dialog's list of installed models (as Avow's worker last described them); "
             "scripts may pass 'model' instead", models, "auto", flags
@@ -755,7 +757,7 @@ class AvowUpscale(Gimp.PlugIn):
         procedure.add_choice_argument("scale", "Sc_ale", "Upscaling factor", _choice(("x2", "x2"), ("x4", "x4")), "x4", flags)
         procedure.add_choice_argument(
             "device", "_Device", "Where the model runs: the devices Avow's worker last reported",
-            _device_choice(_cached_description()), "auto", flags
+            _device_choice(cached), "auto", flags
         )
         procedure.add_int_argument(
             "tile", "_Tile size", "Tile size in input pixels (0: whole layer at once)", 0, 4096, DEFAULT_TILE, flags
