@@ -67,6 +67,12 @@ def refuse_unclaimed_mark(report: dict) -> None:
         )
 
 
+def layer_name(scale, source: str, whole: bool = True) -> str:
+    """The synthesized layer's name in either editor: the disclosure first, so a narrow Layers dock
+    still shows it; ``whole`` false when only a selection's bounding box was upscaled."""
+    return f"AI-upscaled x{scale} (Avow) - {source}" + ("" if whole else " (selection)")
+
+
 def scratch_dir(prefix: str) -> str:
     """A private (0700) temp folder marked as the hook's own, so a worker given it (``Worker(scratch=)``)
     may remove it when it ends: the one cleanup that survives the editor killing its hook."""

@@ -425,9 +425,7 @@ def run_upscale(procedure, run_mode, image, drawables, config, data):
         out_w, out_h, out_c = int(result["width"]), int(result["height"]), int(result["channels"])
         if (out_w, out_h, out_c) != (width * scale, height * scale, channels):
             raise ValueError(f"the worker returned {out_w}x{out_h}x{out_c}, expected {width * scale}x{height * scale}x{channels}")
-        name = f"AI-upscaled x{scale} (Avow) - {drawable.get_name()}"  # the disclosure first: docks cut long names
-        if not whole:
-            name += " (selection)"
+        name = avow_client.layer_name(scale, drawable.get_name(), whole)
         record = {
             "layer": name,
             "model": provenance.get("model_name"),

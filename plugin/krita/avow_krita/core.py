@@ -275,11 +275,6 @@ def disclosure_sentence(provenance: dict) -> str:
     ).replace("  ", " ")
 
 
-def layer_name(source_name: str, provenance: dict) -> str:
-    """The disclosure first, so the Layers docker shows it however narrow it is."""
-    return f"AI-upscaled x{provenance['scale']} (Avow) - {source_name}"
-
-
 # ---------------------------------------------------------------- upscale
 
 
@@ -376,7 +371,7 @@ def upscale_document(doc, node, settings: Settings, session: Session, progress: 
 
     # Only now does the document change.
     progress.status("Adding the synthesized layer...")
-    name = layer_name(node.name(), provenance) + ("" if whole else " (selection)")
+    name = client.layer_name(provenance["scale"], node.name(), whole)
     doc.scaleImage(doc.width() * scale, doc.height() * scale, round(doc.xRes()), round(doc.yRes()), "Bicubic")
     doc.waitForDone()
     layer = doc.createNode(name, "paintlayer")
