@@ -30,6 +30,8 @@ SETTINGS_FILE = "config.toml"
 MAX_SETTINGS_BYTES = 64 * 1024  # a settings file is a few lines; anything bigger is a mistake
 MAX_LIST = 64
 MAX_STRING = 4096
+DEFAULT_IDLE_MINUTES = 10.0  # an editor's warm worker holds torch and a model; ten minutes unused gives them back
+MAX_IDLE_MINUTES = 24 * 60.0
 
 
 def config_dir() -> Path:
@@ -44,12 +46,14 @@ def user_models_dir() -> Path:
 @dataclass(frozen=True)
 class Settings:
     """``[signing] key/cert``, ``[verify] trust`` (PEM files), ``[watermark] keys`` (the user's own
-    watermark keys, beside Avow's public one). Relative paths are relative to the config folder."""
+    watermark keys, beside Avow's public one), ``[worker] idle_minutes`` (how long an editor's warm
+    worker waits for the next action before it exits). Relative paths are relative to the config folder."""
 
     signing_key: Path | None = None
     signing_cert: Path | None = None
     trust: tuple[Path, ...] = ()
     watermark_keys: tuple[str, ...] = ()
+    worker_idle_minutes: float = DEFAULT_IDLE_MINUTES
 
 
 def settings() -> Settings:
@@ -149,9 +153,16 @@ def _strings(value: Any, problem: Problem, base: Path) -> tuple[str, ...]:
     return tuple(_string(item, _entry(problem, i)) for i, item in enumerate(items))
 
 
+def _minutes(value: Any, problem: Problem, base: Path) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= MAX_IDLE_MINUTES:
+        raise problem(f"must be a number of minutes above 0 and at most {MAX_IDLE_MINUTES:.0f}, not {value!r}")
+    return float(value)
+
+
 # section -> key -> (Settings attribute, checker)
 _SCHEMA: dict[str, dict[str, tuple[str, Callable[[Any, Problem, Path], Any]]]] = {
     "signing": {"key": ("signing_key", _path), "cert": ("signing_cert", _path)},
     "verify": {"trust": ("trust", _paths)},
     "watermark": {"keys": ("watermark_keys", _strings)},
+    "worker": {"idle_minutes": ("worker_idle_minutes", _minutes)},
 }

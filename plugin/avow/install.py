@@ -21,7 +21,7 @@ from . import PROTOCOL, __version__
 from .errors import UsageError
 
 CONFIG_NAME = "avow.json"
-CLIENT_NAME = "avow_client.py"  # the stdlib worker client, copied beside each hook
+CLIENT_NAMES = ("avow_client.py", "avow_warm.py")  # the stdlib worker client, copied beside each hook
 KRITA_PLUGIN = "avow_krita"  # the .desktop file's X-KDE-Library and the package folder
 
 
@@ -63,9 +63,20 @@ def install_steps(editor: str, target: Path | None = None) -> list[Step]:
 def _sources(editor: str) -> list[Path]:
     hooks = hooks_dir()
     if editor == "gimp":
-        return [hooks / "gimp" / "avow-upscale" / "avow-upscale.py", hooks / "client" / CLIENT_NAME]
-    return [hooks / "krita" / KRITA_PLUGIN / "__init__.py", hooks / "krita" / f"{KRITA_PLUGIN}.desktop",
-            hooks / "client" / CLIENT_NAME]
+        return [hooks / "gimp" / "avow-upscale" / "avow-upscale.py", *_clients()]
+    return [hooks / "krita" / KRITA_PLUGIN / "__init__.py", hooks / "krita" / f"{KRITA_PLUGIN}.desktop", *_clients()]
+
+
+def _clients() -> list[Path]:
+    return [hooks_dir() / "client" / name for name in CLIENT_NAMES]
+
+
+def _copy_clients(folder: Path) -> Step:
+    def copy() -> None:
+        for source in _clients():
+            _copy(source, folder / source.name, 0o644)
+
+    return Step(f"copy the worker client ({', '.join(CLIENT_NAMES)}) to {folder}", copy)
 
 
 def _require_sources(editor: str) -> None:
@@ -77,11 +88,11 @@ def _require_sources(editor: str) -> None:
 
 def _gimp_steps(folder: Path) -> list[Step]:
     hooks = hooks_dir()
-    source, plugin, client = hooks / "gimp" / "avow-upscale" / "avow-upscale.py", folder / "avow-upscale.py", folder / CLIENT_NAME
+    source, plugin = hooks / "gimp" / "avow-upscale" / "avow-upscale.py", folder / "avow-upscale.py"
     return _removed_on_failure(folder, [
         Step(f"create {folder}", lambda: folder.mkdir(parents=True, exist_ok=True)),
         Step(f"copy the plug-in to {plugin} (executable)", lambda: _copy(source, plugin, 0o755)),
-        Step(f"copy the worker client to {client}", lambda: _copy(hooks / "client" / CLIENT_NAME, client, 0o644)),
+        _copy_clients(folder),
         _config_step(folder, "gimp"),
     ])
 
@@ -94,8 +105,7 @@ def _krita_steps(pykrita: Path) -> list[Step]:
     return _removed_on_failure(package, [
         Step(f"copy the plugin to {package}", lambda: _copytree(hooks / "krita" / KRITA_PLUGIN, package)),
         Step(f"copy {pykrita / desktop}", lambda: _copy(hooks / "krita" / desktop, pykrita / desktop, 0o644)),
-        Step(f"copy the worker client to {package / CLIENT_NAME}",
-             lambda: _copy(hooks / "client" / CLIENT_NAME, package / CLIENT_NAME, 0o644)),
+        _copy_clients(package),
         _config_step(package, "krita"),
         Step(f"enable the plugin in {kritarc} ([python] enable_{KRITA_PLUGIN}=true)", lambda: _enable_in_kritarc(kritarc)),
     ])

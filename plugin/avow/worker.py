@@ -100,7 +100,7 @@ class Worker:
             self._output.flush()
 
     def serve(self, requests) -> None:
-        self.emit({"event": "ready", "protocol": PROTOCOL, "version": __version__})
+        self.emit({"event": "ready", "protocol": PROTOCOL, "version": __version__, "pid": os.getpid()})
         threading.Thread(target=self._read, args=(requests,), daemon=True).start()
         try:
             while (job := self._jobs.get()) is not None:
@@ -123,8 +123,12 @@ class Worker:
         except Exception:  # noqa: BLE001 - the input itself broke (a closed descriptor): end as at EOF
             traceback.print_exc(file=sys.stderr)
         finally:
-            self._closing.set()
-            self._jobs.put(None)
+            self.close_input()
+
+    def close_input(self) -> None:
+        """As the end of input does: what runs is cancelled, the job loop ends and the scratch goes."""
+        self._closing.set()
+        self._jobs.put(None)
 
     def _accept(self, line, requests) -> None:
         if len(line) > MAX_LINE:

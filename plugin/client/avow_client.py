@@ -44,6 +44,10 @@ class WorkerUnavailable(WorkerError):
         super().__init__("WorkerUnavailable", message)
 
 
+class WorkerBusy(WorkerError):
+    """A shared worker is serving another job; a worker of one's own will do."""
+
+
 def worker_env() -> dict:
     """The editor's environment minus what would make the worker's Python load the editor's modules.
     ``AVOW_WORKER_PYTHONPATH`` becomes the worker's PYTHONPATH: for running Avow from a checkout (its
@@ -144,6 +148,7 @@ class Worker:
         self._ended = threading.Event()  # its output closed: it exited, or is exiting
         self._process: subprocess.Popen | None = None
         self._stderr = tempfile.TemporaryFile()
+        self.ready: dict = {}  # the worker's ready line: its version, protocol and process id
 
     def __enter__(self) -> Worker:
         self.start()
@@ -155,6 +160,11 @@ class Worker:
     def start(self, should_cancel=None) -> None:
         """Start the worker and wait for it to be ready (a cold start imports torch: seconds);
         ``should_cancel()`` true meanwhile ends it and raises ``WorkerError("Cancelled")``."""
+        self._launch(should_cancel)
+        threading.Thread(target=self._pump, daemon=True).start()
+        self._handshake(should_cancel)
+
+    def _launch(self, should_cancel=None) -> None:
         try:
             self._process = subprocess.Popen(
                 [self.python, "-m", "avow.worker"],
@@ -171,7 +181,9 @@ class Worker:
                 f"cannot start Avow's worker with {self.python}: {exc}. "
                 "From Avow's environment, run: avow install gimp (or: avow install krita)"
             ) from exc
-        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _handshake(self, should_cancel=None) -> None:
+        """The ``ready`` line checked (``check_ready``), the scratch folder handed over."""
         scratch_id = next(self._ids) if self.scratch else None
         if scratch_id is not None:  # at once, before the slow start: a kill from now on still gets it removed
             self._send({"id": scratch_id, "op": "scratch", "dir": self.scratch})
@@ -188,6 +200,10 @@ class Worker:
                     raise WorkerError("Cancelled", "cancelled while Avow's worker was starting") from None
                 if time.monotonic() > deadline:
                     raise WorkerError("Timeout", f"Avow's worker gave no answer in {START_TIMEOUT:.0f} s") from None
+        self.ready = ready
+        if ready.get("event") == "busy":  # a shared worker (avow_warm) serving another job
+            self.close()
+            raise WorkerBusy("Busy", str(ready.get("message", "Avow's worker is busy with another job")))
         if ready.get("event") != "ready":
             self.close()
             raise WorkerUnavailable(f"Avow's worker did not start: {ready.get('message', ready)}")
@@ -209,15 +225,22 @@ class Worker:
         ``poll`` never learns of the exit.)"""
         return self._process is not None and not self._ended.is_set() and self._process.poll() is None
 
-    def _pump(self) -> None:
+    def _lines(self):
         assert self._process is not None and self._process.stdout is not None
-        for line in self._process.stdout:
-            try:
-                self._events.put(json.loads(line))
-            except ValueError:
-                continue
-        self._ended.set()
-        self._events.put(None)
+        return self._process.stdout
+
+    def _pump(self) -> None:
+        try:
+            for line in self._lines():
+                try:
+                    self._events.put(json.loads(line))
+                except ValueError:
+                    continue
+        except (OSError, ValueError):
+            pass  # closed under it (``close``): the end, as at end of output
+        finally:
+            self._ended.set()
+            self._events.put(None)
 
     def _next_event(self, timeout: float) -> dict:
         try:

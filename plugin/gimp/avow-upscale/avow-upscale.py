@@ -14,12 +14,15 @@ Two procedures:
   Avow write the EXIF/XMP disclosure and sign a C2PA manifest listing the image's upscales (or, with
   none, one that claims only edits in GIMP). The file appears at its name only once signed.
 
-GIMP's Python has neither torch nor numpy: the work happens in Avow's worker (``python -m
-avow.worker``), started with the Python that ``avow install gimp`` wrote into ``avow.json`` beside
-this file. Pixels travel as float32 .npy files in a private temp dir. Only gi and the standard
-library are used here; ``avow_client.py`` is copied beside this file by ``avow install gimp``.
+GIMP's Python has neither torch nor numpy: the work happens in Avow's worker, started with the
+Python that ``avow install gimp`` wrote into ``avow.json`` beside this file. GIMP runs each call in
+a new process, so the worker is this GIMP session's warm one (``avow_warm``: the first run starts
+it, later runs connect to it; it exits after ``[worker] idle_minutes`` unused or when GIMP quits).
+Pixels travel as float32 .npy files in a private temp dir. Only gi and the standard library are
+used here; ``avow_client.py`` and ``avow_warm.py`` are copied beside this file by ``avow install gimp``.
 """
 
+import contextlib
 import datetime
 import json
 import os
@@ -27,6 +30,7 @@ import re
 import shutil
 import sys
 import tempfile
+import time
 import traceback
 
 import gi
@@ -38,6 +42,7 @@ from gi.repository import Gegl, Gimp, Gio, GLib, GObject
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import avow_client
+import avow_warm
 
 UPSCALE = "python-fu-avow-upscale"
 EXPORT = "python-fu-avow-export-signed"
@@ -76,7 +81,7 @@ def _error(procedure, message, status=Gimp.PDBStatusType.EXECUTION_ERROR):
     return procedure.new_return_values(status, GLib.Error(message))
 
 
-def _start_worker(scratch=None):
+def _worker_config():
     config = avow_client.load_config(HERE, editor="gimp")
     python = config["python"]
     if not os.path.isfile(python):
@@ -84,7 +89,25 @@ def _start_worker(scratch=None):
             f"Avow's Python {python} (from {os.path.join(HERE, 'avow.json')}) does not exist. "
             "From Avow's environment, run: avow install gimp"
         )
-    return avow_client.Worker(python, env=avow_client.worker_env(), scratch=scratch, installed=config)
+    return config
+
+
+def _start_worker(scratch=None):
+    """This GIMP session's warm worker (avow_warm: GIMP is this process's parent), started if none runs."""
+    started = time.monotonic()
+    worker = avow_warm.open_worker(_worker_config(), avow_client.worker_env(), "gimp", os.getppid(), scratch)
+    how = "own" if not isinstance(worker, avow_warm.WarmWorker) else "started" if worker.started else "warm"
+    print(f"avow: worker {worker.ready.get('pid')} ({how}) answered in {time.monotonic() - started:.3f} s",
+          file=sys.stderr, flush=True)
+    return worker
+
+
+def _prestart_worker():
+    """Before a dialog: the worker loads while the user chooses (never an error here; the run reports its own)."""
+    try:
+        avow_warm.prestart(_worker_config(), avow_client.worker_env(), "gimp", os.getppid())
+    except avow_client.WorkerError:
+        pass
 
 
 def _private_workdir():
@@ -358,6 +381,8 @@ def _dialog(procedure, config, title, role, note, names):
 
 def run_upscale(procedure, run_mode, image, drawables, config, data):
     title = "AI Upscale (disclosed)"
+    if run_mode == Gimp.RunMode.INTERACTIVE:
+        _prestart_worker()
     if run_mode == Gimp.RunMode.INTERACTIVE and not _dialog(procedure, config, title, UPSCALE, UPSCALE_NOTE, UPSCALE_FIELDS):
         return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
     if len(drawables) != 1:
@@ -401,9 +426,9 @@ def run_upscale(procedure, run_mode, image, drawables, config, data):
     try:
         source = os.path.join(workdir, "in.npy")
         target = os.path.join(workdir, "out.npy")
-        # The worker takes workdir first thing: it removes it when it ends, even when GIMP kills this plug-in.
+        # The worker takes workdir first thing: it removes it when this run's connection ends, even when GIMP kills
+        # this plug-in (Cancel), and stays warm for the next run.
         worker = _start_worker(workdir)
-        worker.start()
         width, height, channels = _read_drawable(drawable, source, region)
         description = worker.request("describe")
         _save_description(description)
@@ -624,6 +649,8 @@ def run_export(procedure, run_mode, image, drawables, config, data):
             )
         run_mode = Gimp.RunMode.INTERACTIVE
     interactive = run_mode == Gimp.RunMode.INTERACTIVE
+    if interactive:
+        _prestart_worker()
     if interactive and not _dialog(procedure, config, "Export with Content Credentials", EXPORT, EXPORT_NOTE, ["file"]):
         return _cancelled(procedure)
     file = config.get_property("file")
@@ -672,7 +699,7 @@ def run_export(procedure, run_mode, image, drawables, config, data):
             return _error(procedure, f"Avow: GIMP's exporter failed: {message}")
         Gimp.progress_set_text(f"Starting Avow to sign {name}...")
         Gimp.progress_update(0.25)
-        with _start_worker() as worker:
+        with contextlib.closing(_start_worker()) as worker:
             Gimp.progress_set_text(f"Writing the disclosure and signing {name}...")
             Gimp.progress_update(0.5)
             signed = worker.request("sign", file=staged, provenance=provenance, editor=_editor())
