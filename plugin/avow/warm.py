@@ -101,16 +101,17 @@ class Server:
         selector.register(self._wake_read, selectors.EVENT_READ, "wake")
         if self.editor.fd is not None:
             selector.register(self.editor.fd, selectors.EVENT_READ, "editor")
+        with self._lock:
+            self._last = time.monotonic()  # the idle time counts from here, not from before torch loaded
         while True:
             with self._lock:
                 busy = bool(self._active)
                 idle_left = self.idle - (time.monotonic() - self._last)
-            if not busy and idle_left <= 0:
-                return "idle"
-            timeout = None if busy else idle_left
+            timeout = None if busy else max(idle_left, 0.0)
             if self.editor.fd is None and self.editor.pid is not None:
                 timeout = EDITOR_POLL if timeout is None else min(timeout, EDITOR_POLL)
-            for key, _ in selector.select(timeout):
+            events = selector.select(timeout)
+            for key, _ in events:
                 if key.data == "connect":
                     self._accept()
                 elif key.data == "wake":
@@ -119,6 +120,8 @@ class Server:
                     return "editor gone"
             if not self.editor.alive():
                 return "editor gone"
+            if not events and not busy and idle_left <= 0:  # a connection already waiting is served first
+                return "idle"
 
     def _accept(self) -> None:
         try:
