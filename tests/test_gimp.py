@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -191,6 +192,98 @@ def dialog(gimp, say):
     )
 
 
+WORKER_LINE = re.compile(r"^avow: worker (\d+) \((started|warm|own)\) answered in ([0-9.]+) s$", re.MULTILINE)
+
+
+@pytest.fixture(scope="module")
+def warm(gimp, say):
+    """One GIMP session of many runs (tests/gimp/session.py, phase "warm"), with its own Avow config (for
+    the idle setting); then the workers' fate once that GIMP has quit."""
+    work = gimp["work"]
+    config = work / "avow-config-warm"
+    config.mkdir(exist_ok=True)
+    result = run_gimp(
+        gimp, say, "warm", env={**gimp["env"], "AVOW_CONFIG_DIR": str(config)}, input=work / "input.png",
+        big_input=work / "big.png", export_1=work / "warm-1.jpg", export_2=work / "warm-2.jpg",
+        export_3=work / "warm-3.jpg",
+        avow_json=gimp["plugin_dir"] / "avow.json", avow_config=config,
+    )
+    # Each plug-in run that reached a worker said which one and how soon it answered (the plug-in's stderr).
+    result["answers"] = [
+        {"pid": int(pid), "how": how, "seconds": float(seconds)} for pid, how, seconds in WORKER_LINE.findall(result["output"])
+    ]
+    pids = {answer["pid"] for answer in result["answers"]}
+    result["gone_after_quit"] = {pid: process_gone(pid) for pid in pids}
+    return result
+
+
+def process_gone(pid: int, timeout: float = 120.0) -> bool:
+    """Whether the process ended within ``timeout`` seconds, woken by its end (a pidfd), not by polling."""
+    import select
+
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        return bool(select.select([fd], [], [], timeout)[0])
+    finally:
+        os.close(fd)
+
+
+def test_the_second_run_finds_the_worker_warm(warm, say):
+    """GIMP starts a new plug-in process per run; the first run starts the session's worker, the next
+    upscale and both exports are answered by that same process."""
+    steps, answers = warm["steps"]["warm_reuse"], warm["answers"]
+    runs = [steps[name] for name in ("upscale_1", "upscale_2", "export_1", "export_2")]
+    for name, run in zip(("upscale 1", "upscale 2", "export 1", "export 2"), runs, strict=True):
+        assert run["status"] == "success", f"{name}: {run['error']}"
+    first, *rest = answers[:4]
+    cold_export = warm["steps"]["warm_restart"]["next"]
+    figures = zip(("upscale 1", "upscale 2", "export 1", "export 2", "export after a kill"), answers,
+                  [*runs, cold_export], strict=False)
+    say("--- GIMP second-action latency (how the worker was found: worker answered / whole run): "
+        + "; ".join(f"{name} {answer['how']} {answer['seconds']:.3f} s / {run['seconds']:.2f} s" for name, answer, run in figures))
+    assert first["how"] == "started"
+    assert [answer["how"] for answer in rest] == ["warm"] * 3
+    assert {answer["pid"] for answer in answers[:4]} == {first["pid"]}
+    assert all(run["workers"] == [first["pid"]] for run in runs)
+
+
+def test_a_killed_worker_is_restarted_by_the_next_run(warm):
+    step, answers = warm["steps"]["warm_restart"], warm["answers"]
+    assert step["killed"] == answers[0]["pid"] and step["ended"]
+    assert step["next"]["status"] == "success", step["next"]["error"]
+    assert answers[4]["how"] == "started" and answers[4]["pid"] != step["killed"]
+    assert step["next"]["workers"] == [answers[4]["pid"]]
+
+
+def test_cancel_keeps_the_worker_warm_for_the_next_run(warm):
+    step, answers = warm["steps"]["warm_cancel"], warm["answers"]
+    assert step["watcher_rc"] == 0, step["watcher"]
+    assert step["status"] != "success" and step["unchanged"]
+    assert f"warm worker {answers[4]['pid']} was upscaling" in step["watcher"]
+    assert "removed" in step["watcher"] and "still running: True" in step["watcher"]
+    assert step["next"]["status"] == "success", step["next"]["error"]
+    assert answers[5] == {**answers[5], "pid": answers[4]["pid"], "how": "warm"}  # the cancelled run's
+    assert answers[6]["pid"] == answers[4]["pid"] and answers[6]["how"] == "warm"  # the run after it
+
+
+def test_an_idle_worker_exits_and_one_whose_gimp_quit_too(warm):
+    step = warm["steps"]["warm_idle"]
+    assert step["run"]["status"] == "success", step["run"]["error"]
+    assert step["run"]["workers"] == [warm["answers"][7]["pid"]] and warm["answers"][7]["how"] == "warm"
+    assert step["exited"] == [True] and step["sockets"] == []
+    assert all(warm["gone_after_quit"].values()), warm["gone_after_quit"]
+
+
+def test_a_plug_in_of_another_release_is_refused_with_what_to_run(warm):
+    step = warm["steps"]["warm_version_mismatch"]
+    assert step["status"] == "execution-error" and step["layers"] == 1
+    assert "avow install gimp" in step["error"] and "0.0.1" in step["error"], step["error"]
+    assert len(warm["answers"]) == 8  # the refused run never got to use the worker
+
+
 def avow_cli(gimp, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "avow", *args], check=False, capture_output=True, text=True, env=gimp["env"], timeout=300
@@ -310,13 +403,14 @@ def test_gray_with_alpha_keeps_both_channels(gimp, first, say):
     assert got[..., 1].min() < 0.1 and got[..., 1].max() > 0.9  # the transparency gradient survived
 
 
-def test_cancel_stops_the_worker_and_leaves_the_image(first):
-    """GIMP's Cancel kills the plug-in (gimp_plug_in_close): the worker must stop and nothing change."""
+def test_cancel_stops_the_job_and_leaves_the_image_and_a_warm_worker(first):
+    """GIMP's Cancel kills the plug-in (gimp_plug_in_close): its job must stop, its temp folder go and
+    nothing change; the session's warm worker stays for the next run."""
     step = first["steps"]["cancel"]
     assert step["watcher_rc"] == 0, step["watcher"]
     assert step["status"] != "success"
     assert step["after"] == step["before"]
-    assert "killed plug-in " in step["watcher"]
+    assert "killed plug-in " in step["watcher"] and "still running: True" in step["watcher"]
     assert step["left"] == [], "the killed plug-in's temp folder was left behind (its worker removes it)"
 
 

@@ -266,7 +266,7 @@ def upscale_selection():
 
 
 CANCEL_WATCHER = r"""
-import os, signal, sys, time
+import glob, os, signal, sys, tempfile, time
 
 def processes():
     for pid in os.listdir("/proc"):
@@ -280,24 +280,34 @@ def processes():
                 continue
             yield int(pid), ppid, cmdline
 
-# Only this GIMP's plug-in's worker: other jobs on the machine may run workers of their own.
+def running(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+# Only this GIMP's upscale plug-in and its session's warm worker: other jobs on the machine run their own.
 gimp = int(sys.argv[1])
 deadline = time.monotonic() + 600
 worker = plugin = None
-while time.monotonic() < deadline and worker is None:
-    table = list(processes())
-    parents = {pid: ppid for pid, ppid, _ in table}
-    for pid, ppid, cmdline in table:
-        if b"avow.worker" in cmdline and parents.get(ppid) == gimp:
-            worker, plugin = pid, ppid
+while time.monotonic() < deadline and (worker is None or plugin is None):
+    for pid, ppid, cmdline in processes():
+        if ppid == gimp and any(part.endswith(b"avow-upscale.py") for part in cmdline):
+            plugin = pid
+        if b"avow.warm" in cmdline and str(gimp).encode() in cmdline:
+            worker = pid
     time.sleep(0.1)
-if worker is None:
-    print("no worker appeared"); sys.exit(3)
-# Wait until the worker is upscaling (it maps the input .npy), then cancel as GIMP does: SIGKILL the plug-in.
+if worker is None or plugin is None:
+    print(f"no plug-in ({plugin}) or warm worker ({worker}) appeared"); sys.exit(3)
+# Wait until the worker is upscaling this plug-in's input (it maps its in.npy), then cancel as GIMP does:
+# SIGKILL the plug-in. Its connection closes; the worker must stop the job, remove the plug-in's temp
+# folder, and stay warm for the next run.
+workdir = os.path.join(tempfile.gettempdir(), f"avow-gimp-{plugin}-")
 while time.monotonic() < deadline:
     try:
         with open(f"/proc/{worker}/maps") as handle:
-            if "in.npy" in handle.read():
+            if any(workdir in line and line.rstrip().endswith("in.npy") for line in handle):
                 break
     except OSError:
         print("the worker ended before it was cancelled"); sys.exit(4)
@@ -305,54 +315,51 @@ while time.monotonic() < deadline:
 time.sleep(1.0)
 os.kill(plugin, signal.SIGKILL)
 killed = time.monotonic()
-while time.monotonic() - killed < 30 and os.path.exists(f"/proc/{worker}"):
-    try:
-        with open(f"/proc/{worker}/stat") as handle:
-            if handle.read().rsplit(")", 1)[1].split()[0] == "Z":
-                break
-    except OSError:
-        break
+while time.monotonic() - killed < 60 and glob.glob(workdir + "*"):
     time.sleep(0.1)
-gone = not os.path.exists(f"/proc/{worker}") or open(f"/proc/{worker}/stat").read().rsplit(")", 1)[1].split()[0] == "Z"
-print(f"killed plug-in {plugin} while its worker {worker} was upscaling; "
-      f"worker gone {time.monotonic() - killed:.1f}s later: {gone}")
-sys.exit(0 if gone else 5)
+removed = not glob.glob(workdir + "*")
+alive = running(worker)
+print(f"killed plug-in {plugin} while the warm worker {worker} was upscaling; its temp folder removed "
+      f"{time.monotonic() - killed:.1f}s later: {removed}; worker {worker} still running: {alive}")
+sys.exit(0 if removed and alive else 5)
 """
 
 
-@step("cancel")
-def cancel():
-    """GIMP cancels a running plug-in by killing it: the worker must stop, the image stay as it was."""
+def cancel_upscale(image):
+    """Runs the upscale and cancels it as GIMP's Cancel does, killing the plug-in: (status, watcher output, rc)."""
     import subprocess
 
-    image = load(task["big_input"])
-    before = describe(image)
     # This script runs in GIMP's python-fu-eval plug-in: its parent is GIMP, the upscale plug-in's parent too.
     watcher = subprocess.Popen(
         ["python3", "-c", CANCEL_WATCHER, str(os.getppid())], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
-    status, _, error = pdb_run(
+    status, _, _ = pdb_run(
         UPSCALE, image=image, drawables=[image.get_layers()[0]], model="", scale="x4", device="cpu", tile=64, output="layer"
     )
-    try:  # the call has returned: the watcher only has the worker's end left to see (<= 30 s)
-        watched = watcher.communicate(timeout=60)[0].strip()
+    try:  # the call has returned: the watcher only has the temp folder's removal left to see (<= 60 s)
+        watched = watcher.communicate(timeout=120)[0].strip()
     except subprocess.TimeoutExpired:
         watcher.kill()
         watched = "the watcher never saw this GIMP's worker: " + watcher.communicate()[0].strip()
-    after = describe(image)
-    # The watcher saw the worker end: by then it has removed the killed plug-in's temp folder.
+    return status, watched, watcher.returncode
+
+
+@step("cancel")
+def cancel():
+    """GIMP cancels a running plug-in by killing it: the job must stop, the image stay as it was."""
     import glob
     import tempfile
 
+    image = load(task["big_input"])
+    before = describe(image)
+    status, watched, rc = cancel_upscale(image)
+    after = describe(image)
     plugin = watched.split("killed plug-in ")[1].split()[0] if "killed plug-in " in watched else "unknown"
     left = glob.glob(os.path.join(tempfile.gettempdir(), f"avow-gimp-{plugin}-*"))
     say(f"cancel: {watched}; the call returned {status}; image {after['width']}x{after['height']}, "
         f"{len(after['layers'])} layer(s), unchanged: {after == before}; the plug-in's temp folders left: {left}")
     image.delete()
-    return {
-        "status": status, "error": error, "before": before, "after": after, "watcher": watched,
-        "watcher_rc": watcher.returncode, "left": left,
-    }
+    return {"status": status, "before": before, "after": after, "watcher": watched, "watcher_rc": rc, "left": left}
 
 
 @step("worker_failure")
@@ -412,6 +419,143 @@ def worker_unavailable():
     say(f"worker unavailable: status {status}: {error}")
     image.delete()
     return {"status": status, "error": error, "before": before, "after": after}
+
+
+# --- phase "warm": one GIMP session, many runs, one warm worker --------------------------------
+
+
+def warm_workers():
+    """This GIMP session's warm workers (``python -m avow.warm ... --editor-pid GIMP``), by process id."""
+    gimp = str(os.getppid()).encode()
+    found = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                    cmdline = handle.read().split(b"\0")
+            except OSError:
+                continue
+            if b"avow.warm" in cmdline and gimp in cmdline:
+                found.append(int(pid))
+    return sorted(found)
+
+
+def timed_upscale(name):
+    import time
+
+    image = load(task["input"])
+    started = time.monotonic()
+    status, _, error = pdb_run(
+        UPSCALE, image=image, drawables=[image.get_layers()[0]], model="", scale="x4", device="cpu", tile=256, output="layer"
+    )
+    seconds = time.monotonic() - started
+    layers = len(image.get_layers())
+    image.delete()
+    workers = warm_workers()
+    say(f"{name}: upscale x4 {status} {error or ''} in {seconds:.2f} s; warm workers {workers}")
+    return {"status": status, "error": error, "seconds": seconds, "layers": layers, "workers": workers}
+
+
+def timed_export(name, target):
+    import time
+
+    image = load(task["input"])
+    started = time.monotonic()
+    status, _, error = pdb_run(EXPORT, image=image, file=Gio.File.new_for_path(target))
+    seconds = time.monotonic() - started
+    image.delete()
+    workers = warm_workers()
+    say(f"{name}: export with Content Credentials {status} {error or ''} in {seconds:.2f} s; warm workers {workers}")
+    return {"status": status, "error": error, "seconds": seconds, "workers": workers}
+
+
+def wait_gone(pid, timeout=120.0):
+    """Whether the process ended within ``timeout`` s, woken by its end (a pidfd), not by polling."""
+    import select
+
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        return bool(select.select([fd], [], [], timeout)[0])
+    finally:
+        os.close(fd)
+
+
+@step("warm_reuse")
+def warm_reuse():
+    """First and second Filters run, first and second export: the second of each finds the worker warm."""
+    return {
+        "upscale_1": timed_upscale("upscale 1"),
+        "upscale_2": timed_upscale("upscale 2"),
+        "export_1": timed_export("export 1", task["export_1"]),
+        "export_2": timed_export("export 2", task["export_2"]),
+    }
+
+
+@step("warm_restart")
+def warm_restart():
+    """The warm worker killed between runs (a crash, the OOM killer): the next run, an export, starts
+    another (and so gives an export's cold start, for the latency figures)."""
+    import signal
+
+    (killed,) = warm_workers()
+    os.kill(killed, signal.SIGKILL)
+    ended = wait_gone(killed)
+    say(f"killed the warm worker {killed}: gone {ended}")
+    return {"killed": killed, "ended": ended, "next": timed_export("export after the kill", task["export_3"])}
+
+
+@step("warm_cancel")
+def warm_cancel():
+    """GIMP's Cancel (the plug-in killed) mid-upscale: the job stops, its temp folder goes, the worker
+    stays warm and answers the next run."""
+    image = load(task["big_input"])
+    before = describe(image)
+    workers = warm_workers()
+    status, watched, rc = cancel_upscale(image)
+    unchanged = describe(image) == before
+    image.delete()
+    say(f"cancel with a warm worker: {watched}; the call returned {status}; image unchanged: {unchanged}")
+    return {"workers": workers, "status": status, "watcher": watched, "watcher_rc": rc, "unchanged": unchanged,
+            "next": timed_upscale("upscale after the cancel")}
+
+
+@step("warm_version_mismatch")
+def warm_version_mismatch():
+    """A plug-in installed for another Avow release than its worker's: refused, with what to run."""
+    config_path = task["avow_json"]
+    with open(config_path, encoding="utf-8") as handle:
+        original = handle.read()
+    try:
+        with open(config_path, "w", encoding="utf-8") as handle:
+            json.dump(dict(json.loads(original), version="0.0.1"), handle)
+        result = timed_upscale("upscale with a plug-in of another release")
+    finally:
+        with open(config_path, "w", encoding="utf-8") as handle:
+            handle.write(original)
+    return result
+
+
+@step("warm_idle")
+def warm_idle():
+    """[worker] idle_minutes, read again after each run: a worker left idle that long exits, socket and all."""
+    import glob
+    import tempfile
+
+    settings = os.path.join(task["avow_config"], "config.toml")
+    with open(settings, "w", encoding="utf-8") as handle:
+        handle.write("[worker]\nidle_minutes = 0.02\n")  # 1.2 s
+    try:
+        run = timed_upscale("upscale before the idle timeout")
+        exited = {pid: wait_gone(pid) for pid in run["workers"]}
+    finally:
+        os.remove(settings)
+    runtime = os.path.join(tempfile.gettempdir(), f"avow-{os.getuid()}")  # no $XDG_RUNTIME_DIR in the tests' GIMP
+    sockets = glob.glob(os.path.join(runtime, f"gimp-{os.getppid()}-*.sock"))
+    say(f"idle: workers {run['workers']} exited {exited}; sockets left {sockets}")
+    return {"run": run, "exited": list(exited.values()), "sockets": sockets}
 
 
 # --- phase "reopen": a second GIMP session ------------------------------------------------------
@@ -639,6 +783,7 @@ PHASES = {
         reopen_xcf, repeat_export, pasted_layer, clipboard_paste, damaged_parasite, export_plain_image, export_bad_extension
     ],
     "dialog": [registration, dialog_cancel, dialog_ok, dialog_export_asks],
+    "warm": [warm_reuse, warm_restart, warm_cancel, warm_idle, warm_version_mismatch],
 }
 
 save_report()
