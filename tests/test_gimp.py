@@ -243,7 +243,8 @@ def test_the_second_run_finds_the_worker_warm(warm, say):
     figures = zip(("upscale 1", "upscale 2", "export 1", "export 2", "export after a kill"), answers,
                   [*runs, cold_export], strict=False)
     say("--- GIMP second-action latency (how the worker was found: worker answered / whole run): "
-        + "; ".join(f"{name} {answer['how']} {answer['seconds']:.3f} s / {run['seconds']:.2f} s" for name, answer, run in figures))
+        + "; ".join(f"{name} {answer['how']} {answer['seconds']:.3f} s / {run['seconds']:.2f} s"
+                    for name, answer, run in figures))
     assert first["how"] == "started"
     assert [answer["how"] for answer in rest] == ["warm"] * 3
     assert {answer["pid"] for answer in answers[:4]} == {first["pid"]}
