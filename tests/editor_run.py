@@ -83,3 +83,18 @@ def run_editor(command: list, env: dict, transcript: Path, idle: float = IDLE_LI
     kill_session(process.pid)  # what the editor left behind (a worker whose plug-in died)
     reader.join(timeout=30)
     return EditorRun(process.returncode, "".join(lines), time.monotonic() - started, timed_out, transcript)
+
+
+def process_gone(pid: int, timeout: float = 120.0) -> bool:
+    """Whether the process (not necessarily a child) ended within ``timeout`` seconds, woken by its end
+    (a pidfd), not by polling. Also used inside GIMP by tests/gimp/session.py."""
+    import select
+
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        return bool(select.select([fd], [], [], timeout)[0])
+    finally:
+        os.close(fd)

@@ -24,7 +24,7 @@ import pytest
 from PIL import Image
 
 from conftest import photo
-from editor_run import IDLE_LIMIT, run_editor
+from editor_run import IDLE_LIMIT, process_gone, run_editor
 
 pytestmark = pytest.mark.gimp
 
@@ -98,7 +98,8 @@ def run_gimp(gimp, say, phase: str, env: dict | None = None, wrapper: tuple = ()
     work = gimp["work"]
     report = work / f"report-{phase}.json"
     task = work / f"task-{phase}.json"
-    task.write_text(json.dumps({"phase": phase, "report": str(report), **{k: str(v) for k, v in paths.items()}}))
+    task.write_text(json.dumps({"phase": phase, "report": str(report), "tests": str(ROOT / "tests"),
+                                **{k: str(v) for k, v in paths.items()}}))
     command = [
         str(ROOT / "scripts" / "gimp-run.sh"),
         *wrapper,
@@ -215,20 +216,6 @@ def warm(gimp, say):
     pids = {answer["pid"] for answer in result["answers"]}
     result["gone_after_quit"] = {pid: process_gone(pid) for pid in pids}
     return result
-
-
-def process_gone(pid: int, timeout: float = 120.0) -> bool:
-    """Whether the process ended within ``timeout`` seconds, woken by its end (a pidfd), not by polling."""
-    import select
-
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        return bool(select.select([fd], [], [], timeout)[0])
-    finally:
-        os.close(fd)
 
 
 def test_the_second_run_finds_the_worker_warm(warm, say):

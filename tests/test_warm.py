@@ -4,7 +4,6 @@ real processes, a real socket, real files. GIMP's own use of it is in tests/test
 from __future__ import annotations
 
 import os
-import select
 import stat
 import subprocess
 import sys
@@ -16,6 +15,7 @@ import pytest
 from avow import PROTOCOL, __version__
 from avow_c2pa.config import settings
 from avow_c2pa.errors import EXIT_USAGE, SettingsError
+from editor_run import process_gone
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugin" / "client"))
@@ -23,18 +23,6 @@ import avow_client  # noqa: E402
 import avow_warm  # noqa: E402
 
 CONFIG = {"python": sys.executable, "version": __version__, "protocol": PROTOCOL, "editor": "gimp"}
-
-
-def gone(pid: int, timeout: float = 60.0) -> bool:
-    """Whether the process ended within ``timeout`` seconds: woken by its end (pidfd), not by polling."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        return bool(select.select([fd], [], [], timeout)[0])
-    finally:
-        os.close(fd)
 
 
 @pytest.fixture
@@ -59,7 +47,7 @@ def session(tmp_path, monkeypatch):
     editor.stdin.close()
     editor.wait()
     for pid in state["pids"] - {None}:  # the editor is gone: each of its workers exits by itself
-        assert gone(pid), f"warm worker {pid} outlived its editor"
+        assert process_gone(pid), f"warm worker {pid} outlived its editor"
 
 
 def test_the_next_run_is_answered_by_the_same_warm_worker(session):
@@ -108,7 +96,7 @@ def test_a_killed_worker_is_replaced_by_the_next_run(session):
     pid = first.ready["pid"]
     first.close()
     os.kill(pid, 9)
-    assert gone(pid)
+    assert process_gone(pid)
     assert list(session["runtime"].glob("*.sock")), "a killed worker leaves its socket: the stale case"
     second = session["connect"]()
     assert second.started and second.ready["pid"] != pid
@@ -121,7 +109,7 @@ def test_idle_worker_exits_and_removes_its_socket(session):
     worker = session["connect"]()
     pid = worker.ready["pid"]
     worker.close()
-    assert gone(pid), "the idle worker did not exit"
+    assert process_gone(pid), "the idle worker did not exit"
     assert not list(session["runtime"].glob("*.sock"))
 
 
@@ -131,7 +119,7 @@ def test_the_worker_exits_when_its_editor_is_gone(session):
     worker.close()
     session["editor"].stdin.close()
     session["editor"].wait()
-    assert gone(pid), "the worker outlived its editor"
+    assert process_gone(pid), "the worker outlived its editor"
     assert not list(session["runtime"].iterdir()), "the ended session's socket, lock or log was left behind"
 
 
@@ -172,7 +160,7 @@ def test_no_warm_worker_where_the_folder_is_not_private(tmp_path, monkeypatch):
         folder.chmod(0o755)  # open to others: never used
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
     monkeypatch.setattr(avow_warm.tempfile, "gettempdir", lambda: str(tmp_path))
-    with pytest.raises(avow_warm.UnsafeFolder):
+    with pytest.raises(avow_warm.NoWarmWorker):
         avow_warm.runtime_dir()
     result = subprocess.run([sys.executable, "-m", "avow.warm", "--socket", str(runtime / "avow" / "x.sock")],
                             capture_output=True, text=True, timeout=60)

@@ -27,7 +27,6 @@ import os
 import selectors
 import socket
 import stat
-import struct
 import sys
 import threading
 import time
@@ -49,15 +48,6 @@ def idle_seconds() -> float:
         return settings().worker_idle_minutes * 60.0
     except SettingsError:
         return DEFAULT_IDLE_MINUTES * 60.0
-
-
-def peer_uid(connection: socket.socket) -> int | None:
-    """The connecting process's user (Linux SO_PEERCRED), None where the system cannot tell."""
-    option = getattr(socket, "SO_PEERCRED", None)
-    if option is None:
-        return None
-    _pid, uid, _gid = struct.unpack("3i", connection.getsockopt(socket.SOL_SOCKET, option, struct.calcsize("3i")))
-    return uid
 
 
 class EditorWatch:
@@ -127,10 +117,6 @@ class Server:
         try:
             connection, _ = self.listener.accept()
         except OSError:
-            return
-        uid = peer_uid(connection)
-        if uid is not None and uid != os.getuid():  # the folder is private; this is the second lock on the door
-            connection.close()
             return
         with self._lock:
             self._last = time.monotonic()

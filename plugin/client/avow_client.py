@@ -3,7 +3,7 @@
 GIMP's and Krita's Python have neither torch nor numpy; this file is all an editor hook needs,
 and `avow install` copies it next to each hook. Pixels go through .npy files (float32, H x W x C,
 alpha last) in a private temp dir; requests and events go through the worker's stdin/stdout as
-JSON lines (protocol 2, see avow/worker.py).
+JSON lines (protocol 2, see avow/worker.py), or through a warm worker's socket (``avow_warm``).
 """
 
 from __future__ import annotations

@@ -34,10 +34,12 @@ import typing
 import avow_client
 
 LOG_BYTES = 1 << 20  # the warm worker's log (its stderr) starts over past this size
+MAX_SOCKET_PATH = 100  # bytes: sockaddr_un holds 104 to 108, depending on the system
 
 
-class UnsafeFolder(Exception):
-    """No folder that only this user can enter: no warm worker (another user could reach it)."""
+class NoWarmWorker(Exception):
+    """No safe socket here (no folder only this user can enter, a path too long, no Unix sockets): the
+    run gets a worker of its own."""
 
 
 def _private(folder: str) -> bool:
@@ -64,16 +66,19 @@ def runtime_dir() -> str:
                 return folder
         except OSError:
             continue
-    raise UnsafeFolder(f"no private folder for Avow's warm worker ({' or '.join(candidates)}: another user's or open to all)")
+    raise NoWarmWorker(f"no private folder for Avow's warm worker ({' or '.join(candidates)}: another user's or open to all)")
 
 
 def socket_path(config: dict, env: dict, editor: str, editor_pid: int) -> str:
     """The editor session's socket: a worker started by another session, Python, version or environment is never reached."""
     if not hasattr(socket, "AF_UNIX") or not hasattr(os, "getuid"):
-        raise UnsafeFolder("this system has no Unix sockets")
+        raise NoWarmWorker("this system has no Unix sockets")
     key = json.dumps([config.get("python"), config.get("version"), config.get("protocol"), sorted(env.items())])
     digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:16]
-    return os.path.join(runtime_dir(), f"{editor}-{editor_pid}-{digest}.sock")
+    path = os.path.join(runtime_dir(), f"{editor}-{editor_pid}-{digest}.sock")
+    if len(os.fsencode(path)) > MAX_SOCKET_PATH:
+        raise NoWarmWorker(f"{path} is too long for a Unix socket")
+    return path
 
 
 def _peer_uid(connection: socket.socket) -> int | None:
@@ -225,7 +230,7 @@ def open_worker(config: dict, env: dict, editor: str, editor_pid: int, scratch=N
     python = config["python"]
     try:
         warm = WarmWorker(socket_path(config, env, editor, editor_pid), editor_pid, python, env, scratch, config)
-    except UnsafeFolder as exc:
+    except NoWarmWorker as exc:
         print(f"avow: {exc}; this run starts a worker of its own", file=sys.stderr, flush=True)
     else:
         try:
@@ -252,5 +257,5 @@ def prestart(config: dict, env: dict, editor: str, editor_pid: int) -> None:
                 return  # a worker holds it: running, or starting
             fcntl.flock(lock, fcntl.LOCK_UN)
         WarmWorker(path, editor_pid, config["python"], env, None, config)._spawn()
-    except (OSError, UnsafeFolder, avow_client.WorkerError, ImportError):
+    except (OSError, NoWarmWorker, avow_client.WorkerError, ImportError):
         pass

@@ -469,18 +469,14 @@ def timed_export(name, target):
     return {"status": status, "error": error, "seconds": seconds, "workers": workers}
 
 
-def wait_gone(pid, timeout=120.0):
-    """Whether the process ended within ``timeout`` s, woken by its end (a pidfd), not by polling."""
-    import select
+def wait_gone(pid):
+    """Whether the process ended (tests/editor_run.py's wait on its pidfd, in GIMP's Python)."""
+    import sys
 
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        return bool(select.select([fd], [], [], timeout)[0])
-    finally:
-        os.close(fd)
+    sys.path.insert(0, task["tests"])
+    from editor_run import process_gone
+
+    return process_gone(pid)
 
 
 @step("warm_reuse")
