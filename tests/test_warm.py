@@ -4,9 +4,11 @@ real processes, a real socket, real files. GIMP's own use of it is in tests/test
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +30,7 @@ CONFIG = {"python": sys.executable, "version": __version__, "protocol": PROTOCOL
 @pytest.fixture
 def session(tmp_path, monkeypatch):
     """A stand-in editor (a process that lives until its stdin closes), a private runtime folder and config."""
-    runtime = tmp_path / "runtime"
-    runtime.mkdir(mode=0o700)
+    runtime = Path(tempfile.mkdtemp(prefix="avow-warm-"))  # short: a socket's path is at most 107 bytes
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
     home = tmp_path / "config"
     home.mkdir()
@@ -48,6 +49,7 @@ def session(tmp_path, monkeypatch):
     editor.wait()
     for pid in state["pids"] - {None}:  # the editor is gone: each of its workers exits by itself
         assert process_gone(pid), f"warm worker {pid} outlived its editor"
+    shutil.rmtree(runtime, ignore_errors=True)
 
 
 def test_the_next_run_is_answered_by_the_same_warm_worker(session):
@@ -183,3 +185,11 @@ def test_idle_minutes_setting_is_checked(tmp_path, monkeypatch, value):
     monkeypatch.setenv("AVOW_CONFIG_DIR", str(tmp_path))
     with pytest.raises(SettingsError, match=r"\[worker\] idle_minutes"):
         settings()
+
+
+def test_a_socket_path_too_long_means_no_warm_worker(tmp_path, monkeypatch):
+    runtime = tmp_path / ("long-" * 20)
+    runtime.mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    with pytest.raises(avow_warm.NoWarmWorker, match="too long for a Unix socket"):
+        avow_warm.socket_path(CONFIG, {}, "gimp", 1)

@@ -34,7 +34,7 @@ import typing
 import avow_client
 
 LOG_BYTES = 1 << 20  # the warm worker's log (its stderr) starts over past this size
-MAX_SOCKET_PATH = 100  # bytes: sockaddr_un holds 104 to 108, depending on the system
+MAX_SOCKET_PATH = 107 if sys.platform.startswith("linux") else 103  # bytes: sockaddr_un's path, less its NUL
 
 
 class NoWarmWorker(Exception):
