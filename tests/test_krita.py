@@ -464,7 +464,9 @@ def test_one_warm_worker_serves_the_next_action_and_is_restarted_when_it_died(re
     pasted, hidden = scenarios["pasted"], scenarios["hidden"]
     show(request, f"\n[warm] worker answered {upscaled['worker_wait']} s after the first action (cold start), "
                   f"{pasted['worker_wait']} s after the second (warm), {hidden['worker_wait']} s after one whose "
-                  f"worker had been killed; workers {upscaled['workers']} -> {pasted['workers']} -> {hidden['workers']}")
+                  f"worker had been killed; workers {upscaled['workers']} -> {pasted['workers']} -> {hidden['workers']}; "
+                  f"whole actions: upscale {upscaled['seconds']} s, export {pasted['seconds']} s, export after the kill "
+                  f"{hidden['seconds']} s")
     assert len(upscaled["workers"]) == 1 and pasted["workers"] == upscaled["workers"]
     assert hidden["killed"] == upscaled["workers"] and hidden["exported"], hidden["error"]
     assert len(hidden["workers"]) == 1 and hidden["workers"] != hidden["killed"]

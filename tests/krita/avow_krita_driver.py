@@ -289,13 +289,16 @@ def disclosure(args):
         node = doc.topLevelNodes()[0]
         say(f"disclosure: opened {Path(job['input']).name}: {doc.width()}x{doc.height()}")
         settings = core.Settings(scale=2, device="cpu", tile=int(job["tile"]))
+        started = time.perf_counter()
         outcome = ext.upscale_document(doc, node, settings, extension.LogProgress())
+        upscale_seconds = round(time.perf_counter() - started, 2)
         if outcome is None:
             raise RuntimeError(f"upscale failed: {ext.last_error}")
         layer = doc.nodeByName(outcome.layer_name)
         records = len(core.provenance_records(doc))
         results["upscaled"] = {"layers": layers(doc), "color_label": layer.colorLabel(), "records": records,
-                               "worker_wait": ext.last_worker_wait, "workers": workers_of_this_process()}
+                               "worker_wait": ext.last_worker_wait, "workers": workers_of_this_process(),
+                               "seconds": upscale_seconds}
         say(f"disclosure: upscaled x2; layers {[n['name'] for n in layers(doc)]}, colour label {layer.colorLabel()}")
 
         # The synthesized layer duplicated into a new document: nothing there records the upscale.
@@ -316,8 +319,10 @@ def disclosure(args):
                 for pid in killed:
                     os.kill(pid, signal.SIGKILL)
                 wait_for_no_workers()
+            started = time.perf_counter()
             result = ext.export_document(export_doc, str(target), extension.LogProgress())
             results["scenarios"][name] = {
+                "seconds": round(time.perf_counter() - started, 2),
                 "layers": layers(export_doc),
                 "present_records": len(core.present_records(export_doc)),
                 "exported": result is not None and target.is_file(),
