@@ -193,3 +193,9 @@ def test_a_socket_path_too_long_means_no_warm_worker(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
     with pytest.raises(avow_warm.NoWarmWorker, match="too long for a Unix socket"):
         avow_warm.socket_path(CONFIG, {}, "gimp", 1)
+
+
+def test_a_worker_that_cannot_start_says_what_to_run(session):
+    """A Python that fails at once (here /bin/false; in life a venv of an older Avow, without avow.warm)."""
+    with pytest.raises(avow_client.WorkerUnavailable, match=r"did not start .*avow install gimp"):
+        session["connect"]({**CONFIG, "python": "/bin/false"})

@@ -134,8 +134,11 @@ class WarmWorker(avow_client.Worker):
                 connection = self._connect()
                 if connection is not None:
                     break
-                if code not in (None, 0):
-                    raise avow_client.WorkerUnavailable(f"Avow's worker did not start. {self._stderr_tail()}".strip())
+                if code not in (None, 0):  # e.g. a venv of an older Avow, without avow.warm
+                    raise avow_client.WorkerUnavailable(
+                        f"Avow's worker did not start ({self._stderr_tail() or f'exit {code}'}). From Avow's environment, "
+                        f"run: {avow_client.install_command(self.installed)}"
+                    )
                 if code == 0:  # it found the lock held by a worker that was exiting (idle): start another
                     spawned = self._spawn()
                 if should_cancel is not None and should_cancel():
