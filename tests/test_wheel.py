@@ -92,7 +92,7 @@ def test_installed_wheel_installs_and_packages_the_editor_hooks(wheel_venv):
     assert done.returncode == 0, done.stderr
     plugin = gimp / "avow-upscale"
     assert stat.S_IMODE((plugin / "avow-upscale.py").stat().st_mode) == 0o755
-    assert (plugin / "avow_client.py").is_file()
+    assert (plugin / "avow_client.py").is_file() and (plugin / "avow_warm.py").is_file()
     assert json.loads((plugin / "avow.json").read_text())["python"] == str(wheel_venv.python)
 
     done = run(avow, "install", "krita", "--target", krita, env=env, cwd=home)
