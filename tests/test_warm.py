@@ -199,3 +199,25 @@ def test_a_worker_that_cannot_start_says_what_to_run(session):
     """A Python that fails at once (here /bin/false; in life a venv of an older Avow, without avow.warm)."""
     with pytest.raises(avow_client.WorkerUnavailable, match=r"did not start .*avow install gimp"):
         session["connect"]({**CONFIG, "python": "/bin/false"})
+
+
+def test_a_stop_signal_cancels_the_job_and_the_worker_leaves_nothing(session, tmp_path):
+    """SIGTERM (a logout, `kill`) mid-upscale: the job stops as on a closed connection, its scratch folder
+    goes, and the worker exits and removes its socket."""
+    scratch = avow_client.scratch_dir(str(tmp_path / "job-"))
+    source, target = os.path.join(scratch, "in.npy"), os.path.join(scratch, "out.npy")
+    np.save(source, np.random.default_rng(2).random((360, 480, 3), dtype=np.float32))
+    worker = session["connect"](scratch=scratch)
+    pid = worker.ready["pid"]
+
+    def stop_at_first_tile(done, total):
+        if done == 1:
+            os.kill(pid, 15)
+
+    with pytest.raises(avow_client.WorkerError):
+        worker.request("upscale", on_progress=stop_at_first_tile, input=source, output=target, scale=4, tile=64,
+                       device="cpu")
+    worker.close()
+    assert process_gone(pid)
+    assert not os.path.exists(scratch), "the stopped job's scratch folder was left behind"
+    assert not list(session["runtime"].glob("*.sock"))
