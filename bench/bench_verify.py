@@ -75,12 +75,12 @@ def search_steps(path: Path) -> dict[str, float]:
     """CPU seconds of each step of the pixel search on one file (the steps detect() runs, each
     run to the end here; detect itself stops at the first readable payload)."""
     from avow_c2pa import watermark
-    from avow_c2pa.verify import _pixels
+    from avow_c2pa.pixels import decode
     from avow_c2pa.watermark import coding, pixels, search
 
     layout = coding._layout(watermark.DEFAULT_KEY)
     clock = [time.process_time()]
-    decoded, full_size = _pixels(path)
+    decoded, full_size, _ = decode(path)
     clock.append(time.process_time())
     luma = pixels._working_luma(decoded)
     white = pixels._whiten(luma)
