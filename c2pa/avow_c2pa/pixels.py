@@ -41,8 +41,9 @@ class PixelsUnreadableError(ProvenanceError):
     """Neither a strict nor a lenient decode gives pixels: the mark could not be looked for."""
 
 
-def search_file(path: Path) -> dict:
+def search_file(path: Path, scale: int | None = None) -> dict:
     """Avow's mark in a file's pixels, as ``avow verify --json`` reports it under ``watermark``.
+    ``scale``: the upscale factor the file's records claim, a hint tried first (see ``detect``).
 
     ``checked`` is False (with ``reason``, ``found`` None) when the search could not run at all:
     an undecodable file must never read as "searched, no mark". The user's [watermark] settings
@@ -54,7 +55,7 @@ def search_file(path: Path) -> dict:
     except PixelsUnreadableError as exc:
         return unchecked(str(exc))
     try:
-        mark = find_mark(pixels, full_size, keys)
+        mark = find_mark(pixels, full_size, keys, scale)
     except (MemoryError, ValueError, TypeError, FloatingPointError) as exc:  # odd shapes or sizes numpy refuses
         return unchecked(f"the search failed: {_why(exc)}")
     mark["lenient_decode"] = lenient
@@ -72,11 +73,12 @@ def _keys() -> list[tuple[str, str]]:
     return [("public", DEFAULT_KEY), *(("user", key) for key in user_watermark_keys())]
 
 
-def find_mark(pixels: np.ndarray, full_size: tuple[int, int] | None, keys: list[tuple[str, str]] | None = None) -> dict:
+def find_mark(pixels: np.ndarray, full_size: tuple[int, int] | None, keys: list[tuple[str, str]] | None = None,
+              scale: int | None = None) -> dict:
     """The public key first, then the user's own: the first that finds its mark, else the public one's result."""
     public = None
     for name, key in keys or _keys():
-        found = detect(pixels, key, full_size=full_size)
+        found = detect(pixels, key, full_size=full_size, scale=scale)
         mark = {
             "checked": True,
             "found": found.found,

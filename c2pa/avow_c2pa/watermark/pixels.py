@@ -95,17 +95,17 @@ def _area_resize_axis(image: np.ndarray, size: int, axis: int) -> np.ndarray:
     return out
 
 
-def _working_luma(rgb: np.ndarray) -> np.ndarray:
+def _working_luma(rgb: np.ndarray, block: int = 1) -> np.ndarray:
     """Luma at most DETECT_SIDE pixels long: block means in strips (bounded memory, any size), as
-    coarse as DETECT_MIN_SIDE allows, then an exact area resample if still longer; the same factor
-    on both axes."""
+    coarse as DETECT_MIN_SIDE allows (or ``block``, when the caller knows the band allows more),
+    then an exact area resample if still longer; the same factor on both axes."""
     image = np.asarray(rgb)
     if image.ndim == 2:
         image = image[..., None]
     if image.ndim != 3:
         raise ValueError(f"expected an H x W x 3 image, got shape {image.shape}")
     height, width = image.shape[:2]
-    block = max(1, max(height, width) // DETECT_MIN_SIDE)
+    block = max(1, block, max(height, width) // DETECT_MIN_SIDE)
     if block == 1:
         luma = _luma(image)
     else:

@@ -130,8 +130,12 @@ def _working_periods(white: np.ndarray, size: tuple[int, int], luma_shape) -> It
     was resampled by possibly different factors per axis)."""
     for period in _native_periods(*size):
         qx, qy = period * luma_shape[1] / size[1], period * luma_shape[0] / size[0]
-        if min(qx, qy) >= _SHORTEST_PERIOD and max(qx / white.shape[1], qy / white.shape[0]) <= _LONGEST_PERIOD_PER_SIDE:
+        if _measurable(white, qx, qy):
             yield qx, qy
+
+
+def _measurable(white: np.ndarray, qx: float, qy: float) -> bool:
+    return min(qx, qy) >= _SHORTEST_PERIOD and max(qx / white.shape[1], qy / white.shape[0]) <= _LONGEST_PERIOD_PER_SIDE
 
 
 def _native_search(resolutions: _Resolutions, layout: _Layout, size: tuple[int, int], luma_shape) -> Iterator[_Found]:
@@ -221,7 +225,27 @@ def _examine(rgb: np.ndarray, layout: _Layout, full_size: tuple[int, int] | None
     yield from _scan_search(resolutions, layout)
 
 
-def detect(rgb: np.ndarray, key: str = DEFAULT_KEY, *, full_size: tuple[int, int] | None = None) -> Detection:
+def _hinted_search(rgb: np.ndarray, layout: _Layout, size: tuple[int, int], scale: int) -> _Found | None:
+    """The one period Avow gives a ``scale`` output of this size, on a luma copy block-averaged by
+    as much as that period's band allows (a x2 output: a quarter of the pixels to whiten), so that
+    a file whose manifest says what it is costs a fraction of the full search. Only a payload read
+    here ends the search: anything else, and the full search runs as if there had been no hint."""
+    image = np.asarray(rgb)
+    if image.ndim not in (2, 3) or min(image.shape[:2]) < 1 or min(size) < 1:
+        return None
+    period = _period_at_scale(*size, scale)
+    qx, qy = period * image.shape[1] / size[1], period * image.shape[0] / size[0]
+    try:
+        luma = _working_luma(image, max(1, int(min(qx, qy) * 0.42 / K_HI)))
+    except (ValueError, TypeError):
+        return None
+    white = _whiten(luma)
+    qx, qy = period * luma.shape[1] / size[1], period * luma.shape[0] / size[0]
+    return _measure(white, layout, qx, qy, "native") if white is not None and _measurable(white, qx, qy) else None
+
+
+def detect(rgb: np.ndarray, key: str = DEFAULT_KEY, *, full_size: tuple[int, int] | None = None,
+           scale: int | None = None) -> Detection:
     """Look for the mark of ``key`` in ``rgb``: float in [0, 1] or uint8 (uint16 too), H x W x 3
     (grey H x W and an alpha channel are accepted), any size: resized, cropped, recompressed.
     ``full_size`` is the picture's (width, height) when ``rgb`` is a reduced decode of it (a JPEG
@@ -232,8 +256,20 @@ def detect(rgb: np.ndarray, key: str = DEFAULT_KEY, *, full_size: tuple[int, int
     as well (far smaller when the payload's keyed CRC checks); ``found`` when it is at most
     FOUND_FALSE_POSITIVE. ``payload`` is the identifier when found and its CRC checks, else None
     (found with payload None: the mark is there but too damaged to read the identifier).
+
+    ``scale``: the upscale factor a record (a manifest, XMP) claims for the picture. A hint only:
+    its period is tried first, cheaply, and a payload read there ends the search; the pixels
+    still decide, and without a payload the full search runs as if no hint had been given.
     """
     layout = _layout(key)
+    if scale in _NATIVE_SCALES:
+        shape = np.shape(rgb)
+        size = shape[:2] if full_size is None else (int(full_size[1]), int(full_size[0]))
+        hinted = _hinted_search(rgb, layout, size, int(scale)) if len(size) == 2 else None
+        payload = None if hinted is None else _decode(hinted.coefficients, layout, hinted.tx, hinted.ty)
+        if hinted is not None and payload is not None:
+            fpp = hinted.false_positive(True)
+            return Detection(fpp <= FOUND_FALSE_POSITIVE, float(hinted.z), fpp, payload)
     fpp, best_z, best_payload = 1.0, 0.0, None
     for candidate in _examine(rgb, layout, full_size):
         payload = None
