@@ -133,15 +133,17 @@ def _block_dft(white: np.ndarray, layout: _Layout, qx: float, qy: float, blocks_
 
 
 def _retune(blocks, centres_x, centres_y, layout: _Layout, qx: float, qy: float, dx: np.ndarray, dy: np.ndarray):
-    """Coefficients at periods qx(1+dx), qy(1+dy) (pairs) from the per-block ones: (pairs, points).
+    """Coefficients at every period qx(1+dx[j]) x qy(1+dy[i]) from the per-block ones: (i, j, points).
 
     A relative period error d shifts the phase of lattice point k by 2 pi k x d / q at position x;
-    within a block that is taken at the block's centre.
+    within a block that is taken at the block's centre. The two axes' ramps are separate factors,
+    so each is made once per value, not once per pair, and the blocks are summed one axis at a time.
     """
     kx, ky = layout.kx, layout.ky
-    ax = np.exp(2j * np.pi * dx[:, None, None] * centres_x[None, :, None] * kx[None, None, :] / qx)  # (n, bx, k)
-    ay = np.exp(2j * np.pi * dy[:, None, None] * centres_y[None, :, None] * ky[None, None, :] / qy)  # (n, by, k)
-    return np.einsum("nik,ijk,njk->nk", ay, blocks, ax, optimize=True)
+    ax = np.exp(2j * np.pi * dx[:, None, None] * centres_x[None, :, None] * kx[None, None, :] / qx)  # (j, bx, k)
+    ay = np.exp(2j * np.pi * dy[:, None, None] * centres_y[None, :, None] * ky[None, None, :] / qy)  # (i, by, k)
+    rows = np.einsum("abk,jbk->jak", blocks, ax)  # (j, by, k): each row of blocks at period qx(1 + dx[j])
+    return np.einsum("iak,jak->ijk", ay, rows)
 
 
 def _surfaces(coeffs: np.ndarray, layout: _Layout, grid: int) -> np.ndarray:

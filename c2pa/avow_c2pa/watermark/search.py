@@ -109,10 +109,10 @@ def _scan_search(resolutions: _Resolutions, layout: _Layout) -> Iterator[_Found]
             step_x = span * qx / (4 * K_HI * image.shape[1])
             step_y = span * qy / (4 * K_HI * image.shape[0])
             grid = np.linspace(-1, 1, points)
-            gx, gy = np.meshgrid(dx + grid * step_x, dy + grid * step_y)
-            surfaces = _surfaces(_retune(blocks, cx, cy, layout, qx, qy, gx.ravel(), gy.ravel()), layout, 64)
-            at = int(np.argmax(surfaces.reshape(gx.size, -1).max(axis=1)))
-            dx, dy = float(gx.ravel()[at]), float(gy.ravel()[at])
+            gx, gy = dx + grid * step_x, dy + grid * step_y
+            surfaces = _surfaces(_retune(blocks, cx, cy, layout, qx, qy, gx, gy), layout, 64)
+            at_y, at_x = np.unravel_index(int(np.argmax(surfaces.max(axis=(-2, -1)))), (gy.size, gx.size))
+            dx, dy = float(gx[at_x]), float(gy[at_y])
         yield _measure(image, layout, qx * (1 + dx), qy * (1 + dy), "scan")
 
 
