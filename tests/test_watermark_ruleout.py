@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from avow_c2pa import watermark
+from avow_c2pa import pixels, watermark
 from avow_c2pa.watermark import calibration, coding, detect, measure, search
 from test_watermark import PAYLOAD, SOURCE, _jpeg, _to8, marked, output  # noqa: F401 (fixtures)
 
@@ -73,3 +73,25 @@ def test_real_correlation_surfaces_equal_the_complex_transforms_real_part():
         planes.reshape(3, -1)[:, (layout.ky[layout.pilot] % grid) * grid + layout.kx[layout.pilot] % grid] = unit
         expected = np.fft.ifft2(planes).real * grid * grid
         assert np.allclose(measure._correlation(unit, layout, grid), expected, atol=1e-3)
+
+
+@pytest.mark.parametrize("scale", [2, 3, None])
+def test_a_file_claiming_a_scale_is_searched_fully_unless_the_claim_reads_a_payload(marked, output, tmp_path, scale):  # noqa: F811
+    """verify passes the manifest's scale to search_file, which decodes a JPEG as small as that
+    period allows: a wrong claim, a laundered copy or an unmarked file must then get the full
+    search on the usual decode, with the verdict it gets with no claim."""
+    image = _to8(marked)
+    height, width = image.shape[:2]
+    files = {
+        "output": image,
+        "x0.75": np.asarray(Image.fromarray(image).resize((width * 3 // 4, height * 3 // 4), Image.BICUBIC)),
+        "unmarked": _to8(output),
+    }
+    for name, pixels_ in files.items():
+        path = tmp_path / f"{name}.jpg"
+        Image.fromarray(pixels_).save(path, quality=90)
+        claimed, plain = pixels.search_file(path, scale), pixels.search_file(path)
+        assert claimed["checked"] and claimed["found"] == (name != "unmarked")
+        assert claimed["identifier"] == (None if name == "unmarked" else f"{PAYLOAD:08x}")
+        if name == "unmarked" or scale != 2 or name != "output":
+            assert claimed == plain  # the claim read nothing: the full search's own verdict

@@ -225,23 +225,41 @@ def _examine(rgb: np.ndarray, layout: _Layout, full_size: tuple[int, int] | None
     yield from _scan_search(resolutions, layout)
 
 
-def _hinted_search(rgb: np.ndarray, layout: _Layout, size: tuple[int, int], scale: int) -> _Found | None:
-    """The one period Avow gives a ``scale`` output of this size, on a luma copy block-averaged by
-    as much as that period's band allows (a x2 output: a quarter of the pixels to whiten), so that
-    a file whose manifest says what it is costs a fraction of the full search. Only a payload read
-    here ends the search: anything else, and the full search runs as if there had been no hint."""
+def claimed_reduction(full_size: tuple[int, int], scale: int) -> int:
+    """How many times smaller than its full (width, height) a picture may be decoded to look for
+    the period Avow gives a ``scale`` output of that size: its band stays below the Nyquist limit."""
+    width, height = full_size
+    return max(1, int(_period_at_scale(height, width, scale) * 0.42 / K_HI)) if scale in _NATIVE_SCALES else 1
+
+
+def detect_claimed(rgb: np.ndarray, key: str = DEFAULT_KEY, *, scale: int,
+                   full_size: tuple[int, int] | None = None) -> Detection | None:
+    """The mark found at the one period Avow gives a ``scale`` output of this size (what a manifest
+    or XMP claims), or None. That period alone, on a luma copy block-averaged as far as its band
+    allows (a x2 output: a quarter of the pixels to whiten): a file whose records say what it is
+    costs a fraction of the full search. Only a payload read there counts; None otherwise, and
+    the caller runs ``detect`` as if nothing had been claimed: a claim decides nothing."""
     image = np.asarray(rgb)
-    if image.ndim not in (2, 3) or min(image.shape[:2]) < 1 or min(size) < 1:
+    if scale not in _NATIVE_SCALES or image.ndim not in (2, 3) or min(image.shape[:2]) < 1:
         return None
-    period = _period_at_scale(*size, scale)
-    qx, qy = period * image.shape[1] / size[1], period * image.shape[0] / size[0]
+    size = (image.shape[0], image.shape[1]) if full_size is None else (int(full_size[1]), int(full_size[0]))
+    if min(size) < 1:
+        return None
+    ratio = min(image.shape[0] / size[0], image.shape[1] / size[1])  # a reduced decode's
     try:
-        luma = _working_luma(image, max(1, int(min(qx, qy) * 0.42 / K_HI)))
+        luma = _working_luma(image, max(1, int(claimed_reduction((size[1], size[0]), scale) * ratio)))
     except (ValueError, TypeError):
         return None
     white = _whiten(luma)
+    period = _period_at_scale(size[0], size[1], scale)
     qx, qy = period * luma.shape[1] / size[1], period * luma.shape[0] / size[0]
-    return _measure(white, layout, qx, qy, "native") if white is not None and _measurable(white, qx, qy) else None
+    if white is None or not _measurable(white, qx, qy):
+        return None
+    layout = _layout(key)
+    candidate = _measure(white, layout, qx, qy, "native")
+    payload = _decode(candidate.coefficients, layout, candidate.tx, candidate.ty)
+    fpp = candidate.false_positive(True)
+    return Detection(True, float(candidate.z), fpp, payload) if payload is not None and fpp <= FOUND_FALSE_POSITIVE else None
 
 
 def detect(rgb: np.ndarray, key: str = DEFAULT_KEY, *, full_size: tuple[int, int] | None = None,
@@ -257,19 +275,13 @@ def detect(rgb: np.ndarray, key: str = DEFAULT_KEY, *, full_size: tuple[int, int
     FOUND_FALSE_POSITIVE. ``payload`` is the identifier when found and its CRC checks, else None
     (found with payload None: the mark is there but too damaged to read the identifier).
 
-    ``scale``: the upscale factor a record (a manifest, XMP) claims for the picture. A hint only:
-    its period is tried first, cheaply, and a payload read there ends the search; the pixels
-    still decide, and without a payload the full search runs as if no hint had been given.
+    ``scale``: the upscale factor a record (a manifest, XMP) claims for the picture: its period is
+    tried first (``detect_claimed``); the pixels still decide.
     """
+    claimed = None if scale is None else detect_claimed(rgb, key, scale=scale, full_size=full_size)
+    if claimed is not None:
+        return claimed
     layout = _layout(key)
-    if scale in _NATIVE_SCALES:
-        shape = np.shape(rgb)
-        size = shape[:2] if full_size is None else (int(full_size[1]), int(full_size[0]))
-        hinted = _hinted_search(rgb, layout, size, int(scale)) if len(size) == 2 else None
-        payload = None if hinted is None else _decode(hinted.coefficients, layout, hinted.tx, hinted.ty)
-        if hinted is not None and payload is not None:
-            fpp = hinted.false_positive(True)
-            return Detection(fpp <= FOUND_FALSE_POSITIVE, float(hinted.z), fpp, payload)
     fpp, best_z, best_payload = 1.0, 0.0, None
     for candidate in _examine(rgb, layout, full_size):
         payload = None
