@@ -41,7 +41,7 @@ from .measure import (
     _scan,
     _surfaces,
 )
-from .pixels import _whiten, _working_luma
+from .pixels import _rfft2, _whiten, _working_luma
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ class _Resolutions:
     @property
     def spectrum(self) -> np.ndarray:
         if self._spectrum is None:
-            self._spectrum = np.fft.rfft2(self.white)
+            self._spectrum = _rfft2(self.white)
         return self._spectrum
 
     def at(self, period: float) -> np.ndarray:
