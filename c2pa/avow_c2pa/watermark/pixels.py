@@ -106,15 +106,16 @@ def _working_luma(rgb: np.ndarray, block: int = 1) -> np.ndarray:
         raise ValueError(f"expected an H x W x 3 image, got shape {image.shape}")
     height, width = image.shape[:2]
     block = max(1, block, max(height, width) // DETECT_MIN_SIDE)
+    finite = image.dtype.kind in "uib"  # whole numbers are never NaN or infinite: no pass to replace them
     if block == 1:
-        luma = _luma(image)
+        luma = _luma(image, finite)
     else:
         h, w = height // block, width // block
         luma = np.empty((h, w), np.float32)
         rows = max(1, (1 << 20) // (w * block * block))  # output rows per strip: ~1 M input pixels
         for start in range(0, h, rows):
             stop = min(h, start + rows)
-            strip = _luma(image[start * block : stop * block, : w * block])
+            strip = _luma(image[start * block : stop * block, : w * block], finite)
             mean = luma[start:stop]
             mean[:] = strip[::block, ::block]
             for offset in range(1, block * block):  # strided sums: ten times a mean over reshaped axes
