@@ -69,13 +69,19 @@ class _Resolutions:
         return self._spectrum
 
     def at(self, period: float) -> np.ndarray:
-        factor = max(1, int(period * 0.42 / K_HI))
+        factor = _decimation(period)
         if factor == 1:
             return self.white
         if factor not in self._images:
             height, width = self.white.shape
             self._images[factor] = _decimate(self.spectrum, height, width, factor)
         return self._images[factor]
+
+
+def _decimation(period: float) -> int:
+    """How many times coarser than its own pixels an image may be sampled for a period of
+    ``period`` of them: the band's top stays below 0.42 cycle per sample."""
+    return max(1, int(period * 0.42 / K_HI))
 
 
 def _measure(image: np.ndarray, layout: _Layout, qx: float, qy: float, search: str) -> _Found:
@@ -229,7 +235,7 @@ def claimed_reduction(full_size: tuple[int, int], scale: int) -> int:
     """How many times smaller than its full (width, height) a picture may be decoded to look for
     the period Avow gives a ``scale`` output of that size: its band stays below the Nyquist limit."""
     width, height = full_size
-    return max(1, int(_period_at_scale(height, width, scale) * 0.42 / K_HI)) if scale in _NATIVE_SCALES else 1
+    return _decimation(_period_at_scale(height, width, scale)) if scale in _NATIVE_SCALES else 1
 
 
 def detect_claimed(rgb: np.ndarray, key: str = DEFAULT_KEY, *, scale: int,
