@@ -23,7 +23,7 @@ from PIL import Image, ImageFile
 
 from .config import user_watermark_keys
 from .errors import ProvenanceError
-from .watermark import DEFAULT_KEY, DETECT_MIN_SIDE, detect
+from .watermark import DEFAULT_KEY, DETECT_MIN_SIDE, Detection, claimed_reduction, detect, detect_claimed
 
 # Watermark detection decodes the pixels: bounded, so a huge PNG cannot exhaust the verifier
 # (JPEG is decoded at a reduced DCT scale, so any JPEG qualifies).
@@ -41,8 +41,11 @@ class PixelsUnreadableError(ProvenanceError):
     """Neither a strict nor a lenient decode gives pixels: the mark could not be looked for."""
 
 
-def search_file(path: Path) -> dict:
+def search_file(path: Path, scale: int | None = None) -> dict:
     """Avow's mark in a file's pixels, as ``avow verify --json`` reports it under ``watermark``.
+    ``scale``: the upscale factor the file's records claim. Its period is tried first, on a JPEG
+    decoded as small as that period allows; unless a payload is read there, the full search runs
+    on the usual decode, as if nothing had been claimed.
 
     ``checked`` is False (with ``reason``, ``found`` None) when the search could not run at all:
     an undecodable file must never read as "searched, no mark". The user's [watermark] settings
@@ -50,11 +53,14 @@ def search_file(path: Path) -> dict:
     """
     keys = _keys()
     try:
-        pixels, full_size, lenient = decode(path)
+        pixels, full_size, lenient = decode(path, scale)
+        mark = None if scale is None else _claimed_mark(pixels, full_size, keys, scale)
+        if mark is None:
+            if max(pixels.shape[:2]) < min(max(full_size), DETECT_MIN_SIDE):
+                pixels, full_size, lenient = decode(path)  # the claim's smaller decode cannot serve the full search
+            mark = find_mark(pixels, full_size, keys)
     except PixelsUnreadableError as exc:
         return unchecked(str(exc))
-    try:
-        mark = find_mark(pixels, full_size, keys)
     except (MemoryError, ValueError, TypeError, FloatingPointError) as exc:  # odd shapes or sizes numpy refuses
         return unchecked(f"the search failed: {_why(exc)}")
     mark["lenient_decode"] = lenient
@@ -76,23 +82,34 @@ def find_mark(pixels: np.ndarray, full_size: tuple[int, int] | None, keys: list[
     """The public key first, then the user's own: the first that finds its mark, else the public one's result."""
     public = None
     for name, key in keys or _keys():
-        found = detect(pixels, key, full_size=full_size)
-        mark = {
-            "checked": True,
-            "found": found.found,
-            "score": round(found.score, 2),
-            "false_positive_probability": found.false_positive_probability,
-            "identifier": None if found.payload is None else f"{found.payload:08x}",
-            "key": name,
-            "matches_manifest": None,
-            "layer": None,
-            "lenient_decode": False,
-        }
-        if found.found:
+        mark = _mark(detect(pixels, key, full_size=full_size), name)
+        if mark["found"]:
             return mark
         public = public or mark
     assert public is not None  # the public key is always searched
     return public
+
+
+def _claimed_mark(pixels: np.ndarray, full_size: tuple[int, int], keys: list[tuple[str, str]], scale: int) -> dict | None:
+    for name, key in keys:
+        found = detect_claimed(pixels, key, scale=scale, full_size=full_size)
+        if found is not None:
+            return _mark(found, name)
+    return None
+
+
+def _mark(found: Detection, key_name: str) -> dict:
+    return {
+        "checked": True,
+        "found": found.found,
+        "score": round(found.score, 2),
+        "false_positive_probability": found.false_positive_probability,
+        "identifier": None if found.payload is None else f"{found.payload:08x}",
+        "key": key_name,
+        "matches_manifest": None,
+        "layer": None,
+        "lenient_decode": False,
+    }
 
 
 class _TooLarge(ValueError):
@@ -102,17 +119,18 @@ class _TooLarge(ValueError):
         super().__init__(f"{width}x{height} is above the {WATERMARK_MAX_PIXELS // 1_000_000} MP searched for the mark")
 
 
-def decode(path: Path) -> tuple[np.ndarray, tuple[int, int], bool]:
+def decode(path: Path, scale: int | None = None) -> tuple[np.ndarray, tuple[int, int], bool]:
     """The pixels to search, the picture's full (width, height) (a JPEG is decoded at reduced
-    scale) and whether only the lenient decode succeeded."""
+    scale, smaller still for the period of a claimed ``scale``) and whether only the lenient
+    decode succeeded."""
     try:
-        pixels, full_size = _decode(path, lenient=False)
+        pixels, full_size = _decode(path, lenient=False, scale=scale)
         return pixels, full_size, False
     except _TooLarge as exc:
         raise PixelsUnreadableError(str(exc)) from None
     except Exception as strict:  # noqa: BLE001 - Pillow's decoders raise a zoo on damaged data
         try:
-            pixels, full_size = _decode(path, lenient=True)
+            pixels, full_size = _decode(path, lenient=True, scale=scale)
         except _TooLarge as exc:
             raise PixelsUnreadableError(str(exc)) from None
         except Exception as exc:
@@ -127,13 +145,17 @@ def _why(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _decode(path: Path, lenient: bool) -> tuple[np.ndarray, tuple[int, int]]:
+def _decode(path: Path, lenient: bool, scale: int | None = None) -> tuple[np.ndarray, tuple[int, int]]:
     with _truncated_ok() if lenient else nullcontext(), _opened(path, lenient) as image:
         full_size = image.size
         if image.format == "JPEG":
             # Decode at 1/2..1/8 scale, no smaller than the detector can use: the mark lives well below.
             longest = max(image.size)
-            image.draft("RGB", (-(-image.width * DETECT_MIN_SIDE // longest), -(-image.height * DETECT_MIN_SIDE // longest)))
+            size = (-(-image.width * DETECT_MIN_SIDE // longest), -(-image.height * DETECT_MIN_SIDE // longest))
+            if scale is not None:  # a claimed scale's period allows smaller still
+                reduction = claimed_reduction(image.size, scale)
+                size = (min(size[0], -(-image.width // reduction)), min(size[1], -(-image.height // reduction)))
+            image.draft("RGB", size)
         width, height = image.size
         if width * height > WATERMARK_MAX_PIXELS and image.format != "JPEG":
             raise _TooLarge(width, height)

@@ -357,12 +357,23 @@ def _read_metadata(path: Path, report: Report) -> None:
 def _read_watermark(path: Path, report: Report) -> None:
     """Look for Avow's mark: on every image, since a stripped copy has nothing else left to say what it is."""
     try:
-        mark = search_file(path)
+        mark = search_file(path, _claimed_scale(report))
     except SettingsError as exc:  # a malformed [watermark] setting: say so, the verdict stands
         mark = unchecked(str(exc))
     report.watermark = mark
     if mark["checked"] and mark["lenient_decode"]:
         report.notes.append("the file is damaged or non-standard: its pixels were searched as a lenient viewer decodes them")
+
+
+def _claimed_scale(report: Report) -> int | None:
+    """The upscale factor the manifest (or, unsigned, the XMP) claims: where the search looks
+    first. A hint, never a verdict: a wrong or forged one costs a few milliseconds, not a finding."""
+    for claimed in ((report.model or {}).get("scale"), report.xmp.get("avow_scale")):
+        try:
+            return int(str(claimed))
+        except ValueError:
+            continue
+    return None
 
 
 def _read_xcf_watermark(path: Path, report: Report, synthesized: list[str]) -> None:

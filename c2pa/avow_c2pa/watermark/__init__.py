@@ -76,10 +76,10 @@ from .coding import (
     WATERMARK_ALG_NAME,
 )
 from .embedding import embed, embed_in_place
-from .search import Detection, detect
+from .search import Detection, claimed_reduction, detect, detect_claimed
 
 __all__ = [
     "DEFAULT_KEY", "DETECT_MIN_SIDE", "DETECT_SIDE", "FOUND_FALSE_POSITIVE", "PAYLOAD_BITS", "WATERMARK_ALG",
     "WATERMARK_ALG_NAME",
-    "Detection", "detect", "embed", "embed_in_place",
+    "Detection", "claimed_reduction", "detect", "detect_claimed", "embed", "embed_in_place",
 ]

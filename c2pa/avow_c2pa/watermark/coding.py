@@ -148,15 +148,15 @@ def _viterbi(soft: np.ndarray) -> np.ndarray:
     preds, outputs, bit_in = _trellis()
     signs = 1.0 - 2.0 * outputs  # (64, 2, 3)
     steps = soft.size // 3
+    branches = np.einsum("abc,sc->sab", signs, soft[: 3 * steps].reshape(steps, 3))  # every step's, at once
     metric = np.full(64, -np.inf)
     metric[0] = 0.0
     choices = np.empty((steps, 64), np.int8)
     for step in range(steps):
-        branch = signs @ soft[3 * step : 3 * step + 3]  # (64, 2)
-        candidates = metric[preds] + branch
-        choice = np.argmax(candidates, axis=1)
+        candidates = metric[preds] + branches[step]
+        choice = candidates[:, 1] > candidates[:, 0]  # argmax: the first on a tie
         choices[step] = choice
-        metric = candidates[np.arange(64), choice]
+        metric = np.where(choice, candidates[:, 1], candidates[:, 0])
     state = 0  # the tail drives the encoder back to zero
     bits = np.empty(steps, np.uint8)
     for step in range(steps - 1, -1, -1):

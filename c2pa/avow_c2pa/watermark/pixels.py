@@ -95,33 +95,45 @@ def _area_resize_axis(image: np.ndarray, size: int, axis: int) -> np.ndarray:
     return out
 
 
-def _working_luma(rgb: np.ndarray) -> np.ndarray:
+def _working_luma(rgb: np.ndarray, block: int = 1) -> np.ndarray:
     """Luma at most DETECT_SIDE pixels long: block means in strips (bounded memory, any size), as
-    coarse as DETECT_MIN_SIDE allows, then an exact area resample if still longer; the same factor
-    on both axes."""
+    coarse as DETECT_MIN_SIDE allows (or ``block``, when the caller knows the band allows more),
+    then an exact area resample if still longer; the same factor on both axes."""
     image = np.asarray(rgb)
     if image.ndim == 2:
         image = image[..., None]
     if image.ndim != 3:
         raise ValueError(f"expected an H x W x 3 image, got shape {image.shape}")
     height, width = image.shape[:2]
-    block = max(1, max(height, width) // DETECT_MIN_SIDE)
+    block = max(1, block, max(height, width) // DETECT_MIN_SIDE)
+    finite = image.dtype.kind in "uib"  # whole numbers are never NaN or infinite: no pass to replace them
     if block == 1:
-        luma = _luma(image)
+        luma = _luma(image, finite)
     else:
         h, w = height // block, width // block
         luma = np.empty((h, w), np.float32)
         rows = max(1, (1 << 20) // (w * block * block))  # output rows per strip: ~1 M input pixels
         for start in range(0, h, rows):
             stop = min(h, start + rows)
-            strip = _luma(image[start * block : stop * block, : w * block])
-            luma[start:stop] = strip.reshape(stop - start, block, w, block).mean(axis=(1, 3), dtype=np.float32)
+            strip = _luma(image[start * block : stop * block, : w * block], finite)
+            mean = luma[start:stop]
+            mean[:] = strip[::block, ::block]
+            for offset in range(1, block * block):  # strided sums: ten times a mean over reshaped axes
+                mean += strip[offset // block :: block, offset % block :: block]
+            mean *= np.float32(1.0 / (block * block))
     longest = max(luma.shape)
     if longest > DETECT_SIDE:
         factor = DETECT_SIDE / longest
         luma = _area_resize_axis(luma, max(1, round(luma.shape[0] * factor)), 0)
         luma = _area_resize_axis(luma, max(1, round(luma.shape[1] * factor)), 1)
     return luma
+
+
+def _rfft2(image: np.ndarray) -> np.ndarray:
+    """``np.fft.rfft2(image)``, computed as the "forward"-normalised transform times the image's
+    size: the same spectrum, but numpy 2's pocketfft runs a transform that scales its output two
+    to four times faster than one that does not (0.5 MP: 10 -> 5 ms; 0.75 MP: 20 -> 6 ms)."""
+    return np.fft.rfft2(image, norm="forward") * np.float32(image.size)
 
 
 def _smooth_spectrum(power: np.ndarray, radius: int) -> np.ndarray:
@@ -131,15 +143,29 @@ def _smooth_spectrum(power: np.ndarray, radius: int) -> np.ndarray:
     out = np.pad(power, ((radius, radius), (0, 0)), mode="wrap")
     out = np.pad(out, ((0, 0), (radius, radius)), mode="reflect")
     size = 2 * radius + 1
-    rows = out.shape[0] - 2 * radius
-    summed = out[:rows].copy()
-    for shift in range(1, size):
-        summed += out[shift : shift + rows]
-    columns = summed.shape[1] - 2 * radius
-    window = summed[:, :columns].copy()
-    for shift in range(1, size):
-        window += summed[:, shift : shift + columns]
-    return window * np.float32(1.0 / (size * size))
+    return _window_sums(_window_sums(out, size, 0), size, 1) * np.float32(1.0 / (size * size))
+
+
+def _window_sums(values: np.ndarray, size: int, axis: int) -> np.ndarray:
+    """Sums of ``size`` consecutive samples along ``axis`` (n - size + 1 of them) by doubling:
+    sums of 1, 2, 4 ... samples, each from two of the previous, the ones ``size`` needs added
+    up; about log2(size) passes instead of size - 1 shifted additions."""
+    def part(array: np.ndarray, start: int, length: int) -> np.ndarray:
+        return array[(slice(None),) * axis + (slice(start, start + length),)]
+
+    count = values.shape[axis] - size + 1
+    total: np.ndarray | None = None
+    sums, width, offset = values, 1, 0  # sums of ``width`` samples
+    while True:
+        if size & width:
+            piece = part(sums, offset, count)
+            total = piece.copy() if total is None else np.add(total, piece, out=total)
+            offset += width
+        if 2 * width > size:
+            assert total is not None  # size >= 1 has a set bit
+            return total
+        length = sums.shape[axis] - width
+        sums, width = part(sums, 0, length) + part(sums, width, length), 2 * width
 
 
 def _whiten(luma: np.ndarray) -> np.ndarray | None:
@@ -157,10 +183,11 @@ def _whiten(luma: np.ndarray) -> np.ndarray | None:
     luma = luma - np.float32(luma.mean(dtype=np.float64))
     if float(np.abs(luma).max()) < 1e-5:
         return None
-    spectrum = np.fft.rfft2(luma)
+    spectrum = _rfft2(luma)
     power = spectrum.real**2 + spectrum.imag**2
     smooth = np.maximum(_smooth_spectrum(power, _WHITEN_BINS), max(float(power.mean(dtype=np.float64)) * 1e-9, 1e-30))
-    spectrum /= np.sqrt(smooth)
+    parts = spectrum.view(np.float32).reshape(*spectrum.shape, 2)  # real and imaginary: a real scale, no complex division
+    parts *= (1 / np.sqrt(smooth))[..., None]
     spectrum[0, 0] = 0.0
     white = np.fft.irfft2(spectrum, s=(height, width))
     energy = _box(white * white, _LOCAL_RADIUS)

@@ -41,7 +41,7 @@ from .measure import (
     _scan,
     _surfaces,
 )
-from .pixels import _whiten, _working_luma
+from .pixels import _rfft2, _whiten, _working_luma
 
 
 @dataclass(frozen=True)
@@ -65,17 +65,23 @@ class _Resolutions:
     @property
     def spectrum(self) -> np.ndarray:
         if self._spectrum is None:
-            self._spectrum = np.fft.rfft2(self.white)
+            self._spectrum = _rfft2(self.white)
         return self._spectrum
 
     def at(self, period: float) -> np.ndarray:
-        factor = max(1, int(period * 0.42 / K_HI))
+        factor = _decimation(period)
         if factor == 1:
             return self.white
         if factor not in self._images:
             height, width = self.white.shape
             self._images[factor] = _decimate(self.spectrum, height, width, factor)
         return self._images[factor]
+
+
+def _decimation(period: float) -> int:
+    """How many times coarser than its own pixels an image may be sampled for a period of
+    ``period`` of them: the band's top stays below 0.42 cycle per sample."""
+    return max(1, int(period * 0.42 / K_HI))
 
 
 def _measure(image: np.ndarray, layout: _Layout, qx: float, qy: float, search: str) -> _Found:
@@ -109,10 +115,10 @@ def _scan_search(resolutions: _Resolutions, layout: _Layout) -> Iterator[_Found]
             step_x = span * qx / (4 * K_HI * image.shape[1])
             step_y = span * qy / (4 * K_HI * image.shape[0])
             grid = np.linspace(-1, 1, points)
-            gx, gy = np.meshgrid(dx + grid * step_x, dy + grid * step_y)
-            surfaces = _surfaces(_retune(blocks, cx, cy, layout, qx, qy, gx.ravel(), gy.ravel()), layout, 64)
-            at = int(np.argmax(surfaces.reshape(gx.size, -1).max(axis=1)))
-            dx, dy = float(gx.ravel()[at]), float(gy.ravel()[at])
+            gx, gy = dx + grid * step_x, dy + grid * step_y
+            surfaces = _surfaces(_retune(blocks, cx, cy, layout, qx, qy, gx, gy), layout, 64)
+            at_y, at_x = np.unravel_index(int(np.argmax(surfaces.max(axis=(-2, -1)))), (gy.size, gx.size))
+            dx, dy = float(gx[at_x]), float(gy[at_y])
         yield _measure(image, layout, qx * (1 + dx), qy * (1 + dy), "scan")
 
 
@@ -130,8 +136,12 @@ def _working_periods(white: np.ndarray, size: tuple[int, int], luma_shape) -> It
     was resampled by possibly different factors per axis)."""
     for period in _native_periods(*size):
         qx, qy = period * luma_shape[1] / size[1], period * luma_shape[0] / size[0]
-        if min(qx, qy) >= _SHORTEST_PERIOD and max(qx / white.shape[1], qy / white.shape[0]) <= _LONGEST_PERIOD_PER_SIDE:
+        if _measurable(white, qx, qy):
             yield qx, qy
+
+
+def _measurable(white: np.ndarray, qx: float, qy: float) -> bool:
+    return min(qx, qy) >= _SHORTEST_PERIOD and max(qx / white.shape[1], qy / white.shape[0]) <= _LONGEST_PERIOD_PER_SIDE
 
 
 def _native_search(resolutions: _Resolutions, layout: _Layout, size: tuple[int, int], luma_shape) -> Iterator[_Found]:
@@ -221,7 +231,45 @@ def _examine(rgb: np.ndarray, layout: _Layout, full_size: tuple[int, int] | None
     yield from _scan_search(resolutions, layout)
 
 
-def detect(rgb: np.ndarray, key: str = DEFAULT_KEY, *, full_size: tuple[int, int] | None = None) -> Detection:
+def claimed_reduction(full_size: tuple[int, int], scale: int) -> int:
+    """How many times smaller than its full (width, height) a picture may be decoded to look for
+    the period Avow gives a ``scale`` output of that size: its band stays below the Nyquist limit."""
+    width, height = full_size
+    return _decimation(_period_at_scale(height, width, scale)) if scale in _NATIVE_SCALES else 1
+
+
+def detect_claimed(rgb: np.ndarray, key: str = DEFAULT_KEY, *, scale: int,
+                   full_size: tuple[int, int] | None = None) -> Detection | None:
+    """The mark found at the one period Avow gives a ``scale`` output of this size (what a manifest
+    or XMP claims), or None. That period alone, on a luma copy block-averaged as far as its band
+    allows (a x2 output: a quarter of the pixels to whiten): a file whose records say what it is
+    costs a fraction of the full search. Only a payload read there counts; None otherwise, and
+    the caller runs ``detect`` as if nothing had been claimed: a claim decides nothing."""
+    image = np.asarray(rgb)
+    if scale not in _NATIVE_SCALES or image.ndim not in (2, 3) or min(image.shape[:2]) < 1:
+        return None
+    size = (image.shape[0], image.shape[1]) if full_size is None else (int(full_size[1]), int(full_size[0]))
+    if min(size) < 1:
+        return None
+    ratio = min(image.shape[0] / size[0], image.shape[1] / size[1])  # a reduced decode's
+    try:
+        luma = _working_luma(image, max(1, int(claimed_reduction((size[1], size[0]), scale) * ratio)))
+    except (ValueError, TypeError):
+        return None
+    white = _whiten(luma)
+    period = _period_at_scale(size[0], size[1], scale)
+    qx, qy = period * luma.shape[1] / size[1], period * luma.shape[0] / size[0]
+    if white is None or not _measurable(white, qx, qy):
+        return None
+    layout = _layout(key)
+    candidate = _measure(white, layout, qx, qy, "native")
+    payload = _decode(candidate.coefficients, layout, candidate.tx, candidate.ty)
+    fpp = candidate.false_positive(True)
+    return Detection(True, float(candidate.z), fpp, payload) if payload is not None and fpp <= FOUND_FALSE_POSITIVE else None
+
+
+def detect(rgb: np.ndarray, key: str = DEFAULT_KEY, *, full_size: tuple[int, int] | None = None,
+           scale: int | None = None) -> Detection:
     """Look for the mark of ``key`` in ``rgb``: float in [0, 1] or uint8 (uint16 too), H x W x 3
     (grey H x W and an alpha channel are accepted), any size: resized, cropped, recompressed.
     ``full_size`` is the picture's (width, height) when ``rgb`` is a reduced decode of it (a JPEG
@@ -232,7 +280,13 @@ def detect(rgb: np.ndarray, key: str = DEFAULT_KEY, *, full_size: tuple[int, int
     as well (far smaller when the payload's keyed CRC checks); ``found`` when it is at most
     FOUND_FALSE_POSITIVE. ``payload`` is the identifier when found and its CRC checks, else None
     (found with payload None: the mark is there but too damaged to read the identifier).
+
+    ``scale``: the upscale factor a record (a manifest, XMP) claims for the picture: its period is
+    tried first (``detect_claimed``); the pixels still decide.
     """
+    claimed = None if scale is None else detect_claimed(rgb, key, scale=scale, full_size=full_size)
+    if claimed is not None:
+        return claimed
     layout = _layout(key)
     fpp, best_z, best_payload = 1.0, 0.0, None
     for candidate in _examine(rgb, layout, full_size):
