@@ -81,25 +81,27 @@ class LevelsCanvas:
     def put_alpha(self, top: int, band: np.ndarray) -> None:
         if self.keep_alpha:
             assert self.array is not None
-            alpha = np.mean(band, axis=2)
-            self.array[top : top + len(band), :, -1] = self._quantised(alpha)
+            self._quantise(np.mean(band, axis=2), self.array[top : top + len(band), :, -1])
 
     def put(self, top: int, unmarked: np.ndarray, delta: np.ndarray) -> None:
-        colors = unmarked[..., : self.colors]
-        band = np.add(colors, delta[..., None])  # quantised with the mark added, in one pass
-        levels = self._quantised(band)
-        if self.image is not None:
-            self.image.paste(Image.fromarray(levels), (0, top))
-        else:
-            assert self.array is not None
-            self.array[top : top + len(delta), :, : self.colors] = levels
+        band = np.add(unmarked[..., : self.colors], delta[..., None])  # quantised with the mark added
+        if self.array is not None:
+            self._quantise(band, self.array[top : top + len(delta), :, : self.colors])
+            return
+        assert self.image is not None
+        levels = np.empty(band.shape, np.uint8)
+        self._quantise(band, levels)
+        # Unpacked straight into the image's rows (what Pillow's file loaders do), not via a band image.
+        decoder = Image._getdecoder("RGB", "raw", ("RGB", 0, 1))
+        decoder.setimage(self.image.im, (0, top, levels.shape[1], top + len(levels)))
+        decoder.decode(levels.data.cast("B"))
 
-    def _quantised(self, band: np.ndarray) -> np.ndarray:
-        """As ``np.rint(np.clip(band, 0, 1) * top)`` (the same levels), in place in ``band``."""
+    def _quantise(self, band: np.ndarray, out: np.ndarray) -> None:
+        """``out`` = ``np.rint(np.clip(band, 0, 1) * top)`` (the levels the float path gives),
+        ``band`` used as scratch. Rounding first lets the clip write the integers out directly."""
         band *= self.top_level
-        np.clip(band, 0.0, self.top_level, out=band)
         np.rint(band, out=band)
-        return band.astype(self.dtype)
+        np.clip(band, 0.0, self.top_level, out=out, casting="unsafe")
 
     def levels(self) -> Levels:
         pixels = self.image if self.image is not None else self.array

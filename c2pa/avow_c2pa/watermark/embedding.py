@@ -28,7 +28,8 @@ _TEXTURE_EXPONENT = 0.6
 _CAP = 5.0 / 255
 _SSIM_LOSS = 0.02  # at most this much local SSIM lost anywhere
 _MAX_RMS = 2.4 / 255  # overall cap: PSNR >= 40.5 dB against the unmarked output
-_SSIM_RADIUS = 3
+_SSIM_RADIUS = 2  # context rows each side of a strip: one 2 x 2 block
+_BLOCK_RADIUS = 1  # SSIM windows of 3 x 3 blocks
 _STRIP_ROWS = 256  # embedding works on bands of rows
 
 
@@ -51,8 +52,8 @@ def _columns(width: int, period: float, coefficients: np.ndarray, layout: _Layou
     return grid @ ex
 
 
-def _upsample(image: np.ndarray, rows: range, width: int, step: int) -> np.ndarray:
-    """Bilinear interpolation of a grid whose cells are ``step`` pixels, on ``rows`` x ``width``."""
+def _bilinear(image: np.ndarray, ys: np.ndarray, xs: np.ndarray, step: int) -> np.ndarray:
+    """Bilinear interpolation of a grid whose cells are ``step`` pixels, at pixel positions ``ys`` x ``xs``."""
 
     def axis_weights(positions: np.ndarray, size: int):
         pos = np.clip((positions + 0.5) / step - 0.5, 0, size - 1)
@@ -60,9 +61,9 @@ def _upsample(image: np.ndarray, rows: range, width: int, step: int) -> np.ndarr
         high = np.minimum(low + 1, size - 1)
         return low, high, (pos - low).astype(np.float32)
 
-    low, high, frac = axis_weights(np.arange(rows.start, rows.stop), image.shape[0])
+    low, high, frac = axis_weights(ys, image.shape[0])
     band = image[low] * (1 - frac[:, None]) + image[high] * frac[:, None]
-    low, high, frac = axis_weights(np.arange(width), image.shape[1])
+    low, high, frac = axis_weights(xs, image.shape[1])
     return band[:, low] * (1 - frac[None, :]) + band[:, high] * frac[None, :]
 
 
@@ -100,11 +101,26 @@ def _coarse_amplitude(small: np.ndarray) -> np.ndarray:
     return _box(np.minimum(amplitude, _CAP), 2)
 
 
+def _halved(luma: np.ndarray) -> np.ndarray:
+    """Means of 2 x 2 blocks (an odd last row or column: its own block, doubled)."""
+    if len(luma) % 2:
+        luma = np.concatenate([luma, luma[-1:]])
+    pairs = luma[0::2] + luma[1::2]
+    if pairs.shape[1] % 2:
+        pairs = np.concatenate([pairs, pairs[:, -1:]], axis=1)
+    pairs = pairs[:, 0::2] + pairs[:, 1::2]
+    pairs *= np.float32(0.25)
+    return pairs
+
+
 def _ssim_limit(luma: np.ndarray) -> np.ndarray:
     """Adding noise of variance a^2 where the picture's local variance is s^2 costs SSIM about
-    a^2 / (2 s^2 + C2) there: the amplitude that costs _SSIM_LOSS (7 x 7 windows, as SSIM)."""
-    mean = _box(luma, _SSIM_RADIUS)
-    variance = np.maximum(_box(luma * luma, _SSIM_RADIUS) - mean * mean, 0.0)
+    a^2 / (2 s^2 + C2) there: the amplitude that costs _SSIM_LOSS, on the 2 x 2 blocks of ``luma``
+    (rows from an even picture row). The variance is taken over 3 x 3 blocks (6 x 6 pixels, SSIM
+    uses 7 x 7) from block means of luma and its square, so it is exact for those windows and costs
+    a quarter of a full-resolution filter; the smaller window only lowers the limit beside an edge."""
+    mean = _box(_halved(luma), _BLOCK_RADIUS)
+    variance = np.maximum(_box(_halved(luma * luma), _BLOCK_RADIUS) - mean * mean, 0.0)
     return np.sqrt(_SSIM_LOSS * (2 * variance + 0.03**2))
 
 
@@ -242,7 +258,7 @@ class Marker:
         self.columns = np.concatenate(parts).astype(np.float32) * np.float32(1 / math.sqrt(len(layouts)))  # keys: unit RMS again
         self.keys = len(layouts)
         self.step = max(1, min(round(self.period / TILE_SOURCE_PX), height, width))
-        self.coarse = _coarse_amplitude(_means(reference, height, width, self.step))
+        self.coarse = _coarse_amplitude(_means(reference, height, width, self.step)).astype(np.float32)
         self.budgets = self._budgets()
         self.next = 0  # first row not yet marked
         self.received = 0
@@ -281,13 +297,17 @@ class Marker:
             self.pending = np.concatenate([kept[self.next - (start - len(kept)) :], band])
 
     def _strip(self, rows: range, pixels: np.ndarray) -> None:
-        """Mark ``rows`` from ``pixels`` (their unmarked rows and up to _SSIM_RADIUS below)."""
+        """Mark ``rows`` from ``pixels`` (their unmarked rows and up to _SSIM_RADIUS below). The
+        amplitude is made on 2 x 2 blocks (strips start on even rows) and repeated on each block's
+        pixels: the pattern carries the mark's detail, the amplitude only shapes it."""
         luma = _luma(pixels[..., :3], finite=True)
-        context = np.concatenate([self.above, luma])
         above = len(self.above)
-        limit = _ssim_limit(context)[above : above + len(rows)]
-        amplitude = np.minimum(_upsample(self.coarse, rows, self.width, self.step), limit, out=limit)
-        delta = np.multiply(amplitude, self._pattern(rows), out=amplitude)
+        limit = _ssim_limit(np.concatenate([self.above, luma]))[above // 2 : (above + len(rows) + 1) // 2]
+        blocks = 2 * np.arange(limit.shape[0]) + rows.start + 0.5, 2 * np.arange(limit.shape[1]) + 0.5
+        amplitude = np.minimum(_bilinear(self.coarse, *blocks, self.step), limit, out=limit)
+        delta = self._pattern(rows)
+        repeated = np.repeat(np.repeat(amplitude, 2, axis=0)[: len(rows)], 2, axis=1)[:, : self.width]
+        delta *= repeated
         squares = float(np.dot(delta.ravel(), delta.ravel()))
         budget = self.budgets[rows.start // _STRIP_ROWS]
         if squares > budget:
