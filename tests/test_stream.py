@@ -124,3 +124,14 @@ def test_the_working_set_does_not_grow_with_the_picture(tmp_path, model):
                    for rows in (300, 1200))
     tall_output_float = 2400 * 320 * 3 * 4
     assert tall < 1.15 * short and tall < tall_output_float * 0.7
+
+
+def test_the_editors_float_path_carries_a_mark_the_search_finds():
+    """What the worker hands an editor (``synthesize``, float planes): the built-in model's
+    output, quantised as an editor would save it, gives up its identifier to the detector."""
+    model = prepare_model(UpscaleOptions(scale=2))
+    picture = from_array(photo(200, 232).astype(np.float32) / 255, "png", 8)
+    payload = watermark_payload(model, picture)
+    result = synthesize(picture, model, CPU, 96, payload)
+    found = watermark.detect(np.rint(result.color * 255).astype(np.uint8))
+    assert found.found and found.payload == payload

@@ -19,6 +19,8 @@ from typing import Protocol
 import numpy as np
 from PIL import Image
 
+from avow_c2pa.watermark.embedding import add_mark
+
 from .errors import ImageError
 from .images import ALPHA_FORMATS, SIXTEEN_BIT_FORMATS, Levels, Picture
 
@@ -45,9 +47,7 @@ class FloatCanvas:
         np.mean(band, axis=2, out=self.alpha[top : top + len(band)])
 
     def put(self, top: int, unmarked: np.ndarray, delta: np.ndarray) -> None:
-        rows = self.color[top : top + len(delta)]
-        np.add(unmarked[..., :3], delta[..., None], out=rows)
-        np.clip(rows, 0.0, 1.0, out=rows)
+        add_mark(unmarked, delta, self.color[top : top + len(delta)])
 
     def picture(self) -> Picture:
         return Picture(self.color, self.alpha, self.source.grayscale, self.source.bit_depth,
@@ -84,7 +84,8 @@ class LevelsCanvas:
             self._quantise(np.mean(band, axis=2), self.array[top : top + len(band), :, -1])
 
     def put(self, top: int, unmarked: np.ndarray, delta: np.ndarray) -> None:
-        band = np.add(unmarked[..., : self.colors], delta[..., None])  # quantised with the mark added
+        band = np.empty((*delta.shape, self.colors), np.float32)
+        add_mark(unmarked, delta, band, clip=False)  # quantised with the mark added: the clip is the quantiser's
         if self.array is not None:
             self._quantise(band, self.array[top : top + len(delta), :, : self.colors])
             return
