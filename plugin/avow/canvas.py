@@ -90,11 +90,11 @@ class LevelsCanvas:
             self._quantise(band, self.array[top : top + len(delta), :, : self.colors])
             return
         assert self.image is not None
-        levels = np.empty(band.shape, np.uint8)
+        levels = np.empty_like(band, np.uint8)
         self._quantise(band, levels)
         # Unpacked straight into the image's rows (what Pillow's file loaders do), not via a band image.
         decoder = Image._getdecoder("RGB", "raw", ("RGB", 0, 1))
-        decoder.setimage(self.image.im, (0, top, levels.shape[1], top + len(levels)))
+        decoder.setimage(self.image.im, (0, top, self.image.width, top + len(levels)))
         decoder.decode(levels.data.cast("B"))
 
     def _quantise(self, band: np.ndarray, out: np.ndarray) -> None:

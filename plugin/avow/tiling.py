@@ -26,21 +26,13 @@ MIN_TILE = 32
 Progress = Callable[[int, int], None]
 
 
-def upscale(
-    model: torch.nn.Module,
-    image: np.ndarray,
-    scale: int,
-    tile: int,
-    tiling: Tiling,
-    dtype: torch.dtype = torch.float32,
-    on_progress: Progress | None = None,
-    should_stop: Callable[[], bool] | None = None,
-) -> np.ndarray:
+def upscale(model: torch.nn.Module, image: np.ndarray, scale: int, *args, **kwargs) -> np.ndarray:
     """Upscale ``image`` (H x W x C float32 in [0, 1]) with ``model`` (already on its device, in
-    ``dtype``); returns H*scale x W*scale x C float32, clamped to [0, 1]: ``bands`` put together."""
+    ``dtype``); returns H*scale x W*scale x C float32, clamped to [0, 1]: ``bands`` (the same
+    arguments) put together."""
     height, width, channels = image.shape
     output = np.empty((height * scale, width * scale, channels), np.float32)
-    for top, band in bands(model, image, scale, tile, tiling, dtype, on_progress, should_stop):
+    for top, band in bands(model, image, scale, *args, **kwargs):
         output[top : top + len(band)] = band
     return output
 
