@@ -234,7 +234,8 @@ class Marker:
     amplitude map from its luma (the picture itself, or the upscaler's input: the output's block
     means at the mark's step are an area-resampled input), and the overall RMS cap as a budget per
     strip, the cap's total shared in proportion to the energy the coarse map predicts for each
-    strip; a strip over its budget is scaled down to it. So the cap holds for the whole picture
+    strip, and what a strip leaves unused passed on to the strips below it; a strip over what it
+    may use is scaled down to it. So the cap holds for the whole picture
     (PSNR >= 40.5 dB against the unmarked output) with no pass over the output.
     """
 
@@ -265,6 +266,7 @@ class Marker:
         self.step = max(1, min(round(self.period / TILE_SOURCE_PX), height, width))
         self.coarse = _coarse_amplitude(_means(reference, height, width, self.step)).astype(np.float32)
         self.budgets = self._budgets()
+        self.unused = 0.0  # what the strips above left of their budgets, for the strips below
         self.next = 0  # first row not yet marked
         self.received = 0
         self.pending = np.empty((0, width, 3), np.float32)  # unmarked rows up to ``received``, from ``next`` or before
@@ -314,9 +316,10 @@ class Marker:
         repeated = np.repeat(np.repeat(amplitude, 2, axis=0)[: len(rows)], 2, axis=1)[:, : self.width]
         delta *= repeated
         squares = float(np.dot(delta.ravel(), delta.ravel()))
-        budget = self.budgets[rows.start // _STRIP_ROWS]
+        budget = self.budgets[rows.start // _STRIP_ROWS] + self.unused
         if squares > budget:
             delta *= np.float32(math.sqrt(budget / squares))
+        self.unused = max(0.0, budget - squares)
         self.above = luma[len(rows) - min(len(rows), _SSIM_RADIUS) : len(rows)]
         self.next = rows.stop
         self.put(rows.start, pixels[: len(rows)], delta)
