@@ -5,8 +5,10 @@ go through the streamed encoders; and no float copy of the whole output is ever 
 
 from __future__ import annotations
 
+import io
 import tracemalloc
 
+import c2pa
 import numpy as np
 import png
 import pytest
@@ -135,3 +137,25 @@ def test_the_editors_float_path_carries_a_mark_the_search_finds():
     result = synthesize(picture, model, CPU, 96, payload)
     found = watermark.detect(np.rint(result.color * 255).astype(np.uint8))
     assert found.found and found.payload == payload
+
+
+@pytest.mark.parametrize(("channels", "depth", "suffix"), [(3, 8, "png"), (4, 16, "png"), (1, 8, "webp")])
+def test_the_claims_thumbnail_is_made_from_the_pixels_in_memory(tmp_path, model_path, channels, depth, suffix):
+    pixels = photo(300, 140, channels=4)[..., {1: [0], 3: [0, 1, 2], 4: [0, 1, 2, 3]}[channels]]
+    source = tmp_path / f"in-{channels}-{depth}.png"
+    if depth == 16:
+        with open(source, "wb") as handle:
+            png.Writer(140, 300, greyscale=False, alpha=True, bitdepth=16).write(handle, (pixels.astype(np.uint16) * 257).reshape(300, -1))
+    else:
+        Image.fromarray(pixels[..., 0] if channels == 1 else pixels).save(source)
+    out = tmp_path / f"out.{suffix}"
+    upscale_file(source, out, UpscaleOptions(model=str(model_path)))
+    with c2pa.Reader(str(out)) as reader:
+        active = reader.get_active_manifest()
+        assert active["thumbnail"]["format"] == "image/jpeg"
+        stream = io.BytesIO()
+        reader.resource_to_stream(active["thumbnail"]["identifier"], stream)
+    with Image.open(io.BytesIO(stream.getvalue())) as thumb:
+        assert thumb.format == "JPEG" and thumb.size == (239, 512)  # 280 x 600, long edge 512
+        small = [np.asarray(image.convert("RGB").resize((28, 60), Image.BOX), np.float64) for image in (thumb, Image.open(out))]
+        assert np.abs(small[0] - small[1]).mean() < 4  # the same picture

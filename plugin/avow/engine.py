@@ -22,7 +22,7 @@ from avow_c2pa import watermark
 from avow_c2pa.config import user_models_dir, user_watermark_keys
 from avow_c2pa.disclosure import Disclosure, sha256_file
 from avow_c2pa.errors import discard
-from avow_c2pa.manifest import seal, upscale_manifest
+from avow_c2pa.manifest import THUMBNAIL_EDGE, seal, upscale_manifest
 from avow_c2pa.metadata import read_rights
 from avow_c2pa.staging import staged_path, sweep
 from avow_models import DEFAULT_MODELS, LoadedModel, UnsupportedModelError, find_model, load_model
@@ -31,7 +31,7 @@ from . import DEFAULT_TILE, tiling
 from .canvas import Canvas, FloatCanvas, LevelsCanvas
 from .devices import inference_dtype, pick_device
 from .errors import ImageError, UsageError
-from .images import Picture, output_format, read_header, read_picture, write_levels
+from .images import Picture, output_format, read_header, read_picture, thumbnail, write_levels
 from .precheck import check_upscale
 
 # Output pixels Avow will synthesize in one job: 256 MP is a 16k x 16k image, ~3 GB as float32.
@@ -91,7 +91,7 @@ def upscale_file(
         write_levels(levels, staged)
         if target.exists() and not options.force:
             raise UsageError(f"{target}: appeared while upscaling; pass --force to replace it")
-        seal(staged, target, manifest, identity, source, disclosure, rights)
+        seal(staged, target, manifest, identity, source, disclosure, rights, thumbnail(levels, THUMBNAIL_EDGE))
     finally:
         discard(staged)  # seal consumes it; this covers a stop before seal began
     return UpscaleResult(target, disclosure, output_size, device.type, time.perf_counter() - started)

@@ -11,6 +11,7 @@ The EXIF orientation is applied to the pixels, so the output is upright with no 
 from __future__ import annotations
 
 import dataclasses
+import io
 import struct
 import warnings
 import zlib
@@ -227,6 +228,24 @@ def _pillow(pixels: np.ndarray | Image.Image) -> Image.Image:
     if mode is not None and pixels.flags.c_contiguous:
         return Image.frombuffer(mode, (width, height), pixels, "raw", mode, 0, 1)
     return Image.fromarray(pixels[..., 0] if channels == 1 else pixels)
+
+
+def thumbnail(levels: Levels, edge: int) -> bytes:
+    """A JPEG of the levels at most ``edge`` pixels long, from memory (see ``manifest.sign_file``):
+    an integer box reduction to within twice the size, then Pillow's bicubic thumbnail."""
+    pixels = levels.pixels
+    height, width = (pixels.height, pixels.width) if isinstance(pixels, Image.Image) else pixels.shape[:2]
+    factor = max(1, max(height, width) // (2 * edge))
+    if isinstance(pixels, np.ndarray) and pixels.dtype == np.uint16:  # a strided sample first: no 8-bit copy of it all
+        pixels = (pixels[factor // 2 :: factor, factor // 2 :: factor] >> 8).astype(np.uint8)
+        factor = 1
+    image = _pillow(pixels)
+    image = image.reduce(factor) if factor > 1 else image
+    image = image.convert("RGB")
+    image.thumbnail((edge, edge))
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=85)
+    return buffer.getvalue()
 
 
 def _write8(image: Image.Image, fmt: str, path: Path, icc: bytes | None) -> None:
