@@ -315,7 +315,7 @@ class Marker:
         delta = self._pattern(rows)
         repeated = np.repeat(np.repeat(amplitude, 2, axis=0)[: len(rows)], 2, axis=1)[:, : self.width]
         delta *= repeated
-        squares = float(np.dot(delta.ravel(), delta.ravel()))
+        squares = float(np.einsum("ij,ij->", delta, delta))  # numpy's own loop: see _pattern
         budget = self.budgets[rows.start // _STRIP_ROWS] + self.unused
         if squares > budget:
             delta *= np.float32(math.sqrt(budget / squares))
@@ -328,7 +328,9 @@ class Marker:
         """sum_k Re(c_k exp(2 pi i (kx x / px + ky y / py))) on ``rows``, unit RMS (see ``_columns``)."""
         phase = 2 * np.pi * np.outer(np.arange(rows.start, rows.stop), np.arange(K_HI + 1)) / self.period
         ey = np.concatenate([np.cos(phase), -np.sin(phase)], axis=1).astype(np.float32)
-        return np.tile(ey, self.keys) @ self.columns
+        # einsum's own loop, not BLAS: OpenBLAS's threads (2 here) spin on after each product,
+        # which made the whole mark cost 5x its CPU time on a busy 2-core machine.
+        return np.einsum("rk,kw->rw", np.tile(ey, self.keys), self.columns)
 
 
 def _norm(coefficients: np.ndarray) -> float:
