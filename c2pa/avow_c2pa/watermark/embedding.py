@@ -233,9 +233,9 @@ class Marker:
     The amplitude's global parts come from ``reference`` before any output exists: the coarse
     amplitude map from its luma (the picture itself, or the upscaler's input: the output's block
     means at the mark's step are an area-resampled input), and the overall RMS cap as a budget per
-    strip, the cap's total shared in proportion to the energy the coarse map predicts for each
-    strip, and what a strip leaves unused passed on to the strips below it; a strip over what it
-    may use is scaled down to it. So the cap holds for the whole picture
+    strip: what is left of the cap's total, shared among the strips not yet marked in proportion
+    to the energy the coarse map predicts for each (so what a strip leaves unused goes to all those
+    below it); a strip over its budget is scaled down to it. So the cap holds for the whole picture
     (PSNR >= 40.5 dB against the unmarked output) with no pass over the output.
     """
 
@@ -265,21 +265,18 @@ class Marker:
         self.keys = len(layouts)
         self.step = max(1, min(round(self.period / TILE_SOURCE_PX), height, width))
         self.coarse = _coarse_amplitude(_means(reference, height, width, self.step)).astype(np.float32)
-        self.budgets = self._budgets()
-        self.unused = 0.0  # what the strips above left of their budgets, for the strips below
+        self.energies = self._energies()
+        self.left = _MAX_RMS**2 * height * width  # of the cap's total squared mark
         self.next = 0  # first row not yet marked
         self.received = 0
         self.pending = np.empty((0, width, 3), np.float32)  # unmarked rows up to ``received``, from ``next`` or before
         self.above = np.empty((0, width), np.float32)  # luma of up to _SSIM_RADIUS rows above ``next``
 
-    def _budgets(self) -> list[float]:
-        """Each strip's share of the cap's total squared mark, by its predicted energy."""
+    def _energies(self) -> list[float]:
+        """Each strip's predicted share of the mark's energy (the coarse map's, squared)."""
         cells = np.mean(np.square(self.coarse, dtype=np.float64), axis=1)
         rows = cells[np.minimum(np.arange(self.height) // self.step, len(cells) - 1)]
-        energy = np.add.reduceat(rows, np.arange(0, self.height, _STRIP_ROWS))
-        total = float(np.sum(energy))
-        cap = _MAX_RMS**2 * self.height * self.width
-        return [cap * float(e) / total if total > 0 else 0.0 for e in energy]
+        return [float(e) for e in np.add.reduceat(rows, np.arange(0, self.height, _STRIP_ROWS))]
 
     def feed(self, band: np.ndarray) -> None:
         """The next rows, unmarked (float32 in [0, 1], C >= 3 channels). Not kept after the call:
@@ -316,10 +313,13 @@ class Marker:
         repeated = np.repeat(np.repeat(amplitude, 2, axis=0)[: len(rows)], 2, axis=1)[:, : self.width]
         delta *= repeated
         squares = float(np.einsum("ij,ij->", delta, delta))  # numpy's own loop: see _pattern
-        budget = self.budgets[rows.start // _STRIP_ROWS] + self.unused
+        strip = rows.start // _STRIP_ROWS
+        predicted = sum(self.energies[strip:])
+        budget = self.left * (self.energies[strip] / predicted if predicted > 0 else 1.0)
         if squares > budget:
-            delta *= np.float32(math.sqrt(budget / squares))
-        self.unused = max(0.0, budget - squares)
+            delta *= np.float32(math.sqrt(budget / squares) * (1 - 1e-6))  # float32 rounding stays under
+            squares = budget
+        self.left = max(0.0, self.left - squares)
         self.above = luma[len(rows) - min(len(rows), _SSIM_RADIUS) : len(rows)]
         self.next = rows.stop
         self.put(rows.start, pixels[: len(rows)], delta)
