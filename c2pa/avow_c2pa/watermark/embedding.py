@@ -30,7 +30,7 @@ _SSIM_LOSS = 0.02  # at most this much local SSIM lost anywhere
 _MAX_RMS = 2.4 / 255  # overall cap: PSNR >= 40.5 dB against the unmarked output
 _SSIM_RADIUS = 2  # context rows each side of a strip: one 2 x 2 block
 _BLOCK_RADIUS = 1  # SSIM windows of 3 x 3 blocks
-_STRIP_ROWS = 256  # embedding works on bands of rows
+_STRIP_ROWS = 128  # embedding works on strips of rows: at 8k pixels wide, 12 MiB of float each
 
 
 def _period(height: int, width: int, source_size: tuple[int, int] | None) -> float:
@@ -343,7 +343,7 @@ def _means(reference: np.ndarray, height: int, width: int, step: int) -> np.ndar
     if reference.shape[:2] == (height, width):
         return _block_means(reference, step)
     cells = (height // step, width // step)
-    luma = _luma(np.clip(reference[..., :3], 0.0, 1.0))
+    luma = np.clip(_luma(reference[..., :3]), 0.0, 1.0)  # no clipped copy of the input's three planes
     # The cells cover the output's first cells * step rows and columns: that part of the input.
     covered = [max(1, round(cells[axis] * step * luma.shape[axis] / size)) for axis, size in enumerate((height, width))]
     luma = luma[: covered[0], : covered[1]]
