@@ -147,7 +147,8 @@ def test_the_claims_thumbnail_is_made_from_the_pixels_in_memory(tmp_path, model_
     source = tmp_path / f"in-{channels}-{depth}.png"
     if depth == 16:
         with open(source, "wb") as handle:
-            png.Writer(140, 300, greyscale=False, alpha=True, bitdepth=16).write(handle, (pixels.astype(np.uint16) * 257).reshape(300, -1))
+            deep = (pixels.astype(np.uint16) * 257).reshape(300, -1)
+            png.Writer(140, 300, greyscale=False, alpha=True, bitdepth=16).write(handle, deep)
     else:
         Image.fromarray(pixels[..., 0] if channels == 1 else pixels).save(source)
     out = tmp_path / f"out.{suffix}"
