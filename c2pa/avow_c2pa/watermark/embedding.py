@@ -343,7 +343,9 @@ def _means(reference: np.ndarray, height: int, width: int, step: int) -> np.ndar
     if reference.shape[:2] == (height, width):
         return _block_means(reference, step)
     cells = (height // step, width // step)
-    luma = np.clip(_luma(reference[..., :3]), 0.0, 1.0)  # no clipped copy of the input's three planes
+    # Clipped after the luma (no clipped copy of the input's planes); fmax/fmin also send NaN to 0.
+    luma = _luma(reference[..., :3], finite=True)
+    np.fmin(np.fmax(luma, 0.0, out=luma), 1.0, out=luma)
     # The cells cover the output's first cells * step rows and columns: that part of the input.
     covered = [max(1, round(cells[axis] * step * luma.shape[axis] / size)) for axis, size in enumerate((height, width))]
     luma = luma[: covered[0], : covered[1]]
