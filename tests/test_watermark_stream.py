@@ -176,3 +176,11 @@ def test_in_place_refuses_what_it_cannot_mark_in_place():
         watermark.embed_in_place(picture(20, 20, 3, 0.0, 0).astype(np.float64), 1)
     with pytest.raises(ValueError):
         watermark.embed_in_place(np.zeros((20, 20), np.float32), 1)
+
+
+def test_the_kept_period_of_the_pattern_is_the_pattern():
+    """An integer period (64 input pixels at x2: 128 rows) is made once and its rows repeated."""
+    marker = embedding.Marker(600, 310, 5, KEYS, (155, 300), picture(300, 155, 3, 0.05, 7), print)
+    assert marker.period == 128 and marker.cycle is not None
+    rows = range(250, 520)
+    assert float(np.abs(marker._pattern(rows) - marker._made(rows)).max()) < 1e-4

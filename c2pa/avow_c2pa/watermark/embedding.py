@@ -30,6 +30,7 @@ _SSIM_LOSS = 0.02  # at most this much local SSIM lost anywhere
 _MAX_RMS = 2.4 / 255  # overall cap: PSNR >= 40.5 dB against the unmarked output
 _SSIM_RADIUS = 2  # context rows each side of a strip: one 2 x 2 block
 _BLOCK_RADIUS = 1  # SSIM windows of 3 x 3 blocks
+_CYCLE_BYTES = 32 << 20  # one period of the pattern kept, rather than made again for each strip
 _STRIP_ROWS = 128  # embedding works on strips of rows: at 8k pixels wide, 12 MiB of float each
 
 
@@ -263,6 +264,8 @@ class Marker:
                                                                         for lay, c in marks)]
         self.columns = np.concatenate(parts).astype(np.float32) * np.float32(1 / math.sqrt(len(layouts)))  # keys: unit RMS again
         self.keys = len(layouts)
+        whole = self.period.is_integer() and self.period * width * 4 <= _CYCLE_BYTES
+        self.cycle = self._made(range(int(self.period))) if whole and self.period < height else None
         self.step = max(1, min(round(self.period / TILE_SOURCE_PX), height, width))
         self.coarse = _coarse_amplitude(_means(reference, height, width, self.step)).astype(np.float32)
         self.energies = self._energies()
@@ -325,7 +328,14 @@ class Marker:
         self.put(rows.start, pixels[: len(rows)], delta)
 
     def _pattern(self, rows: range) -> np.ndarray:
-        """sum_k Re(c_k exp(2 pi i (kx x / px + ky y / py))) on ``rows``, unit RMS (see ``_columns``)."""
+        """sum_k Re(c_k exp(2 pi i (kx x / px + ky y / py))) on ``rows``, unit RMS (see ``_columns``):
+        a new array. A whole number of rows per period (64 input pixels at an integer scale: the
+        usual case) repeats the same rows, made once."""
+        if self.cycle is not None:
+            return np.take(self.cycle, np.arange(rows.start, rows.stop) % len(self.cycle), axis=0)
+        return self._made(rows)
+
+    def _made(self, rows: range) -> np.ndarray:
         phase = 2 * np.pi * np.outer(np.arange(rows.start, rows.stop), np.arange(K_HI + 1)) / self.period
         ey = np.concatenate([np.cos(phase), -np.sin(phase)], axis=1).astype(np.float32)
         # einsum's own loop, not BLAS: OpenBLAS's threads (2 here) spin on after each product,
