@@ -128,7 +128,7 @@ def test_marker_fed_bands_of_any_size_gives_the_embed_pixels(name):
     def put(top, unmarked, delta):
         embedding.add_mark(unmarked, delta, out[top : top + len(delta)])
 
-    marker = watermark.Marker(*clean.shape[:2], 0x5EED1234, key, source_size, clean, put)
+    marker = embedding.Marker(*clean.shape[:2], 0x5EED1234, key, source_size, clean, put)
     rng, top = np.random.default_rng(len(name)), 0
     while top < len(clean):
         size = int(rng.integers(1, 300))

@@ -25,6 +25,7 @@ from avow_c2pa.errors import discard
 from avow_c2pa.manifest import THUMBNAIL_EDGE, seal, upscale_manifest
 from avow_c2pa.metadata import read_rights
 from avow_c2pa.staging import staged_path, sweep
+from avow_c2pa.watermark.embedding import Marker
 from avow_models import DEFAULT_MODELS, LoadedModel, UnsupportedModelError, find_model, load_model
 
 from . import DEFAULT_TILE, tiling
@@ -165,7 +166,7 @@ def synthesize_into(
 ) -> None:
     """Run the model over the alpha plane as grey, then over the colour planes, as one progress
     run, handing ``canvas`` each band of colour with its mark (Avow's public key plus the user's
-    own keys, ``watermark.Marker``) before anything is quantised or written, so no path yields
+    own keys, ``Marker``) before anything is quantised or written, so no path yields
     unmarked synthesized pixels. Nothing of full size exists as float beyond what the canvas keeps.
     The mark's amplitude is set from the input picture (in memory), so it needs no pass over the output."""
     dtype = inference_dtype(device, model.descriptor.fp16_safe)
@@ -174,7 +175,7 @@ def synthesize_into(
     height, width = picture.color.shape[0] * scale, picture.color.shape[1] * scale
     planes = ([np.repeat(picture.alpha[..., None], 3, axis=2)] if picture.alpha is not None else []) + [picture.color]
     keys = (watermark.DEFAULT_KEY, *user_watermark_keys())
-    marker = watermark.Marker(height, width, payload, keys, picture.size, picture.color, canvas.put)
+    marker = Marker(height, width, payload, keys, picture.size, picture.color, canvas.put)
     for number, plane in enumerate(planes):
 
         def progress(done: int, total: int, offset=number) -> None:

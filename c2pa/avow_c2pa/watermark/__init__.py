@@ -75,11 +75,11 @@ from .coding import (
     WATERMARK_ALG,
     WATERMARK_ALG_NAME,
 )
-from .embedding import Marker, embed, embed_in_place
+from .embedding import embed, embed_in_place
 from .search import Detection, detect
 
 __all__ = [
     "DEFAULT_KEY", "DETECT_MIN_SIDE", "DETECT_SIDE", "FOUND_FALSE_POSITIVE", "PAYLOAD_BITS", "WATERMARK_ALG",
     "WATERMARK_ALG_NAME",
-    "Detection", "Marker", "detect", "embed", "embed_in_place",
+    "Detection", "detect", "embed", "embed_in_place",
 ]
