@@ -5,9 +5,9 @@
 
 Prints, for 0.25, 1 and 4 MP inputs: output Mpx/s of the naive loop (tile 512, pad 10, float32
 output buffer, quantised at the end, as Real-ESRGAN's inference script does) and of Avow's engine
-(its tiler, then the band-wise quantisation; and with the watermark), medians of ``--repeats``
+(its tiler streaming into the 8-bit levels; and with the watermark), medians of ``--repeats``
 alternating runs, and the ratios. Then the stage breakdown of a real ``upscale_file`` (decode,
-model, mark, quantise, encode, EXIF/XMP + C2PA) and, each in a fresh process, its peak resident
+model, mark, quantise, encode, EXIF/XMP + C2PA; wall and CPU seconds) and, each in a fresh process, its peak resident
 memory for 4, 16 and 64 MP outputs.
 """
 
@@ -31,10 +31,10 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from avow import engine, images, tiling
+from avow import canvas, engine, images, tiling
 from avow.devices import inference_dtype, pick_device
 from avow.engine import UpscaleOptions, upscale_file
-from avow_c2pa import watermark
+from avow_c2pa.watermark import embedding
 from avow_models import find_model, load_model
 from avow_models.archs.rrdb import RRDBNet
 
@@ -78,22 +78,45 @@ def test_picture(side: int, seed: int = 0) -> np.ndarray:
 
 
 class Stages:
-    """Wall time per named function, by wrapping the module attributes the engine calls through."""
+    """Wall and CPU seconds (all the process's threads) per named function, by wrapping the module
+    and class attributes the engine calls through; a stage's time excludes the stages it calls
+    (the mark hands each strip to the canvas, which quantises it)."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = defaultdict(float)
+        self.cpu: dict[str, float] = defaultdict(float)
+        self.stack: list[list[float]] = []
+
+    def clear(self) -> None:
+        self.seconds.clear()
+        self.cpu.clear()
 
     def wrap(self, owner, name: str, label: str) -> None:
         original = getattr(owner, name)
 
         def timed(*args, **kwargs):
-            started = time.perf_counter()
+            self.stack.append([0.0, 0.0])
+            wall, cpu = time.perf_counter(), time.process_time()
             try:
                 return original(*args, **kwargs)
             finally:
-                self.seconds[label] += time.perf_counter() - started
+                wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+                inner = self.stack.pop()
+                self.seconds[label] += wall - inner[0]
+                self.cpu[label] += cpu - inner[1]
+                if self.stack:
+                    self.stack[-1][0] += wall
+                    self.stack[-1][1] += cpu
 
         setattr(owner, name, timed)
+
+
+def wrap_engine(stages: Stages) -> None:
+    stages.wrap(tiling, "_tile", "model")
+    stages.wrap(embedding.Marker, "__init__", "mark (amplitude map)")
+    stages.wrap(embedding.Marker, "_strip", "mark")
+    stages.wrap(canvas.LevelsCanvas, "put", "quantise")
+    stages.wrap(canvas.LevelsCanvas, "put_alpha", "quantise")
 
 
 def speed(args, model) -> None:
@@ -103,8 +126,7 @@ def speed(args, model) -> None:
     # The tiler turns its module channels_last; this copy stays as loaded (same weights, device, dtype).
     naive_module = copy.deepcopy(model.module).to(device=device, dtype=dtype)
     stages = Stages()
-    stages.wrap(tiling, "upscale", "model")
-    stages.wrap(watermark, "embed_in_place", "mark")
+    wrap_engine(stages)
     print(f"\nspeed on {device.type} ({dtype}): output Mpx/s, medians of {args.repeats} alternating runs "
           f"(naive tile 512 pad 10; avow tile {args.tile}, overlap {model.descriptor.tiling.overlap})")
     print(f"{'input':>9} {'output':>8} | {'naive':>7} | {'avow':>7} {'ratio':>6} | {'avow+mark':>9} {'ratio':>6}")
@@ -118,13 +140,12 @@ def speed(args, model) -> None:
             started = time.perf_counter()
             naive_upscale(naive_module, rgb, scale)
             naive.append(time.perf_counter() - started)
-            stages.seconds.clear()
+            stages.clear()
             started = time.perf_counter()
-            result = engine.synthesize(picture, model, device, args.tile, 0x1234ABCD)
-            images.quantise(result, 8)
+            engine.synthesize_into(canvas.LevelsCanvas(picture, scale, "png"), picture, model, device, args.tile, 0x1234ABCD)
             total = time.perf_counter() - started
             marked.append(total)
-            plain.append(total - stages.seconds["mark"])
+            plain.append(total - stages.seconds["mark"] - stages.seconds["mark (amplitude map)"])
         n, p, m = (out_mp / statistics.median(v) for v in (naive, plain, marked))
         print(f"{megapixels:>6} MP {out_mp:>5.0f} MP | {n:7.2f} | {p:7.2f} {p / n:5.2f}x | {m:9.2f} {m / n:5.2f}x")
 
@@ -135,33 +156,38 @@ def breakdown(args, folder: Path) -> None:
     Image.fromarray(test_picture(side)).save(source)
     stages = Stages()
     for name, label in [("prepare_model", "model load"), ("read_picture", "decode"), ("sha256_file", "hash input"),
-                        ("write_levels", "encode"), ("seal", "EXIF/XMP + C2PA")]:
+                        ("watermark_payload", "mark (payload)"), ("write_levels", "encode"), ("seal", "EXIF/XMP + C2PA")]:
         stages.wrap(engine, name, label)
-    stages.wrap(images, "quantise", "quantise")
-    stages.wrap(tiling, "upscale", "model")
-    stages.wrap(watermark, "embed_in_place", "mark")
+    wrap_engine(stages)
     options = UpscaleOptions(model=args.model, tile=args.tile, device="cpu", force=True)
     upscale_file(source, folder / "warm.png", options)  # signing identity and caches
     runs = []
     for _ in range(args.repeats):
-        stages.seconds.clear()
-        started = time.perf_counter()
+        stages.clear()
+        started, cpu = time.perf_counter(), time.process_time()
         upscale_file(source, folder / "out.png", options)
-        runs.append((time.perf_counter() - started, dict(stages.seconds)))
-    total, seconds = sorted(runs, key=lambda run: run[0])[len(runs) // 2]
+        runs.append((time.perf_counter() - started, time.process_time() - cpu, dict(stages.seconds), dict(stages.cpu)))
+    total, total_cpu, seconds, cpu_seconds = sorted(runs, key=lambda run: run[0])[len(runs) // 2]
     out_mp = (side * 4) ** 2 / 1e6
-    print(f"\nstage breakdown of upscale_file, {side}x{side} PNG -> ~{out_mp:.0f} MP PNG (median run of {args.repeats}):")
+    print(f"\nstage breakdown of upscale_file, {side}x{side} PNG -> ~{out_mp:.0f} MP PNG (median run of {args.repeats}; "
+          f"CPU: all threads):")
+    print(f"  {'stage':<22} {'wall':>7} {'':>7}  {'CPU':>7} {'':>7}")
     for label, value in sorted(seconds.items(), key=lambda item: -item[1]):
-        print(f"  {label:<18} {value:7.2f} s {100 * value / total:5.1f} %")
-    print(f"  {'other':<18} {total - sum(seconds.values()):7.2f} s")
-    after = sum(seconds.get(k, 0.0) for k in ("mark", "quantise", "encode", "EXIF/XMP + C2PA"))
-    provenance = seconds.get("mark", 0.0) + seconds.get("EXIF/XMP + C2PA", 0.0)
-    print(f"  total {total:.2f} s; after the model {100 * after / total:.1f} %, "
-          f"of which provenance (mark, EXIF/XMP, C2PA) {100 * provenance / total:.1f} %")
+        print(f"  {label:<22} {value:7.2f} s {100 * value / total:5.1f} %  {cpu_seconds[label]:5.2f} s "
+              f"{100 * cpu_seconds[label] / total_cpu:5.1f} %")
+    print(f"  {'other':<22} {total - sum(seconds.values()):7.2f} s          {total_cpu - sum(cpu_seconds.values()):5.2f} s")
+    after = ("mark", "mark (amplitude map)", "mark (payload)", "quantise", "encode", "EXIF/XMP + C2PA")
+    provenance = ("mark", "mark (amplitude map)", "mark (payload)", "quantise", "EXIF/XMP + C2PA")
+    for name, part in (("wall", seconds), ("CPU", cpu_seconds)):
+        whole = total if name == "wall" else total_cpu
+        print(f"  {name}: total {whole:.2f} s; after the model {100 * sum(part.get(k, 0.0) for k in after) / whole:.1f} %, "
+              f"of which provenance (mark, quantise, EXIF/XMP, C2PA; not the encode) "
+              f"{100 * sum(part.get(k, 0.0) for k in provenance) / whole:.1f} %")
 
 
 def peak_memory(args, folder: Path) -> None:
-    print("\npeak RSS of upscale_file, each in a fresh process (baseline: imports and the model loaded):")
+    print("\npeak RSS of upscale_file, each in a fresh process (baseline: imports and the model loaded; the output\n"
+          "buffer alone is 1.33x uint8, Pillow's RGB; the rest: a row of tiles as float, the model's activations, the input):")
     print(f"{'output':>8} {'uint8':>9} {'baseline':>9} {'peak':>9} {'peak-base':>10} {'/ uint8':>8}")
     for megapixels in args.rss_sizes:
         side = round(math.sqrt(megapixels * 1e6))

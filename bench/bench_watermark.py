@@ -307,7 +307,9 @@ def robustness(args, upscaler: Upscaler) -> dict:
     for index in range(args.images):
         sample = make_sample(index, rng, upscaler, args.sizes, args.inputs)
         output = sample["output"]
-        marked = watermark.embed(output, sample["payload"], source_size=sample["source_size"])
+        # as the engine marks: the amplitude map from the upscaler's input
+        marked = watermark.embed(output, sample["payload"], source_size=sample["source_size"],
+                                 reference=sample["source"].astype(np.float32) / 255)
         marked8 = to8(marked)
         results["quality"].append({
             "category": sample["category"],

@@ -93,17 +93,17 @@ def main() -> None:
     if wanted in ("tile", "times"):  # imports torch, which the CLI would do later
         from avow import tiling
 
-        upscale = tiling.upscale
+        bands = tiling.bands
 
-        def upscale_reporting_tiles(*args, on_progress=None, **kwargs):
+        def bands_reporting_tiles(*args, on_progress=None, **kwargs):
             def progress(done: int, total: int) -> None:
                 if on_progress is not None:
                     on_progress(done, total)
                 reached("tile")
 
-            return upscale(*args, on_progress=progress, **kwargs)
+            return bands(*args, on_progress=progress, **kwargs)
 
-        tiling.upscale = upscale_reporting_tiles
+        tiling.bands = bands_reporting_tiles
     sys.argv = [module, *arguments]
     runpy.run_module(module, run_name="__main__", alter_sys=True)
 

@@ -10,7 +10,6 @@ next run to sweep. So no undisclosed output ever exists under an image name.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import time
 from collections.abc import Callable
@@ -23,15 +22,17 @@ from avow_c2pa import watermark
 from avow_c2pa.config import user_models_dir, user_watermark_keys
 from avow_c2pa.disclosure import Disclosure, sha256_file
 from avow_c2pa.errors import discard
-from avow_c2pa.manifest import seal, upscale_manifest
+from avow_c2pa.manifest import THUMBNAIL_EDGE, seal, upscale_manifest
 from avow_c2pa.metadata import read_rights
 from avow_c2pa.staging import staged_path, sweep
+from avow_c2pa.watermark.embedding import Marker
 from avow_models import DEFAULT_MODELS, LoadedModel, UnsupportedModelError, find_model, load_model
 
 from . import DEFAULT_TILE, tiling
+from .canvas import Canvas, FloatCanvas, LevelsCanvas
 from .devices import inference_dtype, pick_device
 from .errors import ImageError, UsageError
-from .images import Picture, output_format, read_header, read_picture, to_levels, write_levels
+from .images import Picture, output_format, read_header, read_picture, thumbnail, write_levels
 from .precheck import check_upscale
 
 # Output pixels Avow will synthesize in one job: 256 MP is a 16k x 16k image, ~3 GB as float32.
@@ -79,9 +80,11 @@ def upscale_file(
     picture = read_picture(source)
     device = pick_device(options.device)
     payload = watermark_payload(model, picture)
-    result = synthesize(picture, model, device, options.tile, payload, on_progress, should_stop)
-    output_size, levels = result.size, to_levels(result, output_format(target))
-    del result  # the float output goes before the encoder copies the levels: a lower peak
+    canvas = LevelsCanvas(picture, model.descriptor.scale, output_format(target))
+    synthesize_into(canvas, picture, model, device, options.tile, payload, on_progress, should_stop)
+    levels = canvas.levels()
+    del canvas
+    output_size = (picture.size[0] * model.descriptor.scale, picture.size[1] * model.descriptor.scale)
     disclosure = disclose(model, picture, sha256_file(source), payload)
     manifest, rights = upscale_manifest(disclosure, target.name), read_rights(source)
     staged = staged_path(target, "pixels")
@@ -89,7 +92,7 @@ def upscale_file(
         write_levels(levels, staged)
         if target.exists() and not options.force:
             raise UsageError(f"{target}: appeared while upscaling; pass --force to replace it")
-        seal(staged, target, manifest, identity, source, disclosure, rights)
+        seal(staged, target, manifest, identity, source, disclosure, rights, thumbnail(levels, THUMBNAIL_EDGE))
     finally:
         discard(staged)  # seal consumes it; this covers a stop before seal began
     return UpscaleResult(target, disclosure, output_size, device.type, time.perf_counter() - started)
@@ -151,36 +154,47 @@ def _check_scale(model: LoadedModel, requested: int | None) -> None:
 def synthesize(
     picture: Picture, model: LoadedModel, device, tile: int, payload: int, on_progress=None, should_stop=None
 ) -> Picture:
-    """Run the model over the colour planes, and over the alpha plane as grey, as one progress run;
-    then mark the colour with ``payload`` (Avow's public key plus the user's own keys), before
-    anything is quantised or written, so no path yields unmarked synthesized pixels."""
+    """The upscaled, marked picture as float planes (for an editor): ``synthesize_into`` a ``FloatCanvas``."""
+    canvas = FloatCanvas(picture, model.descriptor.scale)
+    synthesize_into(canvas, picture, model, device, tile, payload, on_progress, should_stop)
+    return canvas.picture()
+
+
+def synthesize_into(
+    canvas: Canvas, picture: Picture, model: LoadedModel, device, tile: int, payload: int, on_progress=None,
+    should_stop=None,
+) -> None:
+    """Run the model over the alpha plane as grey, then over the colour planes, as one progress
+    run, handing ``canvas`` each band of colour with its mark (Avow's public key plus the user's
+    own keys, ``Marker``) before anything is quantised or written, so no path yields
+    unmarked synthesized pixels. Nothing of full size exists as float beyond what the canvas keeps.
+    The mark's amplitude is set from the input picture (in memory), so it needs no pass over the output."""
     dtype = inference_dtype(device, model.descriptor.fp16_safe)
     module = model.module.to(device=device, dtype=dtype)
-    planes = [picture.color] + ([np.repeat(picture.alpha[..., None], 3, axis=2)] if picture.alpha is not None else [])
-    outputs = []
+    scale = model.descriptor.scale
+    height, width = picture.color.shape[0] * scale, picture.color.shape[1] * scale
+    planes = ([np.repeat(picture.alpha[..., None], 3, axis=2)] if picture.alpha is not None else []) + [picture.color]
+    keys = (watermark.DEFAULT_KEY, *user_watermark_keys())
+    marker = Marker(height, width, payload, keys, picture.size, picture.color, canvas.put)
     for number, plane in enumerate(planes):
 
         def progress(done: int, total: int, offset=number) -> None:
             if on_progress is not None:
                 on_progress(offset * total + done, len(planes) * total)
 
-        outputs.append(
-            tiling.upscale(
-                module, plane, model.descriptor.scale, tile, model.descriptor.tiling,
-                dtype=dtype, on_progress=progress, should_stop=should_stop,
-            )
-        )
-        outputs[-1] = _sound_output(outputs[-1], plane, model.descriptor.name)
-    alpha = outputs[1].mean(axis=2) if len(outputs) > 1 else None
-    keys = (watermark.DEFAULT_KEY, *user_watermark_keys())
-    watermark.embed_in_place(outputs[0], payload, keys, source_size=picture.size)  # the tiler's buffer: no copy
-    return dataclasses.replace(picture, color=outputs[0], alpha=alpha)
-
-
-def _sound_output(output: np.ndarray, plane: np.ndarray, name: str) -> np.ndarray:
-    """Refuse a flat output made from an input that is not flat: huge weights can saturate every
-    pixel, and that picture must not be disclosed, signed and reported as a success. (NaN and
-    infinite values are refused by the tiler, before clamping would hide them.)"""
-    if output.min() == output.max() and plane.min() != plane.max():
-        raise UnsupportedModelError(f"model {name}: its output is one flat colour; nothing was written")
-    return output
+        colour = number == len(planes) - 1
+        low, high = np.inf, -np.inf
+        for top, band in tiling.bands(
+            module, plane, scale, tile, model.descriptor.tiling, dtype=dtype, on_progress=progress,
+            should_stop=should_stop,
+        ):
+            low, high = min(low, float(band.min())), max(high, float(band.max()))
+            if colour:
+                marker.feed(band)
+            else:
+                canvas.put_alpha(top, band)
+        # A flat output made from an input that is not flat: huge weights can saturate every
+        # pixel, and that picture must not be disclosed, signed and reported as a success. (NaN
+        # and infinite values are refused by the tiler, before clamping would hide them.)
+        if low == high and plane.min() != plane.max():
+            raise UnsupportedModelError(f"model {model.descriptor.name}: its output is one flat colour; nothing was written")

@@ -32,7 +32,6 @@ from .errors import ImageError
 INPUT_FORMATS = {fmt.upper(): fmt for fmt in OUTPUT_SUFFIXES.values()}
 SIXTEEN_BIT_FORMATS = {"png", "tiff"}
 ALPHA_FORMATS = {"png", "webp", "tiff"}
-QUANTISE_ROWS = 256
 # zlib's fastest level, as OpenCV (and so Real-ESRGAN) writes PNG: on a 2 MP upscale 4x faster
 # than Pillow's default 6 for a 20 % larger file; the pixels are the same.
 PNG_COMPRESSION = 1
@@ -204,54 +203,52 @@ def _planes(picture: Picture, keep_alpha: bool) -> list[np.ndarray]:
 
 @dataclass(frozen=True)
 class Levels:
-    """A picture quantised for its output format: what the encoder writes, without the float planes."""
+    """A picture quantised for its output format: what the encoder writes, without the float planes
+    (``canvas.LevelsCanvas`` makes it band by band)."""
 
-    pixels: np.ndarray  # H x W x C uint8 or uint16, alpha last
+    pixels: np.ndarray | Image.Image  # 8-bit RGB: the Pillow image; else H x W x C uint8 or uint16, alpha last
     fmt: str
     icc_profile: bytes | None
 
 
-def to_levels(picture: Picture, fmt: str) -> Levels:
-    """The picture quantised for ``fmt``: a caller that drops the picture next frees its float
-    planes (12 bytes a pixel) before the encoder makes its own copy of the levels."""
-    alpha = picture.alpha
-    if alpha is not None and fmt not in ALPHA_FORMATS:
-        if alpha.min() < 1.0:
-            raise ImageError("JPEG cannot keep the input's transparency; write .png, .webp or .tiff instead")
-        alpha = None
-    depth = 16 if picture.bit_depth == 16 and fmt in SIXTEEN_BIT_FORMATS else 8
-    return Levels(quantise(picture, depth, keep_alpha=alpha is not None), fmt, picture.icc_profile)
-
-
 def write_levels(levels: Levels, path: Path) -> None:
-    if levels.pixels.dtype == np.uint16:
-        _write16(levels.pixels, levels.fmt, path, levels.icc_profile)
+    pixels = levels.pixels
+    if isinstance(pixels, np.ndarray) and pixels.dtype == np.uint16:
+        _write16(pixels, levels.fmt, path, levels.icc_profile)
     else:
-        _write8(levels.pixels, levels.fmt, path, levels.icc_profile)
+        _write8(_pillow(pixels), levels.fmt, path, levels.icc_profile)
 
 
-def quantise(picture: Picture, depth: int, keep_alpha: bool = True) -> np.ndarray:
-    """The picture's planes as H x W x C uint8 or uint16 levels, alpha last (``to_array``'s layout).
-
-    Written a band of rows at a time straight into the integer array, so no full-size float
-    temporaries exist beside the picture (a 64 MP output would need 0.75 GiB for each)."""
-    planes = _planes(picture, keep_alpha)
-    height, width = picture.color.shape[:2]
-    channels = sum(plane.shape[2] for plane in planes)
-    levels = np.empty((height, width, channels), np.uint16 if depth == 16 else np.uint8)
-    top_level = np.float32(65535.0 if depth == 16 else 255.0)
-    for top in range(0, height, QUANTISE_ROWS):
-        rows = slice(top, min(top + QUANTISE_ROWS, height))
-        band = np.concatenate([plane[rows] for plane in planes], axis=2)
-        np.clip(band, 0.0, 1.0, out=band)
-        band *= top_level
-        np.rint(band, out=band)
-        levels[rows] = band
-    return levels
+def _pillow(pixels: np.ndarray | Image.Image) -> Image.Image:
+    """8-bit levels as a Pillow image: RGBA and grey share the array's memory (Pillow's own layout)."""
+    if isinstance(pixels, Image.Image):
+        return pixels
+    height, width, channels = pixels.shape
+    mode = {1: "L", 4: "RGBA"}.get(channels)
+    if mode is not None and pixels.flags.c_contiguous:
+        return Image.frombuffer(mode, (width, height), pixels, "raw", mode, 0, 1)
+    return Image.fromarray(pixels[..., 0] if channels == 1 else pixels)
 
 
-def _write8(pixels: np.ndarray, fmt: str, path: Path, icc: bytes | None) -> None:
-    image = Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels)
+def thumbnail(levels: Levels, edge: int) -> bytes:
+    """A JPEG of the levels at most ``edge`` pixels long, from memory (see ``manifest.sign_file``):
+    an integer box reduction to within twice the size, then Pillow's bicubic thumbnail."""
+    pixels = levels.pixels
+    height, width = (pixels.height, pixels.width) if isinstance(pixels, Image.Image) else pixels.shape[:2]
+    factor = max(1, max(height, width) // (2 * edge))
+    if isinstance(pixels, np.ndarray) and pixels.dtype == np.uint16:  # a strided sample first: no 8-bit copy of it all
+        pixels = (pixels[factor // 2 :: factor, factor // 2 :: factor] >> 8).astype(np.uint8)
+        factor = 1
+    image = _pillow(pixels)
+    image = image.reduce(factor) if factor > 1 else image
+    image = image.convert("RGB")
+    image.thumbnail((edge, edge))
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=85)
+    return buffer.getvalue()
+
+
+def _write8(image: Image.Image, fmt: str, path: Path, icc: bytes | None) -> None:
     options: dict[str, Any] = {"icc_profile": icc} if icc else {}
     if fmt in ("jpeg", "webp"):
         options["quality"] = 95
@@ -274,16 +271,30 @@ def _write16(pixels: np.ndarray, fmt: str, path: Path, icc: bytes | None) -> Non
             compression="zlib",
         )
         return
-    buffer = io.BytesIO()
     writer = png.Writer(
         width, height, greyscale=planes < 3, alpha=planes in (2, 4), bitdepth=16, compression=PNG_COMPRESSION
     )
-    writer.write(buffer, pixels.reshape(height, width * planes))
-    data = buffer.getvalue()
-    if icc:
-        # pypng cannot write iCCP itself; it goes right after IHDR (8-byte signature + 25-byte IHDR chunk).
-        payload = b"ICC profile\x00\x00" + zlib.compress(icc)
-        chunk = struct.pack(">I", len(payload)) + b"iCCP" + payload + struct.pack(">I", zlib.crc32(b"iCCP" + payload))
-        data = data[:33] + chunk + data[33:]
-    path.write_bytes(data)
+    with open(path, "wb") as handle:
+        # pypng writes from the rows as it goes, but cannot write iCCP itself: it goes right after
+        # IHDR (the first 33 bytes: 8-byte signature + 25-byte IHDR chunk).
+        writer.write(_AfterHeader(handle, _iccp(icc)) if icc else handle, pixels.reshape(height, width * planes))
 
+
+def _iccp(icc: bytes) -> bytes:
+    payload = b"ICC profile\x00\x00" + zlib.compress(icc)
+    return struct.pack(">I", len(payload)) + b"iCCP" + payload + struct.pack(">I", zlib.crc32(b"iCCP" + payload))
+
+
+class _AfterHeader:
+    """A file that inserts ``chunk`` after the PNG signature and IHDR."""
+
+    def __init__(self, handle, chunk: bytes) -> None:
+        self.handle, self.chunk, self.written = handle, chunk, 0
+
+    def write(self, data: bytes) -> None:
+        if self.chunk and self.written + len(data) >= 33:
+            cut = 33 - self.written
+            data = data[:cut] + self.chunk + data[cut:]
+            self.chunk = b""
+        self.written += len(data)
+        self.handle.write(data)

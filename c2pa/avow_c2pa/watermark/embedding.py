@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import cast
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -19,7 +18,7 @@ from .coding import (
     _layout,
     _period_at_scale,
 )
-from .pixels import _box, _luma
+from .pixels import _area_resize_axis, _box, _luma
 
 # Perceptual mask: amplitude (RMS of the unit pattern times this) as a fraction of full scale.
 _FLOOR = 0.004  # flat areas: RMS amplitude per unit of (0.1 + brightness)
@@ -29,9 +28,10 @@ _TEXTURE_EXPONENT = 0.6
 _CAP = 5.0 / 255
 _SSIM_LOSS = 0.02  # at most this much local SSIM lost anywhere
 _MAX_RMS = 2.4 / 255  # overall cap: PSNR >= 40.5 dB against the unmarked output
-_SSIM_RADIUS = 3
-_STRIP_ROWS = 256  # embedding works on bands of rows
-_CACHE_BYTES = 64 << 20  # marks kept between the passes rather than made again
+_SSIM_RADIUS = 2  # context rows each side of a strip: one 2 x 2 block
+_BLOCK_RADIUS = 1  # SSIM windows of 3 x 3 blocks
+_CYCLE_BYTES = 32 << 20  # one period of the pattern kept, rather than made again for each strip
+_STRIP_ROWS = 128  # embedding works on strips of rows: at 8k pixels wide, 12 MiB of float each
 
 
 def _period(height: int, width: int, source_size: tuple[int, int] | None) -> float:
@@ -53,17 +53,8 @@ def _columns(width: int, period: float, coefficients: np.ndarray, layout: _Layou
     return grid @ ex
 
 
-def _pattern(rows: range, period: float, columns: np.ndarray, coefficients: np.ndarray) -> np.ndarray:
-    """sum_k Re(c_k exp(2 pi i (kx x / px + ky y / py))) on ``rows``, unit RMS, by two separable
-    matrix products (``columns`` from ``_columns``)."""
-    ey = np.exp(2j * np.pi * np.outer(np.arange(rows.start, rows.stop), np.arange(K_HI + 1)) / period)  # (R, K+1)
-    pattern = ey.real @ columns.real - ey.imag @ columns.imag
-    pattern *= 1.0 / math.sqrt(np.sum(np.abs(coefficients) ** 2) / 2)
-    return pattern.astype(np.float32)
-
-
-def _upsample(image: np.ndarray, rows: range, width: int, step: int) -> np.ndarray:
-    """Bilinear interpolation of a grid whose cells are ``step`` pixels, on ``rows`` x ``width``."""
+def _bilinear(image: np.ndarray, ys: np.ndarray, xs: np.ndarray, step: int) -> np.ndarray:
+    """Bilinear interpolation of a grid whose cells are ``step`` pixels, at pixel positions ``ys`` x ``xs``."""
 
     def axis_weights(positions: np.ndarray, size: int):
         pos = np.clip((positions + 0.5) / step - 0.5, 0, size - 1)
@@ -71,9 +62,9 @@ def _upsample(image: np.ndarray, rows: range, width: int, step: int) -> np.ndarr
         high = np.minimum(low + 1, size - 1)
         return low, high, (pos - low).astype(np.float32)
 
-    low, high, frac = axis_weights(np.arange(rows.start, rows.stop), image.shape[0])
+    low, high, frac = axis_weights(ys, image.shape[0])
     band = image[low] * (1 - frac[:, None]) + image[high] * frac[:, None]
-    low, high, frac = axis_weights(np.arange(width), image.shape[1])
+    low, high, frac = axis_weights(xs, image.shape[1])
     return band[:, low] * (1 - frac[None, :]) + band[:, high] * frac[None, :]
 
 
@@ -111,11 +102,26 @@ def _coarse_amplitude(small: np.ndarray) -> np.ndarray:
     return _box(np.minimum(amplitude, _CAP), 2)
 
 
+def _halved(luma: np.ndarray) -> np.ndarray:
+    """Means of 2 x 2 blocks (an odd last row or column: its own block, doubled)."""
+    if len(luma) % 2:
+        luma = np.concatenate([luma, luma[-1:]])
+    pairs = luma[0::2] + luma[1::2]
+    if pairs.shape[1] % 2:
+        pairs = np.concatenate([pairs, pairs[:, -1:]], axis=1)
+    pairs = pairs[:, 0::2] + pairs[:, 1::2]
+    pairs *= np.float32(0.25)
+    return pairs
+
+
 def _ssim_limit(luma: np.ndarray) -> np.ndarray:
     """Adding noise of variance a^2 where the picture's local variance is s^2 costs SSIM about
-    a^2 / (2 s^2 + C2) there: the amplitude that costs _SSIM_LOSS (7 x 7 windows, as SSIM)."""
-    mean = _box(luma, _SSIM_RADIUS)
-    variance = np.maximum(_box(luma * luma, _SSIM_RADIUS) - mean * mean, 0.0)
+    a^2 / (2 s^2 + C2) there: the amplitude that costs _SSIM_LOSS, on the 2 x 2 blocks of ``luma``
+    (rows from an even picture row). The variance is taken over 3 x 3 blocks (6 x 6 pixels, SSIM
+    uses 7 x 7) from block means of luma and its square, so it is exact for those windows and costs
+    a quarter of a full-resolution filter; the smaller window only lowers the limit beside an edge."""
+    mean = _box(_halved(luma), _BLOCK_RADIUS)
+    variance = np.maximum(_box(_halved(luma * luma), _BLOCK_RADIUS) - mean * mean, 0.0)
     return np.sqrt(_SSIM_LOSS * (2 * variance + 0.03**2))
 
 
@@ -143,6 +149,7 @@ def embed(
     payload: int,
     key: str | Sequence[str] = DEFAULT_KEY,
     source_size: tuple[int, int] | None = None,
+    reference: np.ndarray | None = None,
 ) -> np.ndarray:
     """Mark ``rgb`` (float H x W x 3 in [0, 1], the synthesized output before quantisation) with
     ``payload`` (an integer of PAYLOAD_BITS bits); returns the same shape and dtype, in [0, 1].
@@ -151,9 +158,10 @@ def embed(
     amplitude budget, each detectable with its key alone, each about 3 dB weaker than one mark.
 
     ``source_size`` is the (width, height) of the upscaler's input: the mark lives in frequencies
-    that survive scaling back down to it (unknown: a x2 upscale is assumed). A fourth (alpha)
-    channel is left alone. Deterministic: the same input, key and payload give the same pixels.
-    ``embed_in_place`` gives the same pixels without the copy.
+    that survive scaling back down to it (unknown: a x2 upscale is assumed). ``reference`` (see
+    ``Marker``): the upscaler's input, whose luma sets the mark's coarse amplitude; by default the
+    picture's own. A fourth (alpha) channel is left alone. Deterministic: the same input, key and
+    payload give the same pixels. ``embed_in_place`` gives the same pixels without the copy.
     """
     image = np.asarray(rgb)
     if image.ndim != 3 or image.shape[2] < 3:
@@ -161,7 +169,7 @@ def embed(
     if not np.issubdtype(image.dtype, np.floating):
         raise TypeError(f"expected float pixels in [0, 1], got {image.dtype}")
     out = image.astype(np.float32, copy=True)
-    embed_in_place(out, payload, key, source_size)
+    embed_in_place(out, payload, key, source_size, reference)
     return out.astype(image.dtype, copy=False)
 
 
@@ -170,67 +178,190 @@ def embed_in_place(
     payload: int,
     key: str | Sequence[str] = DEFAULT_KEY,
     source_size: tuple[int, int] | None = None,
+    reference: np.ndarray | None = None,
 ) -> None:
-    """``embed`` on a writable float32 H x W x C array (C >= 3), in its own memory.
-
-    The mark's amplitude depends on the whole picture (the coarse amplitude map, the overall RMS
-    cap), so this works in passes over bands of rows, with a working set of a few bands whatever
-    the size: block means; the mark band by band for its RMS; then the mark again, scaled, added
-    in place. A band's mark reads three rows beyond it on each side, so each band is marked only
-    after the next band's mark is made from still unmarked pixels. Up to ``_CACHE_BYTES`` of
-    marks are kept from the second pass rather than made again (all of them up to ~16 MP)."""
+    """``embed`` on a writable float32 H x W x C array (C >= 3), in its own memory: ``Marker``
+    fed the whole picture as one band, each strip added back where it came from."""
     if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] < 3:
         raise ValueError(f"expected an H x W x 3 image, got shape {np.shape(image)}")
     if image.dtype != np.float32 or not image.flags.writeable:
         raise TypeError(f"expected a writable float32 array, got {image.dtype}")
-    payload = int(payload)
-    if not 0 <= payload < (1 << PAYLOAD_BITS):
-        raise ValueError(f"payload must fit in {PAYLOAD_BITS} bits")
-    layouts = _layouts(key)
     height, width = image.shape[:2]
-    if height == 0 or width == 0:
-        return
-    bands = [range(top, min(height, top + _STRIP_ROWS)) for top in range(0, height, _STRIP_ROWS)]
-    for rows in bands:
-        pixels = image[rows.start : rows.stop]
+    for top in range(0, height, _STRIP_ROWS):
+        pixels = image[top : top + _STRIP_ROWS]
         with np.errstate(invalid="ignore", over="ignore"):  # a NaN or infinity makes the sum one: one cheap pass
             finite = math.isfinite(np.sum(pixels, dtype=np.float32))
         if not finite:
             np.nan_to_num(pixels, copy=False, nan=0.0, posinf=1.0, neginf=0.0)
-    period = _period(height, width, source_size)
-    marks = [(layout, _coefficients(layout, payload)) for layout in layouts]
-    columns = [_columns(width, period, c, layout) for layout, c in marks]
-    step = max(1, min(round(period / TILE_SOURCE_PX), height, width))
-    coarse = _coarse_amplitude(_block_means(image, step))
-
-    def delta(rows: range) -> np.ndarray:
-        above, below = min(rows.start, _SSIM_RADIUS), min(height - rows.stop, _SSIM_RADIUS)
-        luma = _luma(np.clip(image[rows.start - above : rows.stop + below, :, :3], 0.0, 1.0), finite=True)
-        limit = _ssim_limit(luma)[above : above + len(rows)]
-        pattern = cast(np.ndarray, sum(_pattern(rows, period, x, c) for x, (_, c) in zip(columns, marks, strict=True)))
-        pattern *= np.float32(1 / math.sqrt(len(layouts)))  # independent keys: unit RMS again
-        return np.minimum(_upsample(coarse, rows, width, step), limit) * pattern
-
-    cached: dict[int, np.ndarray] = {}
-    squares = 0.0
-    for index, rows in enumerate(bands):
-        band = delta(rows)
-        squares += float(np.sum(np.square(band, dtype=np.float64)))
-        if (len(cached) + 1) * band.nbytes <= _CACHE_BYTES:
-            cached[index] = band
-    rms = math.sqrt(squares / (height * width))
-    gain = np.float32(_MAX_RMS / rms) if rms > _MAX_RMS else None
-
-    def made(index: int) -> np.ndarray:
-        return cached.pop(index) if index in cached else delta(bands[index])
-
-    following = made(0)
-    for index, rows in enumerate(bands):
-        band = following
-        if index + 1 < len(bands):
-            following = made(index + 1)  # from pixels this band's marking is about to change
-        if gain is not None:
-            band *= gain
-        pixels = image[rows.start : rows.stop]
-        pixels[..., :3] += band[..., None]
         np.clip(pixels, 0.0, 1.0, out=pixels)
+
+    def put(top: int, unmarked: np.ndarray, delta: np.ndarray) -> None:
+        add_mark(unmarked, delta, image[top : top + len(delta)])
+
+    marker = Marker(height, width, payload, key, source_size, image if reference is None else reference, put)
+    if height and width:
+        marker.feed(image)
+
+
+def add_mark(unmarked: np.ndarray, delta: np.ndarray, out: np.ndarray, clip: bool = True) -> None:
+    """``out`` = the marked rows as float in [0, 1] (``out`` may be ``unmarked`` itself; channels
+    of ``out`` beyond the third are copied, a grey ``out`` gets the first). ``clip`` False leaves
+    values outside [0, 1] to a caller that clips anyway (quantisation). One channel at a time: a
+    broadcast over a trailing axis of 3 runs numpy's inner loop 3 elements long, 1.4x slower."""
+    colors = min(3, out.shape[2])
+    for channel in range(colors):
+        np.add(unmarked[..., channel], delta, out=out[..., channel])
+    if clip:
+        np.clip(out[..., :colors], 0.0, 1.0, out=out[..., :colors])
+    if out.shape[2] > 3 and not np.may_share_memory(out, unmarked):
+        out[..., 3:] = unmarked[..., 3:]
+
+
+Put = Callable[[int, np.ndarray, np.ndarray], None]
+
+
+class Marker:
+    """The mark made while the picture arrives as bands of rows, top to bottom, in any sizes.
+
+    It works on strips of ``_STRIP_ROWS`` rows fixed in the picture, so the pixels do not depend on
+    how the bands were cut. A strip's SSIM limit reads three rows beyond it on each side, so it is
+    made once three rows of the next band have arrived; the rows not yet marked (under a strip
+    and three rows) are kept, nothing else. For each strip ``put(top, unmarked, delta)`` gets its
+    unmarked rows (float32, C >= 3 channels, in [0, 1]) and the mark to add to each of the first
+    three channels (float32 rows x W): the caller adds it where the rows go (``add_mark``, or
+    quantised with it in one pass), so no marked float copy of the picture is needed.
+
+    The amplitude's global parts come from ``reference`` before any output exists: the coarse
+    amplitude map from its luma (the picture itself, or the upscaler's input: the output's block
+    means at the mark's step are an area-resampled input), and the overall RMS cap as a budget per
+    strip: what is left of the cap's total, shared among the strips not yet marked in proportion
+    to the energy the coarse map predicts for each (so what a strip leaves unused goes to all those
+    below it); a strip over its budget is scaled down to it. So the cap holds for the whole picture
+    (PSNR >= 40.5 dB against the unmarked output) with no pass over the output.
+    """
+
+    def __init__(
+        self,
+        height: int,
+        width: int,
+        payload: int,
+        key: str | Sequence[str],
+        source_size: tuple[int, int] | None,
+        reference: np.ndarray,
+        put: Put,
+    ) -> None:
+        payload = int(payload)
+        if not 0 <= payload < (1 << PAYLOAD_BITS):
+            raise ValueError(f"payload must fit in {PAYLOAD_BITS} bits")
+        layouts = _layouts(key)
+        self.height, self.width, self.put = height, width, put
+        if height == 0 or width == 0:
+            return
+        self.period = _period(height, width, source_size)
+        marks = [(layout, _coefficients(layout, payload)) for layout in layouts]
+        # One float32 product per strip: [cos | -sin](rows) @ [Re; Im](columns), summed over the keys.
+        parts = [np.concatenate([x.real, x.imag]) / _norm(c) for x, c in ((_columns(width, self.period, c, lay), c)
+                                                                        for lay, c in marks)]
+        self.columns = np.concatenate(parts).astype(np.float32) * np.float32(1 / math.sqrt(len(layouts)))  # keys: unit RMS again
+        self.keys = len(layouts)
+        whole = self.period.is_integer() and self.period * width * 4 <= _CYCLE_BYTES
+        self.cycle = self._made(range(int(self.period))) if whole and self.period < height else None
+        self.step = max(1, min(round(self.period / TILE_SOURCE_PX), height, width))
+        self.coarse = _coarse_amplitude(_means(reference, height, width, self.step)).astype(np.float32)
+        self.energies = self._energies()
+        self.left = _MAX_RMS**2 * height * width  # of the cap's total squared mark
+        self.next = 0  # first row not yet marked
+        self.received = 0
+        self.pending = np.empty((0, width, 3), np.float32)  # unmarked rows up to ``received``, from ``next`` or before
+        self.above = np.empty((0, width), np.float32)  # luma of up to _SSIM_RADIUS rows above ``next``
+
+    def _energies(self) -> list[float]:
+        """Each strip's predicted share of the mark's energy (the coarse map's, squared)."""
+        cells = np.mean(np.square(self.coarse, dtype=np.float64), axis=1)
+        rows = cells[np.minimum(np.arange(self.height) // self.step, len(cells) - 1)]
+        return [float(e) for e in np.add.reduceat(rows, np.arange(0, self.height, _STRIP_ROWS))]
+
+    def feed(self, band: np.ndarray) -> None:
+        """The next rows, unmarked (float32 in [0, 1], C >= 3 channels). Not kept after the call:
+        rows still needed are copied."""
+        if band.shape[1] != self.width or self.received + len(band) > self.height:
+            raise ValueError(f"band of shape {band.shape} does not fit a {self.width}x{self.height} picture")
+        start, self.received = self.received, self.received + len(band)
+        kept = self.pending[self.next - (start - len(self.pending)) :] if len(self.pending) else band[:0]
+        while self.next < self.received:
+            stop = min(self.next + _STRIP_ROWS, self.height)
+            below = min(stop + _SSIM_RADIUS, self.height)
+            if below > self.received:
+                break
+            if self.next >= start:
+                rows = band[self.next - start : below - start]
+            else:
+                rows = np.concatenate([kept[self.next - (start - len(kept)) :], band[: below - start]])
+            self._strip(range(self.next, stop), rows)
+        if self.next >= start:
+            self.pending = band[self.next - start :].copy()
+        else:
+            self.pending = np.concatenate([kept[self.next - (start - len(kept)) :], band])
+
+    def _strip(self, rows: range, pixels: np.ndarray) -> None:
+        """Mark ``rows`` from ``pixels`` (their unmarked rows and up to _SSIM_RADIUS below). The
+        amplitude is made on 2 x 2 blocks (strips start on even rows) and repeated on each block's
+        pixels: the pattern carries the mark's detail, the amplitude only shapes it."""
+        luma = _luma(pixels[..., :3], finite=True)
+        above = len(self.above)
+        limit = _ssim_limit(np.concatenate([self.above, luma]))[above // 2 : (above + len(rows) + 1) // 2]
+        blocks = 2 * np.arange(limit.shape[0]) + rows.start + 0.5, 2 * np.arange(limit.shape[1]) + 0.5
+        amplitude = np.minimum(_bilinear(self.coarse, *blocks, self.step), limit, out=limit)
+        delta = self._pattern(rows)
+        repeated = np.repeat(np.repeat(amplitude, 2, axis=0)[: len(rows)], 2, axis=1)[:, : self.width]
+        delta *= repeated
+        squares = float(np.einsum("ij,ij->", delta, delta))  # numpy's own loop: see _pattern
+        strip = rows.start // _STRIP_ROWS
+        predicted = sum(self.energies[strip:])
+        budget = self.left * (self.energies[strip] / predicted if predicted > 0 else 1.0)
+        if squares > budget:
+            delta *= np.float32(math.sqrt(budget / squares) * (1 - 1e-6))  # float32 rounding stays under
+            squares = budget
+        self.left = max(0.0, self.left - squares)
+        self.above = luma[len(rows) - min(len(rows), _SSIM_RADIUS) : len(rows)]
+        self.next = rows.stop
+        self.put(rows.start, pixels[: len(rows)], delta)
+
+    def _pattern(self, rows: range) -> np.ndarray:
+        """sum_k Re(c_k exp(2 pi i (kx x / px + ky y / py))) on ``rows``, unit RMS (see ``_columns``):
+        a new array. A whole number of rows per period (64 input pixels at an integer scale: the
+        usual case) repeats the same rows, made once."""
+        if self.cycle is not None:
+            return np.take(self.cycle, np.arange(rows.start, rows.stop) % len(self.cycle), axis=0)
+        return self._made(rows)
+
+    def _made(self, rows: range) -> np.ndarray:
+        phase = 2 * np.pi * np.outer(np.arange(rows.start, rows.stop), np.arange(K_HI + 1)) / self.period
+        ey = np.concatenate([np.cos(phase), -np.sin(phase)], axis=1).astype(np.float32)
+        # einsum's own loop, not BLAS: OpenBLAS's threads (2 here) spin on after each product,
+        # which made the whole mark cost 5x its CPU time on a busy 2-core machine.
+        return np.einsum("rk,kw->rw", np.tile(ey, self.keys), self.columns)
+
+
+def _norm(coefficients: np.ndarray) -> float:
+    return math.sqrt(np.sum(np.abs(coefficients) ** 2) / 2)
+
+
+def _means(reference: np.ndarray, height: int, width: int, step: int) -> np.ndarray:
+    """Luma averaged over the mark's step x step cells of a height x width output: the output's
+    own block means, or those of an input area-resampled onto the cells."""
+    if reference.shape[:2] == (height, width):
+        return _block_means(reference, step)
+    cells = (height // step, width // step)
+    # Clipped after the luma (no clipped copy of the input's planes); fmax/fmin also send NaN to 0.
+    luma = _luma(reference[..., :3], finite=True)
+    np.fmin(np.fmax(luma, 0.0, out=luma), 1.0, out=luma)
+    # The cells cover the output's first cells * step rows and columns: that part of the input.
+    covered = [max(1, round(cells[axis] * step * luma.shape[axis] / size)) for axis, size in enumerate((height, width))]
+    luma = luma[: covered[0], : covered[1]]
+    for axis, size in enumerate(cells):
+        if size <= luma.shape[axis]:
+            luma = _area_resize_axis(luma, size, axis)
+        else:  # finer cells than input pixels (a step below the scale): each takes the pixel it lies in
+            luma = np.take(luma, (2 * np.arange(size) + 1) * luma.shape[axis] // (2 * size), axis=axis)
+    return np.ascontiguousarray(luma, np.float32)
