@@ -1,10 +1,11 @@
 """Training and held-out images, and the degradation the models learn to undo.
 
-Only pictures that ship inside scikit-image's wheel and are public domain or CC0 (per the
-docstrings of ``skimage/data/_fetchers.py``), plus synthetic images drawn from a fixed seed:
-nothing is downloaded. The held-out pictures never enter training. Pictures whose docstring
-states no licence (moon, page, logo, motorcycle_*, ...) or only "no known copyright
-restrictions" for a museum/lab object (coins, ihc) are not used at all.
+Three sources: pictures that ship inside scikit-image's wheel and are public domain or CC0 (per
+the docstrings of ``skimage/data/_fetchers.py``); photographs from Debian packages, installed at
+training time by ``photos.py`` (CC0 / CC-BY ones for training, share-alike and GPL ones held out);
+synthetic images drawn from a fixed seed. The held-out pictures never enter training. skimage
+pictures whose docstring states no licence (moon, page, logo, motorcycle_*, ...) or only "no known
+copyright restrictions" for a museum/lab object (coins, ihc) are not used at all.
 
 The degradation is MATLAB's ``imresize`` bicubic (a = -0.5, antialiased when shrinking), the
 convention super-resolution benchmarks are reported in; PyTorch's bicubic uses a = -0.75.
@@ -12,11 +13,15 @@ convention super-resolution benchmarks are reported in; PyTorch's bicubic uses a
 
 from __future__ import annotations
 
+import hashlib
+import os
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
+import photos
 import skimage.data
-import torch
 from PIL import Image, ImageDraw
 
 SKIMAGE_DATA = Path(skimage.data.__file__).parent
@@ -39,15 +44,15 @@ HELD_OUT_FILES = {
     "camera.png": "CC0 (Lav Varshney)",
 }
 TRAIN_SYNTHETIC_SEEDS = (1, 2, 3, 4, 5, 6)
+HR_FACTORS = (1.0, 0.75, 0.5)  # every training picture also serves shrunk: cleaner HR, more scales
+HELD_OUT_CROP = 768
+PAIRS_VERSION = 1  # bump when the degradation or the cached pairs' layout changes
 HELD_OUT_SYNTHETIC_SEED = 1000
 
 
 def load_rgb(name: str) -> np.ndarray:
     """float32 H x W x 3 in [0, 1]; grey pictures are repeated into three channels."""
-    array = (
-        np.asarray(Image.open(SKIMAGE_DATA / name).convert("RGB"), dtype=np.float32)
-        / 255.0
-    )
+    array = np.asarray(Image.open(SKIMAGE_DATA / name).convert("RGB"), dtype=np.float32) / 255.0
     return array
 
 
@@ -64,35 +69,87 @@ def synthetic(seed: int, size: int = 384) -> np.ndarray:
         x1, y1 = x0 + rng.integers(8, 120), y0 + rng.integers(8, 120)
         kind = rng.integers(0, 3)
         if kind == 0:
-            draw.ellipse(
-                [x0, y0, x1, y1], outline=colour, width=int(rng.integers(1, 5))
-            )
+            draw.ellipse([x0, y0, x1, y1], outline=colour, width=int(rng.integers(1, 5)))
         elif kind == 1:
             draw.rectangle([x0, y0, x1, y1], fill=colour)
         else:
             draw.line([x0, y0, x1, y1], fill=colour, width=int(rng.integers(1, 4)))
     for _ in range(6):
-        draw.text(
-            tuple(int(v) for v in rng.integers(0, size - 60, 2)),
-            "Avow 0123 abc",
-            fill=(0, 0, 0),
-        )
+        left, top = (int(v) for v in rng.integers(0, size - 60, 2))
+        draw.text((left, top), "Avow 0123 abc", fill=(0, 0, 0))
     noise = rng.normal(0, 0.01, (size, size, 3))
-    return np.clip(np.asarray(image, dtype=np.float32) / 255.0 + noise, 0, 1).astype(
-        np.float32
-    )
-
-
-def training_images() -> list[np.ndarray]:
-    return [load_rgb(name) for name in TRAIN_FILES] + [
-        synthetic(seed) for seed in TRAIN_SYNTHETIC_SEEDS
-    ]
+    return np.clip(np.asarray(image, dtype=np.float32) / 255.0 + noise, 0, 1).astype(np.float32)
 
 
 def held_out_images() -> dict[str, np.ndarray]:
+    """The held-out photographs (float32 HR) and the synthetic one; chosen before any training.
+
+    The registry's held-out photographs are MATLAB-shrunk to half size (as the training pictures'
+    cleaner copies are) and centre-cropped to HELD_OUT_CROP square, so the set measures detail,
+    not JPEG noise and lens softness at 100 %, and stays quick to run through ``avow upscale``."""
     images = {name: load_rgb(name) for name in HELD_OUT_FILES}
+    paths = photos.install()
+    for photo in photos.PHOTOS:
+        if photo.use == "held-out":
+            half = rescale(_read(paths[photo.name]), 0.5)
+            top = (half.shape[0] - HELD_OUT_CROP) // 2
+            left = (half.shape[1] - HELD_OUT_CROP) // 2
+            images[photo.name] = half[top : top + HELD_OUT_CROP, left : left + HELD_OUT_CROP]
     images[f"synthetic-{HELD_OUT_SYNTHETIC_SEED}"] = synthetic(HELD_OUT_SYNTHETIC_SEED)
     return images
+
+
+def training_pairs(scale: int, min_side: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(name, LR uint8, HR uint8) for every training picture and its 3/4 and 1/2 copies whose short
+    side is at least ``min_side`` HR pixels. Built once and cached as .npy (memory-mapped on
+    reuse), keyed by the picture's sha256, the factor, the scale and PAIRS_VERSION."""
+    sources: list[tuple[str, bytes | None, Callable[[], np.ndarray]]] = [
+        (name, (SKIMAGE_DATA / name).read_bytes(), partial(load_rgb, name)) for name in TRAIN_FILES
+    ]
+    paths = photos.install()
+    sources += [
+        (photo.name, paths[photo.name].read_bytes(), partial(_read, paths[photo.name]))
+        for photo in photos.PHOTOS
+        if photo.use == "training"
+    ]
+    sources += [(f"synthetic-{seed}", None, partial(synthetic, seed)) for seed in TRAIN_SYNTHETIC_SEEDS]
+    folder = photos.CACHE / "pairs"
+    folder.mkdir(parents=True, exist_ok=True)
+    pairs = []
+    for name, content, loader in sources:
+        picture = None
+        if content is None:  # synthetic: its bytes are its pixels (Pillow's text rendering may vary)
+            picture = loader()
+            content = picture.tobytes()
+        digest = hashlib.sha256(content).hexdigest()[:16]
+        for factor in HR_FACTORS:
+            stem = folder / f"{digest}-f{factor}-x{scale}-v{PAIRS_VERSION}"
+            lr_path, hr_path = stem.with_suffix(".lr.npy"), stem.with_suffix(".hr.npy")
+            if not hr_path.is_file():
+                picture = loader() if picture is None else picture
+                hr = picture if factor == 1.0 else rescale(picture, factor)
+                hr = crop_to_multiple(hr, scale)
+                _save_npy(lr_path, to_uint8(degrade(hr, scale)))
+                _save_npy(hr_path, to_uint8(hr))
+            hr_u8 = np.load(hr_path, mmap_mode="r")
+            if min(hr_u8.shape[:2]) >= min_side:
+                pairs.append((f"{name}@{factor}", np.load(lr_path, mmap_mode="r"), hr_u8))
+    return pairs
+
+
+def _read(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255.0
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    staging = path.with_name(path.name + ".staging")
+    with open(staging, "wb") as handle:
+        np.save(handle, array)
+    os.replace(staging, path)
 
 
 def crop_to_multiple(image: np.ndarray, scale: int) -> np.ndarray:
@@ -109,8 +166,11 @@ def _cubic(x: np.ndarray) -> np.ndarray:
     )
 
 
-def _resize_matrix(in_len: int, out_len: int) -> np.ndarray:
-    """MATLAB imresize's bicubic weights as a dense out_len x in_len matrix (symmetric borders)."""
+def _resize_taps(in_len: int, out_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """MATLAB imresize's bicubic taps: (indices, weights), each out_len x taps (symmetric borders).
+
+    Banded rather than a dense out_len x in_len matrix: a 16 MP picture's dense matrices cost
+    seconds and hundreds of MB; its taps cost nothing."""
     scale = out_len / in_len
     kernel_scale = min(scale, 1.0)  # antialiasing: widen the kernel when shrinking
     width = 4.0 / kernel_scale
@@ -121,20 +181,22 @@ def _resize_matrix(in_len: int, out_len: int) -> np.ndarray:
     weights = kernel_scale * _cubic(kernel_scale * (centres[:, None] - indices))
     weights /= weights.sum(axis=1, keepdims=True)
     mirrored = np.concatenate([np.arange(in_len), np.arange(in_len)[::-1]])
-    indices = mirrored[np.mod(indices, 2 * in_len)]
-    matrix = np.zeros((out_len, in_len))
-    np.add.at(
-        matrix, (np.repeat(np.arange(out_len), taps), indices.ravel()), weights.ravel()
-    )
-    return matrix
+    return mirrored[np.mod(indices, 2 * in_len)], weights.astype(np.float32)
+
+
+def _resize_axis(image: np.ndarray, out_len: int, axis: int) -> np.ndarray:
+    indices, weights = _resize_taps(image.shape[axis], out_len)
+    shape = [1] * image.ndim
+    shape[axis] = out_len
+    out = np.zeros(image.shape[:axis] + (out_len,) + image.shape[axis + 1 :], np.float32)
+    for k in range(indices.shape[1]):
+        out += weights[:, k].reshape(shape) * np.take(image, indices[:, k], axis=axis)
+    return out
 
 
 def imresize(image: np.ndarray, height: int, width: int) -> np.ndarray:
     """MATLAB-style bicubic resize of H x W x C float32 (no clipping, as MATLAB on doubles)."""
-    rows = torch.from_numpy(_resize_matrix(image.shape[0], height)).float()
-    cols = torch.from_numpy(_resize_matrix(image.shape[1], width)).float()
-    tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
-    return (rows @ tensor @ cols.T).permute(1, 2, 0).numpy()
+    return _resize_axis(_resize_axis(image.astype(np.float32, copy=False), height, 0), width, 1)
 
 
 def quantize(image: np.ndarray) -> np.ndarray:
