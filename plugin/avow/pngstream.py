@@ -53,7 +53,7 @@ class PngStream:
         np.subtract(raw[1:], raw[:-1], out=filtered[1:, 1:])
         self.previous = raw[-1].copy()
         self.rows += len(raw)
-        self._idat(self.compressor.compress(filtered))
+        self._idat(self.compressor.compress(filtered.data))
 
     def close(self) -> None:
         if self.rows != self.height:
