@@ -244,35 +244,32 @@ def thumbnail(levels: Levels, edge: int) -> bytes:
 
 class BandThumbnail:
     """``thumbnail`` made from the colour levels as they pass, band by band, top to bottom (for a
-    streamed output): each band is box-reduced by the same factor into a small sum, so nothing of
-    full size is kept."""
+    streamed output): each band's whole blocks of rows are box-reduced by the same factor (Pillow's
+    ``reduce``), the rows short of a block carried to the next band, so nothing of full size is kept."""
 
     def __init__(self, height: int, width: int, colors: int, edge: int) -> None:
-        self.height, self.width, self.edge = height, width, edge
+        self.width, self.edge, self.mode = width, edge, "L" if colors == 1 else "RGB"
         self.factor = _thumbnail_factor(height, width, edge)
-        cells = -(-height // self.factor), -(-width // self.factor)
-        self.sums = np.zeros((*cells, colors), np.uint32 if self.factor < 256 else np.uint64)
-        self.top, self.top_level = 0, 255
+        self.blocks: list[np.ndarray] = []  # reduced rows
+        self.carry = np.empty((0, width, colors), np.uint8)
 
     def add(self, levels: np.ndarray) -> None:
         """The next rows: H x W x colours, uint8 or uint16."""
-        factor, full = self.factor, self.width - self.width % self.factor
-        rows = np.empty((len(levels), self.sums.shape[1], levels.shape[2]), self.sums.dtype)
-        levels[:, :full].reshape(len(levels), -1, factor, levels.shape[2]).sum(axis=2, out=rows[:, : full // factor])
-        if full < self.width:
-            levels[:, full:].sum(axis=1, out=rows[:, -1])
-        cuts = np.flatnonzero(np.arange(self.top, self.top + len(levels)) % factor == 0)
-        cuts = cuts if len(cuts) and cuts[0] == 0 else np.append(0, cuts)
-        self.sums[(self.top + cuts) // factor] += np.add.reduceat(rows, cuts, axis=0)
-        self.top += len(levels)
-        self.top_level = np.iinfo(levels.dtype).max
+        if levels.dtype == np.uint16:
+            levels = (levels >> 8).astype(np.uint8)
+        rows = np.concatenate([self.carry, levels]) if len(self.carry) else levels
+        full = len(rows) - len(rows) % self.factor
+        if full:
+            self.blocks.append(self._reduced(rows[:full]))
+        self.carry = rows[full:].copy()
+
+    def _reduced(self, rows: np.ndarray) -> np.ndarray:
+        image = Image.frombuffer(self.mode, (self.width, len(rows)), np.ascontiguousarray(rows), "raw", self.mode, 0, 1)
+        return np.asarray(image.reduce(self.factor))
 
     def jpeg(self) -> bytes:
-        rows = np.minimum(self.factor, self.height - np.arange(self.sums.shape[0]) * self.factor)
-        columns = np.minimum(self.factor, self.width - np.arange(self.sums.shape[1]) * self.factor)
-        means = self.sums / (np.outer(rows, columns)[..., None] * (self.top_level / 255))
-        pixels = np.rint(means).astype(np.uint8)
-        return _jpeg_thumbnail(Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels), self.edge)
+        blocks = self.blocks + ([self._reduced(self.carry)] if len(self.carry) else [])
+        return _jpeg_thumbnail(Image.fromarray(np.concatenate(blocks)), self.edge)
 
 
 def _thumbnail_factor(height: int, width: int, edge: int) -> int:
