@@ -190,16 +190,16 @@ def breakdown(args, folder: Path) -> None:
 
 
 def peak_memory(args, folder: Path) -> None:
-    """Peak RSS over the baseline, split into: the fixed part (the model's activations for one tile,
-    measured on a one-tile input), the working set (computed: a row of tiles as float, the strips
+    """Peak RSS over the baseline, split into: the fixed part (the model's activations for one tile
+    with its context, measured on a one-tile input), the working set (computed: a row of tiles as float, the strips
     the mark and the PNG writer hold), the input as float (12 B an input pixel: 0.25x the uint8
     output at x4, 1x at x2), and what is left, as a multiple of the uint8 output."""
     model = load_model(find_model(args.model, 4))
     scale = model.descriptor.scale
     print("\npeak RSS of upscale_file to PNG, each in a fresh process (baseline: imports and the model loaded):")
-    fixed_run = rss_run(args, folder, args.tile, scale)
-    fixed = fixed_run - working_set(args, model, args.tile) - args.tile**2 * 12 / 2**20
-    print(f"  fixed part (model activations, one {args.tile}px tile, its working set taken off): {fixed:.0f} MiB")
+    side = args.tile + 2 * model.descriptor.tiling.overlap  # one tile as large as an inner one with its context
+    fixed = rss_run(args, folder, side, scale) - working_set(args, model, side) - side**2 * 12 / 2**20
+    print(f"  fixed part (model activations: one {side}px tile, its working set and input taken off): {fixed:.0f} MiB")
     print(f"{'output':>8} {'uint8':>9} {'peak-base':>10} {'fixed':>7} {'working':>8} {'input':>7} {'rest':>7} "
           f"{'rest/uint8':>10} {'(peak-base-fixed-working)/uint8':>32}")
     for megapixels in args.rss_sizes:
