@@ -33,6 +33,7 @@ from .canvas import Canvas, FloatCanvas, LevelsCanvas, PngCanvas
 from .devices import inference_dtype, pick_device
 from .errors import ImageError, UsageError
 from .images import Picture, output_format, read_header, read_picture, thumbnail, write_levels
+from .memory import return_large_buffers
 from .precheck import check_upscale
 
 # Output pixels Avow will synthesize in one job: 256 MP is a 16k x 16k image, ~3 GB as float32.
@@ -179,6 +180,7 @@ def synthesize_into(
     own keys, ``Marker``) before anything is quantised or written, so no path yields
     unmarked synthesized pixels. Nothing of full size exists as float beyond what the canvas keeps.
     The mark's amplitude is set from the input picture (in memory), so it needs no pass over the output."""
+    return_large_buffers()
     dtype = inference_dtype(device, model.descriptor.fp16_safe)
     module = model.module.to(device=device, dtype=dtype)
     scale = model.descriptor.scale
