@@ -12,27 +12,19 @@ import png
 import pytest
 import torch
 from PIL import Image, ImageCms
-from safetensors.torch import save_file
 
+import test_stream
 from avow.canvas import LevelsCanvas, PngCanvas
 from avow.engine import UpscaleOptions, prepare_model, synthesize_into, upscale_file
 from avow.errors import Cancelled
 from avow.images import PNG_COMPRESSION, BandThumbnail, Levels, from_array, thumbnail
 from avow.pngstream import PngStream
 from avow_c2pa.formats import OUTPUT_SUFFIXES
-from avow_models.archs.srvgg import SRVGGNetCompact
 from conftest import photo
 
 CPU = torch.device("cpu")
+model_path = test_stream.model_path  # the same small random model (a module-scoped fixture)
 LAYOUTS = {1: [0], 2: [0, 3], 3: [0, 1, 2], 4: [0, 1, 2, 3]}
-
-
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    torch.manual_seed(5)
-    path = tmp_path_factory.mktemp("model") / "random-x2.safetensors"
-    save_file(SRVGGNetCompact(num_feat=8, num_conv=2, scale=2).state_dict(), str(path))
-    return path
 
 
 def streamed(levels: np.ndarray, icc: bytes | None = None, cuts=(0, 1, 7, 40)) -> bytes:
