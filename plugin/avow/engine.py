@@ -33,7 +33,7 @@ from .canvas import Canvas, FloatCanvas, LevelsCanvas, PngCanvas
 from .devices import inference_dtype, pick_device
 from .errors import ImageError, UsageError
 from .images import Picture, output_format, read_header, read_picture, thumbnail, write_levels
-from .memory import return_large_buffers
+from .memory import release_freed
 from .precheck import check_upscale
 
 # Output pixels Avow will synthesize in one job: 256 MP is a 16k x 16k image, ~3 GB as float32.
@@ -180,7 +180,6 @@ def synthesize_into(
     own keys, ``Marker``) before anything is quantised or written, so no path yields
     unmarked synthesized pixels. Nothing of full size exists as float beyond what the canvas keeps.
     The mark's amplitude is set from the input picture (in memory), so it needs no pass over the output."""
-    return_large_buffers()
     dtype = inference_dtype(device, model.descriptor.fp16_safe)
     module = model.module.to(device=device, dtype=dtype)
     scale = model.descriptor.scale
@@ -205,6 +204,7 @@ def synthesize_into(
                 marker.feed(band)
             else:
                 canvas.put_alpha(top, band)
+            release_freed()
         # A flat output made from an input that is not flat: huge weights can saturate every
         # pixel, and that picture must not be disclosed, signed and reported as a success. (NaN
         # and infinite values are refused by the tiler, before clamping would hide them.)
