@@ -33,7 +33,6 @@ from .canvas import Canvas, FloatCanvas, LevelsCanvas, PngCanvas
 from .devices import inference_dtype, pick_device
 from .errors import ImageError, UsageError
 from .images import Picture, output_format, read_header, read_picture, thumbnail, write_levels
-from .memory import release_freed
 from .precheck import check_upscale
 
 # Output pixels Avow will synthesize in one job: 256 MP is a 16k x 16k image, ~3 GB as float32.
@@ -204,7 +203,6 @@ def synthesize_into(
                 marker.feed(band)
             else:
                 canvas.put_alpha(top, band)
-            release_freed()
         # A flat output made from an input that is not flat: huge weights can saturate every
         # pixel, and that picture must not be disclosed, signed and reported as a success. (NaN
         # and infinite values are refused by the tiler, before clamping would hide them.)
