@@ -17,7 +17,6 @@ import argparse
 import copy
 import math
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -31,7 +30,7 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from avow import canvas, engine, images, tiling
+from avow import canvas, engine, images, pngstream, tiling
 from avow.devices import inference_dtype, pick_device
 from avow.engine import UpscaleOptions, upscale_file
 from avow_c2pa.watermark import embedding
@@ -115,8 +114,13 @@ def wrap_engine(stages: Stages) -> None:
     stages.wrap(tiling, "_tile", "model")
     stages.wrap(embedding.Marker, "__init__", "mark (amplitude map)")
     stages.wrap(embedding.Marker, "_strip", "mark")
-    stages.wrap(canvas.LevelsCanvas, "put", "quantise")
-    stages.wrap(canvas.LevelsCanvas, "put_alpha", "quantise")
+    for layout in (canvas.LevelsCanvas, canvas.PngCanvas):
+        stages.wrap(layout, "put", "quantise")
+        stages.wrap(layout, "put_alpha", "quantise")
+    stages.wrap(pngstream.PngStream, "write", "encode")  # a PNG is encoded as its strips are quantised
+    stages.wrap(pngstream.PngStream, "close", "encode")
+    stages.wrap(images.BandThumbnail, "add", "C2PA thumbnail")
+    stages.wrap(images.BandThumbnail, "jpeg", "C2PA thumbnail")
 
 
 def speed(args, model) -> None:
@@ -176,8 +180,8 @@ def breakdown(args, folder: Path) -> None:
         print(f"  {label:<22} {value:7.2f} s {100 * value / total:5.1f} %  {cpu_seconds[label]:5.2f} s "
               f"{100 * cpu_seconds[label] / total_cpu:5.1f} %")
     print(f"  {'other':<22} {total - sum(seconds.values()):7.2f} s          {total_cpu - sum(cpu_seconds.values()):5.2f} s")
-    after = ("mark", "mark (amplitude map)", "mark (payload)", "quantise", "encode", "EXIF/XMP + C2PA")
-    provenance = ("mark", "mark (amplitude map)", "mark (payload)", "quantise", "EXIF/XMP + C2PA")
+    provenance = ("mark", "mark (amplitude map)", "mark (payload)", "quantise", "C2PA thumbnail", "EXIF/XMP + C2PA")
+    after = (*provenance, "encode")
     for name, part in (("wall", seconds), ("CPU", cpu_seconds)):
         whole = total if name == "wall" else total_cpu
         print(f"  {name}: total {whole:.2f} s; after the model {100 * sum(part.get(k, 0.0) for k in after) / whole:.1f} %, "
@@ -186,32 +190,67 @@ def breakdown(args, folder: Path) -> None:
 
 
 def peak_memory(args, folder: Path) -> None:
-    print("\npeak RSS of upscale_file, each in a fresh process (baseline: imports and the model loaded; the output\n"
-          "buffer alone is 1.33x uint8, Pillow's RGB; the rest: a row of tiles as float, the model's activations, the input):")
-    print(f"{'output':>8} {'uint8':>9} {'baseline':>9} {'peak':>9} {'peak-base':>10} {'/ uint8':>8}")
+    """Peak RSS over the baseline, split into: the fixed part (the model's activations for one tile
+    with its context, measured on a one-tile input), the working set (computed: a row of tiles as float, the strips
+    the mark and the PNG writer hold), the input as float (12 B an input pixel: 0.25x the uint8
+    output at x4, 1x at x2), and what is left, as a multiple of the uint8 output."""
+    model = load_model(find_model(args.model, 4))
+    scale = model.descriptor.scale
+    print("\npeak RSS of upscale_file to PNG, each in a fresh process (baseline: imports and the model loaded):")
+    side = args.tile + 2 * model.descriptor.tiling.overlap  # one tile as large as an inner one with its context
+    fixed = rss_run(args, folder, side, scale) - working_set(args, model, side) - side**2 * 12 / 2**20
+    print(f"  fixed part (model activations: one {side}px tile, its working set and input taken off): {fixed:.0f} MiB")
+    print(f"{'output':>8} {'uint8':>9} {'peak-base':>10} {'fixed':>7} {'working':>8} {'input':>7} {'rest':>7} "
+          f"{'rest/uint8':>10} {'(peak-base-fixed-working)/uint8':>32}")
     for megapixels in args.rss_sizes:
         side = round(math.sqrt(megapixels * 1e6))
-        source = folder / f"rss-{side}.png"
-        Image.fromarray(test_picture(side)).save(source)
-        done = subprocess.run(
-            [sys.executable, __file__, "--model", args.model or "", "--tile", str(args.tile),
-             "--threads", str(args.threads), "--rss-child", str(source)],
-            capture_output=True, text=True, check=True,
-        )
-        base, peak = (int(v) for v in done.stdout.split())
-        output = (side * 4) ** 2 * 3 / 2**20
-        print(f"{(side * 4) ** 2 / 1e6:>5.0f} MP {output:>5.0f} MiB {base:>5.0f} MiB {peak:>5.0f} MiB "
-              f"{peak - base:>6.0f} MiB {(peak - base) / output:7.2f}x")
+        over = rss_run(args, folder, side, scale)
+        output = (side * scale) ** 2 * 3 / 2**20
+        working, source = working_set(args, model, side), side**2 * 12 / 2**20
+        rest = over - fixed - working - source
+        print(f"{(side * scale) ** 2 / 1e6:>5.0f} MP {output:>5.0f} MiB {over:>6.0f} MiB {fixed:>3.0f} MiB "
+              f"{working:>4.0f} MiB {source:>3.0f} MiB {rest:>3.0f} MiB {rest / output:>9.2f}x "
+              f"{(over - fixed - working) / output:>31.2f}x")
+
+
+def working_set(args, model, side: int) -> float:
+    """MiB, computed: the tiler's band (a row of tiles as float32) and, per strip of the mark (its
+    rows and SSIM context), the unmarked rows kept and joined (2 x 12 B), the mark (4 B), the
+    float scratch of the quantiser (12 B), the levels and their filtered copy (2 x 3 B)."""
+    scale, (core, _) = model.descriptor.scale, tiling._spans(side, 0, args.tile, model.descriptor.tiling)[0]
+    width = side * scale
+    band = (core.stop - core.start) * scale * width * 12
+    strip = (embedding._STRIP_ROWS + 2 * embedding._SSIM_RADIUS) * width * (24 + 4 + 12 + 6)
+    return (band + strip) / 2**20
+
+
+def rss_run(args, folder: Path, side: int, scale: int) -> float:
+    """Peak RSS over the baseline (MiB) of one upscale of a ``side``-pixel square, in a fresh process."""
+    source = folder / f"rss-{side}.png"
+    Image.fromarray(test_picture(side)).save(source)
+    done = subprocess.run(
+        [sys.executable, __file__, "--model", args.model or "", "--tile", str(args.tile),
+         "--threads", str(args.threads), "--rss-child", str(source)],
+        capture_output=True, text=True, check=True,
+    )
+    base, peak = (int(v) for v in done.stdout.split())
+    return peak - base
 
 
 def rss_child(args) -> None:
     source = Path(args.rss_child)
     options = UpscaleOptions(model=args.model, tile=args.tile, device="cpu", force=True)
     engine.prepare_model(options)
+    base = status_mib("VmRSS")
+    upscale_file(source, source.with_name(source.stem + "-up.png"), options)
+    print(base, status_mib("VmHWM"))
+
+
+def status_mib(field: str) -> int:
+    """This process's own figure (VmHWM, not ru_maxrss: Linux carries that over from the parent's
+    fork across exec, so a big parent inflates it)."""
     with open("/proc/self/status") as status:
-        base = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) // 1024
-    upscale_file(source, source.with_name(source.stem + "-x4.png"), options)
-    print(base, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+        return next(int(line.split()[1]) for line in status if line.startswith(f"{field}:")) // 1024
 
 
 def main() -> None:

@@ -29,7 +29,7 @@ from avow_c2pa.watermark.embedding import Marker
 from avow_models import DEFAULT_MODELS, LoadedModel, UnsupportedModelError, find_model, load_model
 
 from . import DEFAULT_TILE, tiling
-from .canvas import Canvas, FloatCanvas, LevelsCanvas
+from .canvas import Canvas, FloatCanvas, LevelsCanvas, PngCanvas
 from .devices import inference_dtype, pick_device
 from .errors import ImageError, UsageError
 from .images import Picture, output_format, read_header, read_picture, thumbnail, write_levels
@@ -80,21 +80,31 @@ def upscale_file(
     picture = read_picture(source)
     device = pick_device(options.device)
     payload = watermark_payload(model, picture)
-    canvas = LevelsCanvas(picture, model.descriptor.scale, output_format(target))
-    synthesize_into(canvas, picture, model, device, options.tile, payload, on_progress, should_stop)
-    levels = canvas.levels()
-    del canvas
+    fmt = output_format(target)
+    canvas = None if fmt == "png" else LevelsCanvas(picture, model.descriptor.scale, fmt)  # refuses early
     output_size = (picture.size[0] * model.descriptor.scale, picture.size[1] * model.descriptor.scale)
     disclosure = disclose(model, picture, sha256_file(source), payload)
     manifest, rights = upscale_manifest(disclosure, target.name), read_rights(source)
     staged = staged_path(target, "pixels")
     try:
-        write_levels(levels, staged)
+        if canvas is None:  # written as it is made, under the staged name
+            with open(staged, "wb") as handle:
+                stream = PngCanvas(picture, model.descriptor.scale, handle, THUMBNAIL_EDGE)
+                synthesize_into(stream, picture, model, device, options.tile, payload, on_progress, should_stop)
+                preview = stream.close()
+            del stream
+        else:
+            synthesize_into(canvas, picture, model, device, options.tile, payload, on_progress, should_stop)
+            levels = canvas.levels()
+            del canvas
+            write_levels(levels, staged)
+            preview = thumbnail(levels, THUMBNAIL_EDGE)
+            del levels
         if target.exists() and not options.force:
             raise UsageError(f"{target}: appeared while upscaling; pass --force to replace it")
-        seal(staged, target, manifest, identity, source, disclosure, rights, thumbnail(levels, THUMBNAIL_EDGE))
+        seal(staged, target, manifest, identity, source, disclosure, rights, preview)
     finally:
-        discard(staged)  # seal consumes it; this covers a stop before seal began
+        discard(staged)  # seal consumes it; this covers a failure or stop before seal began
     return UpscaleResult(target, disclosure, output_size, device.type, time.perf_counter() - started)
 
 

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import struct
 import warnings
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ from PIL import Image, UnidentifiedImageError
 from avow_c2pa.formats import OUTPUT_SUFFIXES
 
 from .errors import ImageError
+from .pngstream import PngStream
 
 # Pillow's format names for the same formats (Avow reads what it writes): its names are Avow's, upper-cased.
 INPUT_FORMATS = {fmt.upper(): fmt for fmt in OUTPUT_SUFFIXES.values()}
@@ -235,12 +234,50 @@ def thumbnail(levels: Levels, edge: int) -> bytes:
     an integer box reduction to within twice the size, then Pillow's bicubic thumbnail."""
     pixels = levels.pixels
     height, width = (pixels.height, pixels.width) if isinstance(pixels, Image.Image) else pixels.shape[:2]
-    factor = max(1, max(height, width) // (2 * edge))
+    factor = _thumbnail_factor(height, width, edge)
     if isinstance(pixels, np.ndarray) and pixels.dtype == np.uint16:  # a strided sample first: no 8-bit copy of it all
         pixels = (pixels[factor // 2 :: factor, factor // 2 :: factor] >> 8).astype(np.uint8)
         factor = 1
     image = _pillow(pixels)
-    image = image.reduce(factor) if factor > 1 else image
+    return _jpeg_thumbnail(image.reduce(factor) if factor > 1 else image, edge)
+
+
+class BandThumbnail:
+    """``thumbnail`` made from the colour levels as they pass, band by band, top to bottom (for a
+    streamed output): each band's whole blocks of rows are box-reduced by the same factor (Pillow's
+    ``reduce``), the rows short of a block carried to the next band, so nothing of full size is kept."""
+
+    def __init__(self, height: int, width: int, colors: int, edge: int) -> None:
+        self.width, self.edge, self.mode = width, edge, "L" if colors == 1 else "RGB"
+        self.factor = _thumbnail_factor(height, width, edge)
+        self.blocks: list[np.ndarray] = []  # reduced rows
+        self.carry = np.empty((0, width, colors), np.uint8)
+
+    def add(self, levels: np.ndarray) -> None:
+        """The next rows: H x W x colours, uint8 or uint16."""
+        if levels.dtype == np.uint16:
+            levels = (levels >> 8).astype(np.uint8)
+        rows = np.concatenate([self.carry, levels]) if len(self.carry) else levels
+        full = len(rows) - len(rows) % self.factor
+        if full:
+            self.blocks.append(self._reduced(rows[:full]))
+        self.carry = rows[full:].copy()
+
+    def _reduced(self, rows: np.ndarray) -> np.ndarray:
+        image = Image.frombuffer(self.mode, (self.width, len(rows)), np.ascontiguousarray(rows), "raw", self.mode, 0, 1)
+        return np.asarray(image.reduce(self.factor))
+
+    def jpeg(self) -> bytes:
+        blocks = self.blocks + ([self._reduced(self.carry)] if len(self.carry) else [])
+        return _jpeg_thumbnail(Image.fromarray(np.concatenate(blocks)), self.edge)
+
+
+def _thumbnail_factor(height: int, width: int, edge: int) -> int:
+    """An integer box reduction to within twice the thumbnail's size (Pillow's bicubic does the rest)."""
+    return max(1, max(height, width) // edge)
+
+
+def _jpeg_thumbnail(image: Image.Image, edge: int) -> bytes:
     image = image.convert("RGB")
     image.thumbnail((edge, edge))
     buffer = io.BytesIO()
@@ -271,30 +308,7 @@ def _write16(pixels: np.ndarray, fmt: str, path: Path, icc: bytes | None) -> Non
             compression="zlib",
         )
         return
-    writer = png.Writer(
-        width, height, greyscale=planes < 3, alpha=planes in (2, 4), bitdepth=16, compression=PNG_COMPRESSION
-    )
     with open(path, "wb") as handle:
-        # pypng writes from the rows as it goes, but cannot write iCCP itself: it goes right after
-        # IHDR (the first 33 bytes: 8-byte signature + 25-byte IHDR chunk).
-        writer.write(_AfterHeader(handle, _iccp(icc)) if icc else handle, pixels.reshape(height, width * planes))
-
-
-def _iccp(icc: bytes) -> bytes:
-    payload = b"ICC profile\x00\x00" + zlib.compress(icc)
-    return struct.pack(">I", len(payload)) + b"iCCP" + payload + struct.pack(">I", zlib.crc32(b"iCCP" + payload))
-
-
-class _AfterHeader:
-    """A file that inserts ``chunk`` after the PNG signature and IHDR."""
-
-    def __init__(self, handle, chunk: bytes) -> None:
-        self.handle, self.chunk, self.written = handle, chunk, 0
-
-    def write(self, data: bytes) -> None:
-        if self.chunk and self.written + len(data) >= 33:
-            cut = 33 - self.written
-            data = data[:cut] + self.chunk + data[cut:]
-            self.chunk = b""
-        self.written += len(data)
-        self.handle.write(data)
+        stream = PngStream(handle, width, height, planes, 16, icc, PNG_COMPRESSION)
+        stream.write(pixels)
+        stream.close()

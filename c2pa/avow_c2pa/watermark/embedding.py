@@ -49,7 +49,14 @@ def _columns(width: int, period: float, coefficients: np.ndarray, layout: _Layou
     """The pattern's x part, (K+1) x W complex: the same for every band of rows, so made once."""
     grid = np.zeros((K_HI + 1, 2 * K_HI + 1), np.complex128)
     grid[layout.ky, layout.kx + K_HI] = coefficients
-    ex = np.exp(2j * np.pi * np.outer(np.arange(-K_HI, K_HI + 1), np.arange(width)) / period)  # (2K+1, W)
+    # exp(2 pi i k x / period) for k = -K..K, (2K+1) x W: powers of k = 1 (conjugates below zero),
+    # a multiplication a row where an exp of each element cost most of the marker's set-up.
+    ex = np.empty((2 * K_HI + 1, width), np.complex128)
+    ex[K_HI] = 1.0
+    ex[K_HI + 1] = np.exp(2j * np.pi * np.arange(width) / period)
+    for k in range(2, K_HI + 1):
+        np.multiply(ex[K_HI + k - 1], ex[K_HI + 1], out=ex[K_HI + k])
+    np.conjugate(ex[K_HI + 1 :][::-1], out=ex[:K_HI])
     return grid @ ex
 
 
@@ -68,15 +75,16 @@ def _bilinear(image: np.ndarray, ys: np.ndarray, xs: np.ndarray, step: int) -> n
     return band[:, low] * (1 - frac[None, :]) + band[:, high] * frac[None, :]
 
 
-def _max_filter(image: np.ndarray, radius: int) -> np.ndarray:
+def _min_filter(image: np.ndarray, radius: int) -> np.ndarray:
+    """Minimum over a (2r+1)^2 window, edges replicated: shifted slices, no index arrays."""
     out = image
     for axis in (0, 1):
         padded = np.pad(out, [(radius, radius) if a == axis else (0, 0) for a in (0, 1)], mode="edge")
-        size = out.shape[axis]
-        result = np.take(padded, np.arange(0, size), axis=axis)
-        for shift in range(1, 2 * radius + 1):
-            result = np.maximum(result, np.take(padded, np.arange(shift, shift + size), axis=axis))
-        out = result
+        windows = [padded[(slice(None),) * axis + (slice(shift, shift + out.shape[axis]),)]
+                   for shift in range(2 * radius + 1)]
+        out = windows[0].copy()
+        for window in windows[1:]:
+            np.minimum(out, window, out=out)
     return out
 
 
@@ -92,7 +100,7 @@ def _coarse_amplitude(small: np.ndarray) -> np.ndarray:
     """
     detail = small - _box(small, 2)
     texture = np.sqrt(_box(detail * detail, 3))
-    texture = -_max_filter(-texture, 3)
+    texture = _min_filter(texture, 3)
     brightness = _box(small, 3)
     # Masking grows linearly with weak texture, then compressively (strong texture hides less
     # per unit, and SSIM would object).
