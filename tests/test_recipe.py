@@ -7,6 +7,7 @@ and the figures in the model cards.
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from avow_models.archs.srvgg import SRVGGNetCompact
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models" / "recipe"))
 import photos
+from checkpoint import load_state, save_state
 from rep import RepSRVGG
 
 import data
@@ -131,13 +133,41 @@ def test_only_cc0_and_cc_by_pictures_are_trained_on():
     assert len({photo.name for photo in photos.PHOTOS}) == len(photos.PHOTOS)
 
 
-def test_the_committed_run_resumes_from_weights_only_state():
-    """The long run's state is what a later session resumes from: it must load without unpickling
-    code, rebuild the training network, and its folded weights must load through the registry."""
+def test_the_committed_run_resumes_from_a_safetensors_state():
+    """The long run's state is what a later session resumes from: it must be safetensors (no
+    pickle), rebuild the training network, and its folded weights must load through the registry."""
     run = Path(__file__).resolve().parents[1] / "models/recipe/runs/x4-rep56"
-    state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
+    state = load_state(run / "checkpoint.safetensors")
     assert "--rep" in state["recipe"] and state["step"] > 0 and state["cpu_seconds"] > 0
     model = RepSRVGG(56, 10, 4)
     model.load_state_dict(state["ema"])
     assert sum(p.numel() for p in model.fold().parameters()) == 309_224
     assert load_model(run / "model.safetensors").descriptor.params == 309_224
+
+
+def test_a_training_state_round_trips_through_safetensors(tmp_path):
+    """What Adam, the scheduler and the generators keep: integer keys, tuples, scalars, NaN, 128-bit ints."""
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.Adam(model.parameters(), betas=(0.8, 0.9))
+    model(torch.ones(1, 3)).sum().backward()
+    optimizer.step()
+    state = {"optimizer": optimizer.state_dict(), "rng": np.random.default_rng(7).bit_generator.state,
+             "torch_rng": torch.get_rng_state(), "average": float("nan"), "step": 3, "recipe": "x"}
+    save_state(state, tmp_path / "state.safetensors")
+    back = load_state(tmp_path / "state.safetensors")
+    assert list(back["optimizer"]["state"]) == [0, 1]
+    assert torch.equal(back["optimizer"]["state"][1]["exp_avg"], state["optimizer"]["state"][1]["exp_avg"])
+    assert back["optimizer"]["param_groups"][0]["betas"] == [0.8, 0.9]
+    assert back["rng"] == state["rng"] and torch.equal(back["torch_rng"], state["torch_rng"])
+    assert back["average"] != back["average"] and back["step"] == 3
+    fresh = torch.optim.Adam(torch.nn.Linear(3, 2).parameters())
+    fresh.load_state_dict(back["optimizer"])
+    with pytest.raises(TypeError):
+        save_state({"bad": object()}, tmp_path / "bad.safetensors")
+
+
+def test_no_pickled_weights_are_committed():
+    """Weights and training states are shipped as safetensors only."""
+    root = Path(__file__).resolve().parents[1]
+    listed = subprocess.run(["git", "ls-files"], cwd=root, capture_output=True, text=True, check=True).stdout.split()
+    assert [name for name in listed if name.endswith((".pt", ".pth", ".ckpt", ".pkl", ".pickle"))] == []

@@ -3,7 +3,7 @@
     PYTHONPATH=models .venv/bin/python models/recipe/train.py --scale 4 --rep --run models/recipe/runs/x4
 
 With ``--run DIR`` everything the run needs to continue lives in DIR, small enough to commit:
-``checkpoint.pt`` (weights-only-safe), ``model.safetensors`` (the folded EMA, shippable),
+``checkpoint.safetensors`` (the whole training state, ``checkpoint.py``), ``model.safetensors`` (the folded EMA, shippable),
 ``log.csv`` (loss and held-out PSNR against CPU hours). Rerunning the same command, in this
 session or a later one, continues from the checkpoint.
 
@@ -14,7 +14,7 @@ so augmenting the aligned pair is exact up to the picture's border). Random alig
 (mostly flat ones are usually re-drawn), random flip/rot90/RGB-channel order, L1 loss (then an
 optional short L2 phase), Adam with cosine decay, an EMA of the weights (what is saved), fixed
 seeds. Everything the result depends on is a command-line flag, recorded in the weights'
-metadata. ``--checkpoint`` makes the run resumable: rerunning the same command continues it.
+metadata. ``--run`` makes the run resumable: rerunning the same command continues it.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from safetensors.torch import load_file, save_file
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import evaluate
+from checkpoint import load_state, save_state
 from rep import RepSRVGG
 
 import data
@@ -165,12 +166,10 @@ def main(argv: list[str] | None = None) -> None:
         lambda step: 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(step / args.iters, 1.0))),
     )
     args.run.mkdir(parents=True, exist_ok=True)
-    checkpoint, log = args.run / "checkpoint.pt", args.run / "log.csv"
+    checkpoint, log = args.run / "checkpoint.safetensors", args.run / "log.csv"
     start, average, cpu_before = 0, 0.0, 0.0
     if checkpoint.is_file():
-        # Only tensors, numbers, strings and containers are in it: the weights-only unpickler reads it
-        # without running code, as every other weights file Avow reads.
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        state = load_state(checkpoint)
         if state["recipe"] != recipe(args, lr_patch):
             sys.exit(f"{checkpoint} belongs to another recipe: {state['recipe']}")
         model.load_state_dict(state["model"])
@@ -244,9 +243,7 @@ def main(argv: list[str] | None = None) -> None:
                 "sampler_rng": sampler.rng.bit_generator.state,
                 "torch_rng": torch.get_rng_state(),
             }
-            partial = checkpoint.with_name(checkpoint.name + ".partial")
-            torch.save(state, partial)
-            os.replace(partial, checkpoint)
+            save_state(state, checkpoint)
 
 
 def write_log(log: Path, step: int, cpu_seconds: float, loss: float, held_out: HeldOut, ema: torch.nn.Module) -> float:
