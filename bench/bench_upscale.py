@@ -13,10 +13,12 @@ memory for 4, 16 and 64 MP outputs.
 
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # what importing avow does (avow/__init__.py), before numpy loads
 import argparse
 import copy
 import math
-import os
 import statistics
 import subprocess
 import sys

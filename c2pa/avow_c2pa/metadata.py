@@ -15,7 +15,7 @@ from pathlib import Path
 import pyexiv2
 
 from .disclosure import Declared, Disclosure
-from .errors import DisclosureError
+from .errors import DisclosureError, file_system_error
 
 AVOW_NS = "https://avow.dev/ns/1.0/"
 AVOW_PREFIX = "avow"
@@ -23,6 +23,9 @@ AVOW_PREFIX = "avow"
 # Rights the author asserted on the input: dropping them would misrepresent who owns the picture.
 CARRIED_EXIF = ("Exif.Image.Artist", "Exif.Image.Copyright")
 CARRIED_XMP = ("Xmp.dc.creator", "Xmp.dc.rights", "Xmp.xmpRights.UsageTerms", "Xmp.photoshop.Credit")
+# A staged file up to this size gets its EXIF/XMP from memory (see ``write_disclosure``): the whole
+# file is held about three times over (read, exiv2's copy, the result).
+_IN_MEMORY_BYTES = 16 << 20
 
 _namespace_registered = False
 # exiv2 prints a warning per oddity of a hostile file to stderr; errors still raise.
@@ -76,7 +79,7 @@ def read_rights(path: Path) -> tuple[dict, dict]:
     return {k: v for k, v in exif.items() if k in CARRIED_EXIF}, {k: v for k, v in xmp.items() if k in CARRIED_XMP}
 
 
-def _required_exif(image: pyexiv2.Image) -> dict:
+def _required_exif(image: pyexiv2.Image | pyexiv2.ImageData) -> dict:
     """The tags EXIF 2.32 requires of every file (and of a JPEG's YCbCr data), so that readers and
     ``exiftool -validate`` find a complete EXIF block, not a bare disclosure. Written from scratch
     like the rest: the picture's real size, sRGB unless an ICC profile says otherwise."""
@@ -99,12 +102,25 @@ def _required_exif(image: pyexiv2.Image) -> dict:
 
 
 def write_disclosure(path: Path, disclosure: Declared, carried: tuple[dict, dict] = ({}, {})) -> None:
+    """Write the disclosure into ``path`` (a staged file: a failure leaves it to be discarded).
+
+    exiv2 rewrites a file for each of its EXIF and XMP writes; a file up to _IN_MEMORY_BYTES is
+    rewritten once, from memory (a third of the disclosure's time on a 4 MP PNG), a larger one in
+    place, so memory stays bounded whatever the size."""
     exif, xmp = disclosure_fields(disclosure)
     _register_namespace()
     try:
-        with pyexiv2.Image(str(path)) as image:
-            image.modify_exif({**_required_exif(image), **carried[0], **exif})
-            image.modify_xmp({**carried[1], **xmp})
+        if path.stat().st_size <= _IN_MEMORY_BYTES:
+            with pyexiv2.ImageData(path.read_bytes()) as image:
+                _modify(image, exif, xmp, carried)
+                data = image.get_bytes()
+            with open(path, "wb") as handle:
+                handle.write(data)
+        else:
+            with pyexiv2.Image(str(path)) as image:
+                _modify(image, exif, xmp, carried)
+    except OSError as exc:
+        raise file_system_error(exc, path) from exc
     except Exception as exc:  # pyexiv2 raises bare RuntimeError/Exception from native code
         raise DisclosureError(f"{path.name}: cannot write EXIF/XMP disclosure: {exc}") from exc
     written_exif, written_xmp = read_metadata(path)
@@ -112,6 +128,11 @@ def write_disclosure(path: Path, disclosure: Declared, carried: tuple[dict, dict
         raise DisclosureError(f"{path.name}: the XMP disclosure did not survive writing")
     if written_exif.get("Exif.Image.Software") != disclosure.software:
         raise DisclosureError(f"{path.name}: the EXIF disclosure did not survive writing")
+
+
+def _modify(image: pyexiv2.Image | pyexiv2.ImageData, exif: dict, xmp: dict, carried: tuple[dict, dict]) -> None:
+    image.modify_exif({**_required_exif(image), **carried[0], **exif})
+    image.modify_xmp({**carried[1], **xmp})
 
 
 def read_metadata(path: Path) -> tuple[dict, dict]:

@@ -320,9 +320,14 @@ class Marker:
         limit = _ssim_limit(np.concatenate([self.above, luma]))[above // 2 : (above + len(rows) + 1) // 2]
         blocks = 2 * np.arange(limit.shape[0]) + rows.start + 0.5, 2 * np.arange(limit.shape[1]) + 0.5
         amplitude = np.minimum(_bilinear(self.coarse, *blocks, self.step), limit, out=limit)
-        delta = self._pattern(rows)
-        repeated = np.repeat(np.repeat(amplitude, 2, axis=0)[: len(rows)], 2, axis=1)[:, : self.width]
-        delta *= repeated
+        columns = np.repeat(amplitude, 2, axis=1)[:, : self.width]
+        pattern = self._pattern(rows)
+        delta = np.empty_like(pattern)
+        pairs = len(rows) // 2  # each row of blocks scales two rows of the pattern: a broadcast, no repeated rows
+        np.multiply(pattern[: 2 * pairs].reshape(pairs, 2, self.width), columns[:pairs, None],
+                    out=delta[: 2 * pairs].reshape(pairs, 2, self.width))
+        if len(rows) % 2:
+            np.multiply(pattern[-1], columns[pairs], out=delta[-1])
         squares = float(np.einsum("ij,ij->", delta, delta))  # numpy's own loop: see _pattern
         strip = rows.start // _STRIP_ROWS
         predicted = sum(self.energies[strip:])
@@ -336,19 +341,20 @@ class Marker:
         self.put(rows.start, pixels[: len(rows)], delta)
 
     def _pattern(self, rows: range) -> np.ndarray:
-        """sum_k Re(c_k exp(2 pi i (kx x / px + ky y / py))) on ``rows``, unit RMS (see ``_columns``):
-        a new array. A whole number of rows per period (64 input pixels at an integer scale: the
-        usual case) repeats the same rows, made once."""
+        """sum_k Re(c_k exp(2 pi i (kx x / px + ky y / py))) on ``rows``, unit RMS (see ``_columns``),
+        read-only. A whole number of rows per period (64 input pixels at an integer scale: the usual
+        case) repeats the same rows, made once: a view of them where the strip does not wrap."""
         if self.cycle is not None:
+            start = rows.start % len(self.cycle)
+            if start + len(rows) <= len(self.cycle):
+                return self.cycle[start : start + len(rows)]
             return np.take(self.cycle, np.arange(rows.start, rows.stop) % len(self.cycle), axis=0)
         return self._made(rows)
 
     def _made(self, rows: range) -> np.ndarray:
         phase = 2 * np.pi * np.outer(np.arange(rows.start, rows.stop), np.arange(K_HI + 1)) / self.period
         ey = np.concatenate([np.cos(phase), -np.sin(phase)], axis=1).astype(np.float32)
-        # einsum's own loop, not BLAS: OpenBLAS's threads (2 here) spin on after each product,
-        # which made the whole mark cost 5x its CPU time on a busy 2-core machine.
-        return np.einsum("rk,kw->rw", np.tile(ey, self.keys), self.columns)
+        return np.tile(ey, self.keys) @ self.columns
 
 
 def _norm(coefficients: np.ndarray) -> float:

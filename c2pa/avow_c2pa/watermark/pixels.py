@@ -11,6 +11,7 @@ from .coding import DETECT_MIN_SIDE, DETECT_SIDE
 
 _WHITEN_BINS = 4  # half-width of the spectral smoothing that whitening divides by
 _LOCAL_RADIUS = 4  # half-width of the local energy normalisation, detector pixels
+_LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)
 
 
 def _luma(rgb: np.ndarray, finite: bool = False) -> np.ndarray:
@@ -22,7 +23,11 @@ def _luma(rgb: np.ndarray, finite: bool = False) -> np.ndarray:
     if image.ndim != 3 or image.shape[2] == 0:
         raise ValueError(f"expected an H x W x 3 image, got shape {image.shape}")
     scale = 1.0 / 255 if image.dtype == np.uint8 else (1.0 / 65535 if image.dtype == np.uint16 else 1.0)
-    if image.shape[2] >= 3:
+    if image.dtype == np.float32 and image.shape[2] == 3 and image.flags.c_contiguous:
+        # One BLAS product over the interleaved pixels (the embedder's strips): 1/6 of the CPU of
+        # three strided passes, on one BLAS thread (see ``avow/__init__``).
+        luma = (image.reshape(-1, 3) @ _LUMA_WEIGHTS).reshape(image.shape[:2])
+    elif image.shape[2] >= 3:
         luma = image[..., 0] * np.float32(0.299 * scale)
         luma += image[..., 1] * np.float32(0.587 * scale)
         luma += image[..., 2] * np.float32(0.114 * scale)
