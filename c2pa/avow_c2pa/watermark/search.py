@@ -158,43 +158,58 @@ def _native_search(resolutions: _Resolutions, layout: _Layout, size: tuple[int, 
 
 
 def _rotated_search(resolutions: _Resolutions, layout: _Layout, size: tuple[int, int], luma_shape) -> Iterator[_Found]:
-    """Each native period, its lattice turned by small angles (a straightened horizon, a tilted
-    scan or screenshot): every angle up to _MAX_ROTATION, read from the spectrum; the best one, if
-    its score could become a finding, measured exactly on the image turned back."""
+    """The native periods, their lattice turned by small angles (a straightened horizon, a tilted
+    scan or screenshot): every angle up to _MAX_ROTATION, read from the spectrum; the best (period,
+    angle) measured exactly on the image turned back, whatever its score. A weak mark's best angle
+    reads 4-5 from the nearest bins, no more than an unmarked picture's, and 6-13 measured: with
+    a threshold it went unmeasured (small inputs: found after a 0.5-2 degree rotation and JPEG in
+    37 of 42 photographs, 40 of 42 measured always). One exact measurement per picture, counted
+    in _ROTATED_TESTS (every angle of every native period)."""
     white = resolutions.white
     longest = max(white.shape)
+    best: tuple[float, float, float, float] | None = None  # nearest-bin score, qx, qy, angle
     for qx, qy in _working_periods(white, size, luma_shape):
         period = math.sqrt(qx * qy)
         step = period / (K_HI * longest)  # radians: the band's top moves by a bin
         angles = np.arange(step, math.radians(_MAX_ROTATION) + step / 2, step)
         angles = np.concatenate([angles, -angles])
         scores = _pilot_surfaces(resolutions.spectrum, white.shape, layout, np.full(angles.size, period), angles)
-        if scores.max() < _REFINE_FROM:
-            continue
-        angle = angles[int(np.argmax(scores))]
+        top = int(np.argmax(scores))
+        if best is None or scores[top] > best[0]:
+            best = (float(scores[top]), qx, qy, float(angles[top]))
+    if best is not None:
+        _, qx, qy, angle = best
         image = _rotate(resolutions.at(max(qx, qy)), angle)
         yield _measure(image, layout, qx * image.shape[1] / white.shape[1], qy * image.shape[0] / white.shape[0], "rotated")
 
 
 def _rotate(image: np.ndarray, angle: float) -> np.ndarray:
     """``image`` turned about its centre so that a lattice found turned by ``angle`` (radians) is
-    upright again; bilinear, zero outside (the whitened image's mean)."""
+    upright again; bilinear, zero outside (the whitened image's mean). The source positions are
+    an outer sum of a row and a column term, and the four neighbours are read with flat indices
+    into the image padded by two (a position off the picture reads only padding): 5x cheaper
+    than 2-D fancy indexing over a full coordinate grid."""
     height, width = image.shape
-    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
-    y -= (height - 1) / 2
-    x -= (width - 1) / 2
+    y = np.arange(height, dtype=np.float32) - np.float32((height - 1) / 2)
+    x = np.arange(width, dtype=np.float32) - np.float32((width - 1) / 2)
     cos, sin = np.float32(math.cos(angle)), np.float32(math.sin(angle))
-    sx = cos * x - sin * y + (width - 1) / 2
-    sy = sin * x + cos * y + (height - 1) / 2
-    x0, y0 = np.floor(sx).astype(np.int64), np.floor(sy).astype(np.int64)
-    fx, fy = sx - x0, sy - y0
-    padded = np.pad(image, 1)
-    out = np.zeros_like(image)
-    for dy, wy in ((0, 1 - fy), (1, fy)):
-        for dx, wx in ((0, 1 - fx), (1, fx)):
-            rows, cols = np.clip(y0 + dy + 1, 0, height + 1), np.clip(x0 + dx + 1, 0, width + 1)
-            out += padded[rows, cols] * wy * wx
-    return out
+    sx = (cos * x + np.float32((width - 1) / 2))[None, :] - (sin * y)[:, None]
+    sy = (sin * x)[None, :] + (cos * y + np.float32((height - 1) / 2))[:, None]
+    x0, y0 = np.floor(sx), np.floor(sy)
+    sx -= x0  # the fractions
+    sy -= y0
+    stride = width + 4
+    flat = np.clip(y0 + 2, 0, height + 2).astype(np.int64) * stride + np.clip(x0 + 2, 0, width + 2).astype(np.int64)
+    padded = np.pad(image, 2).ravel()
+    top = padded.take(flat)
+    top += (padded.take(flat + 1) - top) * sx
+    flat += stride
+    bottom = padded.take(flat)
+    bottom += (padded.take(flat + 1) - bottom) * sx
+    bottom -= top
+    bottom *= sy
+    top += bottom
+    return top
 
 
 @lru_cache(maxsize=1)
