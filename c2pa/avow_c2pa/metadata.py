@@ -111,11 +111,13 @@ def write_disclosure(path: Path, disclosure: Declared, carried: tuple[dict, dict
     _register_namespace()
     try:
         if path.stat().st_size <= _IN_MEMORY_BYTES:
-            with pyexiv2.ImageData(path.read_bytes()) as image:
-                _modify(image, exif, xmp, carried)
-                data = image.get_bytes()
-            with open(path, "wb") as handle:
+            with open(path, "r+b") as handle:  # one handle, read then rewritten: the staged file is Avow's
+                with pyexiv2.ImageData(handle.read()) as image:
+                    _modify(image, exif, xmp, carried)
+                    data = image.get_bytes()
+                handle.seek(0)
                 handle.write(data)
+                handle.truncate()
         else:
             with pyexiv2.Image(str(path)) as image:
                 _modify(image, exif, xmp, carried)
