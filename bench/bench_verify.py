@@ -17,8 +17,10 @@ the signed outputs' manifest claiming their x2 scale, which is tried first on a 
 
 from __future__ import annotations
 
-import argparse
 import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # what importing avow does (avow/__init__.py), before numpy loads
+import argparse
 import shutil
 import subprocess
 import sys

@@ -157,14 +157,20 @@ def _native_search(resolutions: _Resolutions, layout: _Layout, size: tuple[int, 
             yield _Found(z, coefficients, tx, ty, "turned")
 
 
+# Outputs of inputs up to 384 px upscaled x4 (issue 17's small inputs) are at most 1536 x 1536.
+_SMALL_PICTURE = 1536 * 1536
+
+
 def _rotated_search(resolutions: _Resolutions, layout: _Layout, size: tuple[int, int], luma_shape) -> Iterator[_Found]:
     """The native periods, their lattice turned by small angles (a straightened horizon, a tilted
     scan or screenshot): every angle up to _MAX_ROTATION, read from the spectrum; the best (period,
-    angle) measured exactly on the image turned back, whatever its score. A weak mark's best angle
-    reads 4-5 from the nearest bins, no more than an unmarked picture's, and 6-13 measured: with
-    a threshold it went unmeasured (small inputs: found after a 0.5-2 degree rotation and JPEG in
-    37 of 42 photographs, 40 of 42 measured always). One exact measurement per picture, counted
-    in _ROTATED_TESTS (every angle of every native period)."""
+    angle) measured exactly on the image turned back. On a picture of up to _SMALL_PICTURE pixels
+    whatever its score: there a weak mark's best angle reads 4-5 from the nearest bins, no more
+    than an unmarked picture's, and 6-13 measured (small inputs: found after a 0.5-2 degree
+    rotation and JPEG in 37 of 42 photographs with a threshold, 40 of 42 without). A larger
+    picture holds more periods, so its mark reads above _REFINE_FROM there, and a camera-size
+    picture with no mark is spared the rotation. One exact measurement at most, counted in
+    _ROTATED_TESTS (every angle of every native period)."""
     white = resolutions.white
     longest = max(white.shape)
     best: tuple[float, float, float, float] | None = None  # nearest-bin score, qx, qy, angle
@@ -177,7 +183,7 @@ def _rotated_search(resolutions: _Resolutions, layout: _Layout, size: tuple[int,
         top = int(np.argmax(scores))
         if best is None or scores[top] > best[0]:
             best = (float(scores[top]), qx, qy, float(angles[top]))
-    if best is not None:
+    if best is not None and (size[0] * size[1] <= _SMALL_PICTURE or best[0] >= _REFINE_FROM):
         _, qx, qy, angle = best
         image = _rotate(resolutions.at(max(qx, qy)), angle)
         yield _measure(image, layout, qx * image.shape[1] / white.shape[1], qy * image.shape[0] / white.shape[0], "rotated")
