@@ -71,8 +71,10 @@ def main() -> None:
     wanted, signame, module, *arguments = sys.argv[1:]
     wanted, _, after = wanted.partition("+")
     signum = getattr(signal, f"SIG{signame}")
-    # As from an interactive shell: a suite run in the background inherits SIGINT ignored.
+    # As from an interactive shell: a suite run in the background inherits SIGINT ignored, and one
+    # run under nohup SIGHUP (which Avow then leaves ignored, as it should: the user asked for it).
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
     state = {"signing": False, "fired": False}
     started = time.monotonic()
     seen: dict[str, float] = {}
