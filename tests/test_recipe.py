@@ -119,7 +119,7 @@ def test_each_factor_and_scale_of_a_picture_has_its_own_cached_pair(tmp_path):
     picture = data.synthetic(3)[:200, :240]
     for scale in (2, 4):
         for factor in data.HR_FACTORS:
-            lr, hr = data.cached_pair(tmp_path, "abc", picture, factor, scale)
+            lr, hr = data.cached_pair(tmp_path, "abc", lambda: picture, factor, scale)
             assert hr.shape[0] == lr.shape[0] * scale and hr.shape[1] == lr.shape[1] * scale
             assert abs(hr.shape[1] - 240 * factor) < scale + 1  # shrunk by its own factor
     assert len(list(tmp_path.glob("*.npy"))) == 2 * 2 * len(data.HR_FACTORS)

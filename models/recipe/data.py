@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 
 import numpy as np
@@ -117,15 +117,12 @@ def training_pairs(scale: int, min_side: int) -> list[tuple[str, np.ndarray, np.
     folder.mkdir(parents=True, exist_ok=True)
     pairs = []
     for name, content, loader in sources:
-        picture = None
+        load = cache(loader)  # read once, and only if a pair has to be made
         if content is None:  # synthetic: its bytes are its pixels (Pillow's text rendering may vary)
-            picture = loader()
-            content = picture.tobytes()
+            content = load().tobytes()
         digest = hashlib.sha256(content).hexdigest()[:16]
         for factor in HR_FACTORS:
-            if picture is None and not all(path.is_file() for path in pair_paths(folder, digest, factor, scale)):
-                picture = loader()
-            lr_u8, hr_u8 = cached_pair(folder, digest, picture, factor, scale)
+            lr_u8, hr_u8 = cached_pair(folder, digest, load, factor, scale)
             if min(hr_u8.shape[:2]) >= min_side:
                 pairs.append((f"{name}@{factor}", lr_u8, hr_u8))
     return pairs
@@ -134,20 +131,20 @@ def training_pairs(scale: int, min_side: int) -> list[tuple[str, np.ndarray, np.
 def pair_paths(folder: Path, digest: str, factor: float, scale: int) -> tuple[Path, Path]:
     """The cached (LR, HR) files of a picture at ``factor`` for ``scale``. The names end in the
     suffixes whole: ``Path.with_suffix`` on "…-f0.75-x2-v1" cut at the factor's decimal point,
-    so every factor and scale of a picture shared two files (until iteration 3,250 of the x4 run
+    so every factor and scale of a picture shared two files (up to iteration 3,750 of the x4 run
     its 1/2 copies were its 3/4 copies again, and x2 trained on x4 pairs)."""
     stem = f"{digest}-f{factor}-x{scale}-v{PAIRS_VERSION}"
     return folder / f"{stem}.lr.npy", folder / f"{stem}.hr.npy"
 
 
 def cached_pair(
-    folder: Path, digest: str, picture: np.ndarray | None, factor: float, scale: int
+    folder: Path, digest: str, load: Callable[[], np.ndarray], factor: float, scale: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(LR, HR) uint8 of ``picture`` shrunk by ``factor`` for ``scale``: made once (``picture``
-    needed then), memory-mapped after."""
+    """(LR, HR) uint8 of the picture ``load`` gives, shrunk by ``factor`` for ``scale``: made once
+    (the HR file, written last, says both exist), memory-mapped after."""
     lr_path, hr_path = pair_paths(folder, digest, factor, scale)
     if not hr_path.is_file():
-        assert picture is not None
+        picture = load()
         hr = picture if factor == 1.0 else rescale(picture, factor)
         hr = crop_to_multiple(hr, scale)
         _save_npy(lr_path, to_uint8(degrade(hr, scale)))
