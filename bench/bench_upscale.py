@@ -177,18 +177,19 @@ def breakdown(args, folder: Path) -> None:
     out_mp = (side * 4) ** 2 / 1e6
     print(f"\nstage breakdown of upscale_file, {side}x{side} PNG -> ~{out_mp:.0f} MP PNG (median run of {args.repeats}; "
           f"CPU: all threads):")
-    print(f"  {'stage':<22} {'wall':>7} {'':>7}  {'CPU':>7} {'':>7}")
+    print(f"  {'stage':<22} {'wall':>8} {'':>7}  {'CPU':>8} {'':>7}")
     for label, value in sorted(seconds.items(), key=lambda item: -item[1]):
-        print(f"  {label:<22} {value:7.2f} s {100 * value / total:5.1f} %  {cpu_seconds[label]:5.2f} s "
-              f"{100 * cpu_seconds[label] / total_cpu:5.1f} %")
-    print(f"  {'other':<22} {total - sum(seconds.values()):7.2f} s          {total_cpu - sum(cpu_seconds.values()):5.2f} s")
+        print(f"  {label:<22} {1e3 * value:6.0f} ms {100 * value / total:5.2f} %  {1e3 * cpu_seconds[label]:5.0f} ms "
+              f"{100 * cpu_seconds[label] / total_cpu:5.2f} %")
+    print(f"  {'other':<22} {1e3 * (total - sum(seconds.values())):6.0f} ms          "
+          f"{1e3 * (total_cpu - sum(cpu_seconds.values())):5.0f} ms")
     provenance = ("mark", "mark (amplitude map)", "mark (payload)", "quantise", "C2PA thumbnail", "EXIF/XMP + C2PA")
     after = (*provenance, "encode")
     for name, part in (("wall", seconds), ("CPU", cpu_seconds)):
         whole = total if name == "wall" else total_cpu
-        print(f"  {name}: total {whole:.2f} s; after the model {100 * sum(part.get(k, 0.0) for k in after) / whole:.1f} %, "
+        print(f"  {name}: total {whole:.2f} s; after the model {100 * sum(part.get(k, 0.0) for k in after) / whole:.2f} %, "
               f"of which provenance (mark, quantise, EXIF/XMP, C2PA; not the encode) "
-              f"{100 * sum(part.get(k, 0.0) for k in provenance) / whole:.1f} %")
+              f"{100 * sum(part.get(k, 0.0) for k in provenance) / whole:.2f} %")
 
 
 def peak_memory(args, folder: Path) -> None:

@@ -87,14 +87,19 @@ def test_the_streamed_file_holds_the_buffered_paths_levels(model_path, channels,
         assert difference.mean() < 3
 
 
-def test_the_band_thumbnail_is_the_box_reduction_of_the_whole():
+@pytest.mark.parametrize(("edge", "factor", "size"), [
+    (120, 9, (58, 115)),  # a box factor of 9 lands within the edge: partial blocks at the right and bottom
+    (500, 2, (251, 500)),  # a factor of 3 (344 px) would keep too little: 2, then Pillow's bicubic
+])
+def test_the_band_thumbnail_is_the_box_reduction_of_the_whole(edge, factor, size):
     levels = photo(1030, 517)
-    reducer = BandThumbnail(1030, 517, 3, 100)  # factor 5: partial blocks at the right and bottom
+    reducer = BandThumbnail(1030, 517, 3, edge)
+    assert reducer.factor == factor
     for top in range(0, 1030, 128):
         reducer.add(levels[top : top + 128])
     with Image.open(io.BytesIO(reducer.jpeg())) as streamed_thumb, Image.open(io.BytesIO(
-            thumbnail(Levels(Image.fromarray(levels), "png", None), 100))) as whole_thumb:
-        assert streamed_thumb.size == whole_thumb.size == (50, 100)
+            thumbnail(Levels(Image.fromarray(levels), "png", None), edge))) as whole_thumb:
+        assert streamed_thumb.size == whole_thumb.size == size
         assert np.abs(np.asarray(streamed_thumb, np.float64) - np.asarray(whole_thumb, np.float64)).mean() < 2
 
 

@@ -167,7 +167,7 @@ def sign_file(
                         MIME_TYPES[sniff_format(parent)],
                         parent_stream,
                     )
-            with open(source, "rb") as src, open(dest, "wb") as dst:
+            with open(source, "rb", buffering=1 << 20) as src, open(dest, "wb", buffering=1 << 20) as dst:
                 builder.sign(signer, mime, src, dst)
     except c2pa.C2paError as exc:
         if _out_of_space(dest):  # the SDK reports a full disk as an opaque I/O error

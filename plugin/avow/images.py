@@ -273,8 +273,12 @@ class BandThumbnail:
 
 
 def _thumbnail_factor(height: int, width: int, edge: int) -> int:
-    """An integer box reduction to within twice the thumbnail's size (Pillow's bicubic does the rest)."""
-    return max(1, max(height, width) // edge)
+    """An integer box reduction: to at most ``edge`` where that keeps three quarters of it (no
+    resampling after it: a third of the thumbnail's CPU on a 4 MP output), else to within twice
+    the thumbnail's size (Pillow's bicubic does the rest)."""
+    longest = max(height, width)
+    within = -(-longest // edge)
+    return within if -(-longest // within) >= edge * 3 // 4 else max(1, longest // edge)
 
 
 def _jpeg_thumbnail(image: Image.Image, edge: int) -> bytes:
