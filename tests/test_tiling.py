@@ -121,6 +121,27 @@ def test_a_model_card_can_widen_the_overlap_up_to_the_exact_field(tmp_path):
         describe_model(weights)
 
 
+@pytest.mark.parametrize(("name", "kwargs"), [
+    ("SRVGGNetCompact", dict(num_feat=16, num_conv=4, scale=4, act_type="prelu")),
+    ("RRDBNet", dict(num_block=2, scale=2)),  # pixel-unshuffles: tiles on its size grid
+])
+def test_tiles_run_in_batches_give_the_same_output(name, kwargs):
+    """What a GPU does (batches of the tiles of a row that share a shape), run on the CPU: the
+    same pixels as one tile at a time, and the interior tiles of a row did share batches."""
+    spec = next(s for s in ARCHITECTURES if s.name == name)
+    model, geometry = build(spec, kwargs), spec.tiling(**kwargs)
+    picture = image(60, 300)
+    one = tiling.upscale(model, picture, kwargs["scale"], 24, geometry, batch=1)
+    batched = tiling.upscale(model, picture, kwargs["scale"], 24, geometry, batch=3)
+    assert float(np.abs(one - batched).max()) < 1e-5
+    columns = tiling._spans(300, 0, 24, geometry)
+    groups = tiling._groups(columns, 3)
+    assert [tile for group in groups for tile in group] == columns
+    assert max(len(group) for group in groups) == 3
+    for group in groups:  # one shape a batch: core and context widths, overlap on the left
+        assert len({(c.stop - c.start, cc.stop - cc.start, c.start - cc.start) for c, cc in group}) == 1
+
+
 def test_a_non_finite_output_is_refused_before_clamping():
     spec = next(s for s in ARCHITECTURES if s.name == "SRVGGNetCompact")
     kwargs = dict(num_feat=8, num_conv=2, scale=2)

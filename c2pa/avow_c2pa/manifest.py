@@ -173,6 +173,8 @@ def sign_file(
         if _out_of_space(dest):  # the SDK reports a full disk as an opaque I/O error
             raise file_system_error(OSError(errno.ENOSPC, "no space"), dest.parent) from None
         raise SigningError(f"{dest.name}: C2PA signing failed: {exc}") from exc
+    except OSError as exc:  # the signed stream's buffer written out after the SDK returned
+        raise file_system_error(exc, exc.filename or dest.parent) from exc
 
 
 def _out_of_space(path: Path) -> bool:

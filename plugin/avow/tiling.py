@@ -5,8 +5,13 @@ image context on every side and only its core is kept, so the result is the same
 run: no blending, no visible seams. Tiles start on the model's size grid (an architecture that
 pixel-unshuffles groups pixels on it) and are padded up to its size requirements. The image is
 split into equal tiles no larger than asked, so no thin last row or column pays a full overlap.
-On CUDA out-of-memory the tile is halved and the run starts over, down to a floor where it gives
-up with a clear error.
+On CUDA out-of-memory the batch (below), then the tile is halved and the rows not yet done are
+run again, down to a floor where it gives up with a clear error.
+
+On a GPU the tiles of a row that share a shape (all but its first and last: those have context
+on one side only) run as one batch, and their outputs come back in the model's own precision
+(fp16 halves the bytes over the bus) through pinned memory, one copy and one wait a batch. A
+tile's result does not depend on its batch, so neither the seams nor the output change.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from avow_models import SizeRequirements, Tiling, UnsupportedModelError
 from .errors import Cancelled, DeviceError
 
 MIN_TILE = 32
+BATCH = 8  # tiles of one shape run together on a GPU
 Progress = Callable[[int, int], None]
 
 
@@ -46,16 +52,21 @@ def bands(
     dtype: torch.dtype = torch.float32,
     on_progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
+    batch: int | None = None,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """The upscaled ``image`` a row of tiles at a time, top to bottom: (first output row, float32
     rows x W*scale x C in [0, 1]), so a caller can mark, quantise and store each band and never
     hold the whole output as float. The band's array is reused for the next one.
 
     ``tile`` 0 means a single tile of the whole image. A tile whose output is not finite raises
-    ``UnsupportedModelError``. On CUDA out-of-memory the rows not yet yielded are planned again
-    with tiles half as large (the output is the same whatever the tiles).
+    ``UnsupportedModelError``. ``batch``: at most this many tiles of one shape run together
+    (default: BATCH on a GPU, 1 on the CPU, where batches of 2 and 4 took the same CPU time,
+    9.7-10.9 s, on a 1000x1000 x4 run with one thread, in a larger working set). On CUDA
+    out-of-memory the rows not yet yielded are planned again with half the batch, then with
+    tiles half as large (the output is the same whatever the tiles).
     """
     device = next(model.parameters()).device
+    batch = batch or (BATCH if device.type == "cuda" else 1)
     height, width, _ = image.shape
     # oneDNN and cuDNN convolutions run faster on NHWC: 1.25x on this CPU for avow-compact-x4.
     model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stubs lack it
@@ -67,17 +78,20 @@ def bands(
             for core, context in rows:
                 shape = ((core.stop - core.start) * scale, width * scale, image.shape[2])
                 buffer = buffer if buffer is not None and buffer.shape == shape else np.empty(shape, np.float32)
-                for cols, ccols in columns:
+                for group in _groups(columns, batch):
                     if should_stop is not None and should_stop():
                         raise Cancelled("cancelled")
-                    _tile(model, image, buffer, scale, (core, cols, context, ccols), tiling.size, device, dtype)
-                    done += 1
+                    _tiles(model, image, buffer, scale, (core, context), group, tiling.size, device, dtype)
+                    done += len(group)
                     if on_progress is not None:
                         on_progress(done, total)
                 yield core.start * scale, buffer
                 top = core.stop
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()
+            if batch > 1:  # fewer tiles at once first: the tiles' size is the user's
+                batch //= 2
+                continue
             smaller = (tile or max(height, width)) // 2
             if smaller < MIN_TILE:
                 raise DeviceError(f"out of GPU memory even with {MIN_TILE}px tiles; try --device cpu") from None
@@ -99,11 +113,28 @@ def _spans(size: int, start: int, tile: int, tiling: Tiling) -> list[tuple[slice
     ]
 
 
+def _groups(columns: list[tuple[slice, slice]], batch: int) -> list[list[tuple[slice, slice]]]:
+    """Consecutive tiles of a row that can share a batch: the same core and context widths and the
+    same overlap on the left, at most ``batch`` of them."""
+    groups: list[list[tuple[slice, slice]]] = []
+    for cols, ccols in columns:
+        shape = (cols.stop - cols.start, ccols.stop - ccols.start, cols.start - ccols.start)
+        last = groups[-1] if groups else None
+        if last is not None and len(last) < batch and shape == (
+            last[0][0].stop - last[0][0].start, last[0][1].stop - last[0][1].start, last[0][0].start - last[0][1].start
+        ):
+            last.append((cols, ccols))
+        else:
+            groups.append([(cols, ccols)])
+    return groups
+
+
 @torch.inference_mode()
-def _tile(model, image, output, scale, spans, size: SizeRequirements, device, dtype) -> None:
-    """Run one tile with its context and write its core into ``output`` (the band of its row)."""
-    rows, cols, crows, ccols = spans
-    patch = torch.from_numpy(image[crows, ccols]).permute(2, 0, 1).unsqueeze(0)
+def _tiles(model, image, output, scale, row, group, size: SizeRequirements, device, dtype) -> None:
+    """Run tiles of one shape with their context as one batch and write their cores into
+    ``output`` (the band of their row)."""
+    rows, crows = row
+    patch = torch.from_numpy(np.stack([image[crows, ccols] for _, ccols in group])).permute(0, 3, 1, 2)
     patch = patch.to(device=device, dtype=dtype, memory_format=torch.channels_last)
     height, width = patch.shape[-2:]
     padded_h, padded_w = size.padded(height, width)
@@ -111,12 +142,20 @@ def _tile(model, image, output, scale, spans, size: SizeRequirements, device, dt
         # Replicated edges: at the image's border the same rows the whole image would get.
         patch = F.pad(patch, (0, padded_w - width, 0, padded_h - height), "replicate")
     result = model(patch)
+    cols, ccols = group[0]
     top, left = (rows.start - crows.start) * scale, (cols.start - ccols.start) * scale
-    core = result[0, :, top : top + (rows.stop - rows.start) * scale, left : left + (cols.stop - cols.start) * scale]
+    core = result[:, :, top : top + (rows.stop - rows.start) * scale, left : left + (cols.stop - cols.start) * scale]
     # Checked before clamping, which would turn NaN/inf (damaged weights, overflow) into a picture.
     # One sum carries any NaN or infinity through (20x cheaper than an elementwise test and .all());
     # a finite output whose sum overflows (values near 1e33: no picture) is refused with them.
     if not math.isfinite(float(core.sum(dtype=torch.float32))):
         raise UnsupportedModelError("the model's output holds NaN or infinite values; nothing was written")
-    core = core.permute(1, 2, 0).clamp_(0.0, 1.0).float().cpu()
-    output[:, cols.start * scale : cols.stop * scale] = core.numpy()
+    core = core.permute(0, 2, 3, 1).clamp_(0.0, 1.0)
+    if core.device.type == "cuda":
+        host = torch.empty(core.shape, dtype=core.dtype, pin_memory=True)
+        host.copy_(core, non_blocking=True)
+        torch.cuda.current_stream(core.device).synchronize()
+        core = host
+    cores = core.float().numpy()
+    for (cols, _), tile_core in zip(group, cores, strict=True):
+        output[:, cols.start * scale : cols.stop * scale] = tile_core
