@@ -95,7 +95,7 @@ def search_steps(path: Path, claimed: int | None) -> dict[str, float]:
     clock.append(time.process_time())
     list(search._rotated_search(resolutions, layout, size, luma.shape))
     clock.append(time.process_time())
-    list(search._scan_search(resolutions, layout))
+    list(search._scan_search(resolutions, layout, size))
     clock.append(time.process_time())
     found = watermark.detect(decoded, full_size=full_size)
     clock.append(time.process_time())
