@@ -116,16 +116,15 @@ def _spans(size: int, start: int, tile: int, tiling: Tiling) -> list[tuple[slice
 def _groups(columns: list[tuple[slice, slice]], batch: int) -> list[list[tuple[slice, slice]]]:
     """Consecutive tiles of a row that can share a batch: the same core and context widths and the
     same overlap on the left, at most ``batch`` of them."""
+    def shape(cols: slice, ccols: slice) -> tuple[int, int, int]:
+        return cols.stop - cols.start, ccols.stop - ccols.start, cols.start - ccols.start
+
     groups: list[list[tuple[slice, slice]]] = []
-    for cols, ccols in columns:
-        shape = (cols.stop - cols.start, ccols.stop - ccols.start, cols.start - ccols.start)
-        last = groups[-1] if groups else None
-        if last is not None and len(last) < batch and shape == (
-            last[0][0].stop - last[0][0].start, last[0][1].stop - last[0][1].start, last[0][0].start - last[0][1].start
-        ):
-            last.append((cols, ccols))
+    for tile in columns:
+        if groups and len(groups[-1]) < batch and shape(*groups[-1][0]) == shape(*tile):
+            groups[-1].append(tile)
         else:
-            groups.append([(cols, ccols)])
+            groups.append([tile])
     return groups
 
 
@@ -134,7 +133,8 @@ def _tiles(model, image, output, scale, row, group, size: SizeRequirements, devi
     """Run tiles of one shape with their context as one batch and write their cores into
     ``output`` (the band of their row)."""
     rows, crows = row
-    patch = torch.from_numpy(np.stack([image[crows, ccols] for _, ccols in group])).permute(0, 3, 1, 2)
+    patches = [image[crows, ccols] for _, ccols in group]
+    patch = torch.from_numpy(patches[0][None] if len(patches) == 1 else np.stack(patches)).permute(0, 3, 1, 2)
     patch = patch.to(device=device, dtype=dtype, memory_format=torch.channels_last)
     height, width = patch.shape[-2:]
     padded_h, padded_w = size.padded(height, width)
