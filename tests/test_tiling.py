@@ -142,6 +142,36 @@ def test_tiles_run_in_batches_give_the_same_output(name, kwargs):
         assert len({(c.stop - c.start, cc.stop - cc.start, c.start - cc.start) for c, cc in group}) == 1
 
 
+class RunsOutOfMemory(torch.nn.Module):
+    """A model on a GPU too small for batches above ``most`` tiles or tiles above ``side`` pixels:
+    it raises what torch raises there."""
+
+    def __init__(self, model: torch.nn.Module, most: int, side: int) -> None:
+        super().__init__()
+        self.model, self.most, self.side = model, most, side
+        self.batches: list[int] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if len(x) > self.most or max(x.shape[-2:]) > self.side:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        self.batches.append(len(x))
+        return self.model(x)
+
+
+def test_out_of_memory_halves_the_batch_then_the_tile_and_gives_the_same_output():
+    spec = next(s for s in ARCHITECTURES if s.name == "SRVGGNetCompact")
+    kwargs = dict(num_feat=16, num_conv=4, scale=2, act_type="prelu")
+    model, geometry = build(spec, kwargs), spec.tiling(**kwargs)
+    picture = image(40, 300)
+    expected = tiling.upscale(model, picture, 2, 24, geometry, batch=1)
+    small = RunsOutOfMemory(model, most=2, side=10_000)
+    assert float(np.abs(tiling.upscale(small, picture, 2, 24, geometry, batch=8) - expected).max()) < 1e-5
+    assert max(small.batches) == 2  # 8 -> 4 -> 2
+    tiny = RunsOutOfMemory(model, most=1, side=32 + 2 * geometry.overlap)
+    assert float(np.abs(tiling.upscale(tiny, picture, 2, 64, geometry, batch=4) - expected).max()) < 1e-5
+    assert set(tiny.batches) == {1}  # the batch went to 1 before the tile was halved to fit
+
+
 def test_a_non_finite_output_is_refused_before_clamping():
     spec = next(s for s in ARCHITECTURES if s.name == "SRVGGNetCompact")
     kwargs = dict(num_feat=8, num_conv=2, scale=2)
