@@ -24,6 +24,10 @@ REAL_DEPTH = {
 TILE = 48
 
 
+def architecture(name: str):
+    return next(spec for spec in ARCHITECTURES if spec.name == name)
+
+
 def build(spec, kwargs) -> torch.nn.Module:
     """Kaiming-normal weights, which carry a pixel's influence as far as trained ones do (torch's
     default init shrinks the signal at every conv and would hide seams); then the last conv is
@@ -77,7 +81,7 @@ def test_tiled_equals_untiled_at_real_depth(spec, kwargs):
 
 def test_the_seam_test_can_fail():
     """The old fixed 16 px overlap on realesr-general-x4v3's shape: the seams are there."""
-    spec = next(s for s in ARCHITECTURES if s.name == "SRVGGNetCompact")
+    spec = architecture("SRVGGNetCompact")
     kwargs = REAL_DEPTH["SRVGGNetCompact"][0]
     model = build(spec, kwargs)
     geometry = dataclasses.replace(spec.tiling(**kwargs), overlap=16)
@@ -87,7 +91,7 @@ def test_the_seam_test_can_fail():
 
 
 def test_field_and_size_requirements_come_from_the_architecture():
-    srvgg, rrdb = (next(s for s in ARCHITECTURES if s.name == n) for n in ("SRVGGNetCompact", "RRDBNet"))
+    srvgg, rrdb = architecture("SRVGGNetCompact"), architecture("RRDBNet")
     assert srvgg.tiling(num_conv=32).receptive_field == srvgg.tiling(num_conv=32).overlap == 34
     x4, x2 = rrdb.tiling(scale=4, num_block=23), rrdb.tiling(scale=2, num_block=23)
     assert (x4.receptive_field, x4.size.multiple_of) == (349, 1)
@@ -96,7 +100,7 @@ def test_field_and_size_requirements_come_from_the_architecture():
 
 
 def test_odd_sizes_reach_architectures_that_unshuffle_their_input():
-    spec = next(s for s in ARCHITECTURES if s.name == "RRDBNet")
+    spec = architecture("RRDBNet")
     kwargs = dict(num_feat=8, num_block=1, num_grow_ch=4, scale=2)
     torch.manual_seed(4)
     model = spec.build(in_channels=3, out_channels=3, **kwargs).eval()
@@ -128,7 +132,7 @@ def test_a_model_card_can_widen_the_overlap_up_to_the_exact_field(tmp_path):
 def test_tiles_run_in_batches_give_the_same_output(name, kwargs):
     """What a GPU does (batches of the tiles of a row that share a shape), run on the CPU: the
     same pixels as one tile at a time, and the interior tiles of a row did share batches."""
-    spec = next(s for s in ARCHITECTURES if s.name == name)
+    spec = architecture(name)
     model, geometry = build(spec, kwargs), spec.tiling(**kwargs)
     picture = image(60, 300)
     one = tiling.upscale(model, picture, kwargs["scale"], 24, geometry, batch=1)
@@ -159,7 +163,7 @@ class RunsOutOfMemory(torch.nn.Module):
 
 
 def test_out_of_memory_halves_the_batch_then_the_tile_and_gives_the_same_output():
-    spec = next(s for s in ARCHITECTURES if s.name == "SRVGGNetCompact")
+    spec = architecture("SRVGGNetCompact")
     kwargs = dict(num_feat=16, num_conv=4, scale=2, act_type="prelu")
     model, geometry = build(spec, kwargs), spec.tiling(**kwargs)
     picture = image(40, 300)
@@ -173,7 +177,7 @@ def test_out_of_memory_halves_the_batch_then_the_tile_and_gives_the_same_output(
 
 
 def test_a_non_finite_output_is_refused_before_clamping():
-    spec = next(s for s in ARCHITECTURES if s.name == "SRVGGNetCompact")
+    spec = architecture("SRVGGNetCompact")
     kwargs = dict(num_feat=8, num_conv=2, scale=2)
     model = build(spec, kwargs)
     with torch.no_grad():
