@@ -10,7 +10,9 @@ from PIL import Image
 
 from avow_c2pa import pixels, watermark
 from avow_c2pa.watermark import calibration, coding, detect, measure, search
-from test_watermark import PAYLOAD, SOURCE, _jpeg, _to8, marked, output  # noqa: F401 (fixtures)
+from test_watermark import PAYLOAD, SOURCE, _jpeg, _picture, _to8, _upscale, marked, output  # noqa: F401 (fixtures)
+
+from avow_c2pa.watermark import embed
 
 
 def test_a_true_hint_finds_the_mark_from_its_period_alone(marked, monkeypatch):  # noqa: F811
@@ -61,7 +63,35 @@ def test_a_hint_never_makes_an_unmarked_picture_marked(output, scale):  # noqa: 
 def test_the_hinted_period_is_charged_among_the_decoded_words():
     """Each decoded word may pass the keyed CRC by chance: the hinted one is counted with the rest."""
     words = calibration._CRC_FALSE_PASS * 2.0**coding._CRC_BITS
-    assert words == calibration._CANDIDATES + 2 * len(calibration._NATIVE_SCALES) + 2
+    assert words == calibration._CANDIDATES + 2 * len(calibration._NATIVE_SCALES) + 1 + 2  # hinted: centre, whole
+
+
+def test_a_claimed_period_reads_a_large_output_from_its_centre_alone(monkeypatch, tmp_path):
+    """verify's cheapest rule-in: a file as Avow wrote it (1024 x 768, x2, JPEG q90) reads its
+    payload from the centre window alone, a third of the picture; that window is never the
+    whole, and without it the whole picture still reads the payload."""
+    source = _picture(384, 512, seed=4)
+    path = tmp_path / "out.jpg"
+    Image.fromarray(_to8(embed(_upscale(source, 2), PAYLOAD, source_size=(512, 384)))).save(path, quality=90)
+    windows = []
+    real = search._claimed_windows
+
+    def only(which):
+        def windows_(luma, qx, qy):
+            every = list(real(luma, qx, qy))
+            windows.append((luma.size, [w.size for w in every]))
+            return iter(every[which])
+        return windows_
+
+    examined = []
+    monkeypatch.setattr(search, "_examine", lambda *args: examined.append(args) or iter(()))
+    for which in (slice(0, 1), slice(1, 2)):
+        monkeypatch.setattr(search, "_claimed_windows", only(which))
+        found = pixels.search_file(path, 2)
+        assert found["found"] and found["identifier"] == f"{PAYLOAD:08x}"
+    assert not examined  # the claim alone read it, both times
+    whole, sizes = windows[0]
+    assert len(sizes) == 2 and 2 * sizes[0] <= whole and sizes[1] == whole
 
 
 def test_real_correlation_surfaces_equal_the_complex_transforms_real_part():

@@ -30,7 +30,8 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from .verify import OVER_BUDGET, UNREADABLE, Report, verify_file
+from .report import Report
+from .verdicts import OVER_BUDGET, UNREADABLE
 
 CPU_BUDGET = 60  # CPU seconds per file (parse + watermark search); RLIMIT_CPU counts whole seconds
 STARTUP_CPU = 300  # CPU seconds a child may spend importing before it says ready
@@ -201,6 +202,8 @@ def _cpu_seconds(pid: int) -> float:
 def _serve() -> None:
     import faulthandler
     import math
+
+    from .verify import verify_file  # the SDK, exiv2 and numpy: the parser's, not the parent's
 
     faulthandler.enable()  # a native crash leaves a Python stack in stderr, which the parent keeps
     settings = json.loads(sys.stdin.readline())

@@ -155,14 +155,16 @@ def _decode(path: Path, lenient: bool, scale: int | None = None) -> tuple[np.nda
             if scale is not None:  # a claimed scale's period allows smaller still
                 reduction = claimed_reduction(image.size, scale)
                 size = (min(size[0], -(-image.width // reduction)), min(size[1], -(-image.height // reduction)))
-            image.draft("RGB", size)
+            # Luma only: the mark is the same on R, G and B, and the luma detection uses (BT.601) is
+            # the Y a colour JPEG stores, so libjpeg skips the chroma's transforms and conversion.
+            image.draft("L", size)
         width, height = image.size
         if width * height > WATERMARK_MAX_PIXELS and image.format != "JPEG":
             raise _TooLarge(width, height)
         if image.mode.startswith(("I", "F")):  # 16-bit or float grey
             pixels = np.asarray(image, dtype=np.float32)
             return pixels / (65535.0 if pixels.max(initial=0) > 255 or image.mode.startswith("I;16") else 255.0), full_size
-        return np.asarray(image.convert("RGB")), full_size
+        return np.asarray(image if image.mode == "L" else image.convert("RGB")), full_size
 
 
 @contextmanager

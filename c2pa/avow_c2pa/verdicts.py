@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from .declarations import short_name, source_kind
 
 if TYPE_CHECKING:
-    from .verify import Report
+    from .report import Report
 
 AI_SYNTHESIZED = "ai-synthesized"  # the active manifest declares AI-made pixels
 AI_IN_HISTORY = "ai-in-history"  # an ingredient (at any depth) declares them; the last edit does not

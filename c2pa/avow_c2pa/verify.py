@@ -12,23 +12,21 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import c2pa
 
-from .config import settings
 from .declarations import Declaration, effective_actions, history, manifest_declarations
 from .declarations import as_dict as _dict
 from .declarations import as_list as _list
-from .errors import DisclosureError, SettingsError, TrustAnchorError, UnreadableFileError, describe_os_error
+from .errors import DisclosureError, SettingsError, UnreadableFileError
 from .formats import sniff_format
-from .keys import local_identity
 from .manifest import PARAMETER_PREFIX, WATERMARK_LABEL
 from .metadata import read_metadata
 from .pixels import find_mark, search_file, unchecked
+from .report import Report, printable, printable_path, trust_anchors
 from .verdicts import (
     AI_IN_HISTORY,
     AI_SYNTHESIZED,
@@ -55,8 +53,6 @@ __all__ = [  # the verdicts are re-exported: callers and tests name them from he
     "reader_settings", "trust_anchors", "verify_file",
 ]
 
-SCHEMA_VERSION = 2
-
 XCF_WATERMARK_PIXELS = 24_000_000  # layers decoded per XCF (pure Python, ~0.5 s per MP)
 
 EXIF_FIELDS = {"make": "Exif.Image.Make", "model": "Exif.Image.Model", "software": "Exif.Image.Software"}
@@ -68,82 +64,6 @@ XMP_FIELDS = {
     "avow_model_sha256": "Xmp.avow.modelSha256",
     "avow_scale": "Xmp.avow.scale",
 }
-
-
-@dataclass
-class Report:
-    """One file's findings; ``to_dict`` is the documented ``--json`` schema (see README)."""
-
-    file: str
-    verdict: str
-    summary: str
-    format: str | None = None
-    manifest_present: bool = False
-    validation_state: str | None = None  # Trusted | Valid | Invalid, as c2pa reports it
-    signer_trusted: bool = False
-    status_codes: list[str] = field(default_factory=list)  # failures of the active manifest
-    explanations: dict[str, str] = field(default_factory=dict)  # plain words for known status codes
-    signer: dict | None = None  # common_name, issuer, alg
-    claim_generator: str | None = None
-    ai_declared: bool = False
-    ai_actions: list[dict] = field(default_factory=list)  # the active manifest's AI declarations
-    declarations: list[dict] = field(default_factory=list)  # every source type declared, active and ingredients
-    signing_time: str | None = None  # from a time-stamp authority's token; None: not time-stamped
-    timestamp_codes: list[str] = field(default_factory=list)  # timeStamp.* status codes
-    revocation_codes: list[str] = field(default_factory=list)  # signingCredential.ocsp.* (OCSP with --ocsp)
-    identities: list[dict] = field(default_factory=list)  # CAWG identity assertions: label, names, status codes
-    remote_url: str | None = None  # where the credentials are, when they are not in the file
-    diagnostics: str | None = None  # the end of a crashed parser's stderr
-    model: dict | None = None  # name, sha256, scale (Avow's edit parameters)
-    ingredients: list[dict] = field(default_factory=list)  # every generation: title, path, signer, source types, failures
-    xcf: dict | None = None  # GIMP files: layers, Avow records, synthesized layer names (unsigned parasites)
-    xmp: dict = field(default_factory=dict)
-    exif: dict = field(default_factory=dict)
-    metadata_agrees: bool | None = None  # XMP disclosure matches the manifest; None if nothing to compare
-    soft_bindings: list[str] = field(default_factory=list)  # Avow watermark identifiers the manifest declares
-    # checked (False: with reason, the pixels were not searched), found, score, false_positive_probability,
-    # identifier, key, matches_manifest, layer, lenient_decode
-    watermark: dict | None = None
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def exit_code(self) -> int:
-        return EXIT_CODES[self.verdict]
-
-    def to_dict(self) -> dict:
-        return {"schema": SCHEMA_VERSION, **asdict(self)}
-
-
-def trust_anchors(extra: Sequence[Path] = ()) -> str:
-    """PEM bundle of trusted roots: the user's own, ``config.toml``'s ``[verify] trust``, then ``extra``.
-
-    Each file must hold at least one PEM certificate: a wrong file given as a trust list would
-    otherwise be ignored in silence, and files the user meant to trust would read as unknown."""
-    pems: list[bytes] = []
-    own = local_identity(create=False)
-    if own is not None and own.root_pem:
-        pems.append(own.root_pem)
-    for path in settings().trust:
-        pems.append(_anchor_file(path, SettingsError, "[verify] trust"))
-    for path in extra:
-        pems.append(_anchor_file(Path(path), TrustAnchorError, "--trust"))
-    return b"\n".join(pems).decode("ascii", "replace")
-
-
-def _anchor_file(path: Path, error: type[Exception], origin: str) -> bytes:
-    from cryptography import x509
-
-    try:
-        if path.exists() and not path.is_file():  # a FIFO would block the read forever
-            raise error(f"{origin}: {path}: not a regular file")
-        data = path.read_bytes()
-    except OSError as exc:
-        raise error(f"{origin}: {describe_os_error(exc, path)}") from None
-    try:
-        x509.load_pem_x509_certificates(data)
-    except ValueError:
-        raise error(f"{origin}: {path}: holds no PEM certificate (-----BEGIN CERTIFICATE-----)") from None
-    return data
 
 
 def reader_settings(anchors: str, allow_remote: bool = False, ocsp: bool = False) -> dict:
@@ -198,16 +118,22 @@ def _judge_xcf(path: Path, report: Report) -> Report:
     return report
 
 
+@lru_cache(maxsize=4)
+def _context(settings: str) -> c2pa.Context:
+    """One SDK context per set of reader settings (JSON), shared by every file a process reads, as
+    the SDK allows: building it from the settings cost a fifth of a signed output's read."""
+    return c2pa.Context.from_dict(json.loads(settings))
+
+
 def _read_manifest(path: Path, settings: dict, report: Report) -> None:
     try:
-        with c2pa.Context.from_dict(settings) as context:
-            reader = c2pa.Reader.try_create(str(path), context=context)
-            if reader is None:
-                return
-            with reader:
-                store = json.loads(reader.json())
-                state = reader.get_validation_state()
-                results = reader.get_validation_results() or {}
+        reader = c2pa.Reader.try_create(str(path), context=_context(json.dumps(settings, sort_keys=True)))
+        if reader is None:
+            return
+        with reader:
+            store = json.loads(reader.json())
+            state = reader.get_validation_state()
+            results = reader.get_validation_results() or {}
     except (c2pa.C2paError, ValueError, OSError) as exc:
         _unreadable_store(path, str(exc), settings["verify"]["remote_manifest_fetch"], report)
         return
@@ -423,26 +349,3 @@ def _weigh_watermark(report: Report) -> None:
                 f"({', '.join(report.soft_bindings)}): the pixels come from another Avow output than the one "
                 "this manifest describes."
             )
-
-
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
-
-
-def printable(text: object, limit: int = 300) -> str:
-    """A manifest string made safe for a terminal: no control or bidi characters, bounded length."""
-    cleaned = _UNSAFE.sub("\N{REPLACEMENT CHARACTER}", _undecodable_escaped(str(text)))
-    return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
-
-
-def printable_path(path: object, limit: int = 300) -> str:
-    """A file name made safe like ``printable``; a long one loses its middle, never the name at its end."""
-    cleaned = printable(path, limit=1 << 20)
-    return cleaned if len(cleaned) <= limit else cleaned[: limit // 3] + "…" + cleaned[-(limit - limit // 3 - 1) :]
-
-
-def _undecodable_escaped(text: str) -> str:
-    """A file name's undecodable bytes (surrogate escapes) as ``\\xNN``, so any terminal can print it."""
-    try:
-        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    except UnicodeEncodeError:  # a lone surrogate that is no escaped byte
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")

@@ -17,7 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from avow_c2pa.formats import READABLE_SUFFIXES
-from avow_c2pa.verify import EXIT_CODES, UNREADABLE, Report, printable, printable_path
+from avow_c2pa.report import Report, printable, printable_path
+from avow_c2pa.verdicts import EXIT_CODES, UNREADABLE
 
 from .errors import UsageError
 
@@ -26,8 +27,8 @@ def run(args) -> int:
     from tqdm import tqdm
 
     from avow_c2pa.isolation import VerifierPool
+    from avow_c2pa.report import trust_anchors
     from avow_c2pa.verdicts import batch_exit_code
-    from avow_c2pa.verify import trust_anchors
 
     if isinstance(sys.stdout, io.TextIOWrapper):  # any locale, any file name (a test's capture may be another type)
         sys.stdout.reconfigure(errors="backslashreplace")

@@ -41,8 +41,9 @@ _SEARCH_TESTS = {"scan": _EFFECTIVE_TESTS, "native": _NATIVE_TESTS, "turned": _T
 # unusual (its pilot's false-positive probability at most _TURNED_DECODE, which under "no mark"
 # lets through fewer than one turned candidate per picture on average: the + 1). Each decoded
 # word of an unmarked picture passes the keyed CRC with probability 2^-24, so a pass anywhere has
-# probability at most (the last + 1: the period a manifest's scale names, tried first when it gives one):
-_CRC_FALSE_PASS = (_CANDIDATES + 2 * len(_NATIVE_SCALES) + 1 + 1) * 2.0**-_CRC_BITS  # scan, native, rotated, turned, hinted
+# probability at most (the last + 2: the period a manifest's scale names, tried first when it gives one, on
+# the picture's centre and then whole):
+_CRC_FALSE_PASS = (_CANDIDATES + 2 * len(_NATIVE_SCALES) + 1 + 2) * 2.0**-_CRC_BITS  # scan, native, rotated, turned, hinted
 _TURNED_DECODE = 0.5
 #: A copy turned by 90, 180 or 270 degrees or mirrored carries the coefficient the mark has at
 #: lattice point k at M^T k, for one of these matrices (the identity is the native search).
