@@ -9,10 +9,8 @@ import pytest
 from PIL import Image
 
 from avow_c2pa import pixels, watermark
-from avow_c2pa.watermark import calibration, coding, detect, measure, search
+from avow_c2pa.watermark import calibration, coding, detect, embed, measure, search
 from test_watermark import PAYLOAD, SOURCE, _jpeg, _picture, _to8, _upscale, marked, output  # noqa: F401 (fixtures)
-
-from avow_c2pa.watermark import embed
 
 
 def test_a_true_hint_finds_the_mark_from_its_period_alone(marked, monkeypatch):  # noqa: F811
