@@ -123,3 +123,22 @@ def test_a_file_claiming_a_scale_is_searched_fully_unless_the_claim_reads_a_payl
         assert claimed["identifier"] == (None if name == "unmarked" else f"{PAYLOAD:08x}")
         if name == "unmarked" or scale != 2 or name != "output":
             assert claimed == plain  # the claim read nothing: the full search's own verdict
+
+
+@pytest.mark.parametrize("period", [128.0, 102.4])  # lattice points on bins; half of them half a bin off
+def test_the_scan_reads_a_period_between_bins_almost_as_the_exact_transform_does(period):
+    """The scan reads each lattice point from the spectrum's bins. A period whose points fall
+    half a bin off (256 / 102.4 = 2.5 bins a cycle: every odd one) read from the nearest bin
+    alone scored about 0.66 of the exact transform's z (0.68 with this noise), and a resized
+    small picture's true period sank among the noise; read between bins it keeps about 0.9."""
+    layout = coding._layout(watermark.DEFAULT_KEY)
+    side = 256
+    y, x = np.mgrid[0:side, 0:side].astype(np.float64)
+    pilot = layout.pilot
+    k = (layout.kx[pilot][:, None, None] * x + layout.ky[pilot][:, None, None] * y) / period
+    pattern = np.real(layout.phase[pilot][:, None, None] * np.exp(2j * np.pi * k)).sum(axis=0)
+    image = (np.random.default_rng(0).normal(0, 1, (side, side)) + 0.006 * pattern).astype(np.float32)
+    centred = measure._centred(np.fft.rfft2(image), side, side)
+    read = measure._pilot_surfaces(centred, image.shape, layout, np.array([period]))[0]
+    exact = search._measure(image, layout, period, period, "scan").z
+    assert exact > 10 and read >= 0.85 * exact

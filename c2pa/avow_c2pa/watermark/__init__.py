@@ -18,11 +18,11 @@ Why this method
 * **Coherent search for the scale, phase-only correlation for a calibrated score.** A quarter of
   the tile's coefficients carry key-derived phases (the pilot). The detector whitens the luma
   (flat spectrum), normalises its local energy (flat regions count as much as busy ones), reads
-  the lattice coefficients for every candidate period from its FFT (nearest bin) and correlates
+  the lattice coefficients for every candidate period from its FFT (between bins) and correlates
   their *phases* with the pilot over every translation: a coherent search, far more sensitive
   than looking for the lattice's energy (which misses a weak mark on a text page). Staged, since
   most pictures verified carry no mark: every period is read from the whitened image's own
-  spectrum (nearest bin, no zero-padded transform) and correlated over a 64 x 64 grid of
+  spectrum (between its bins, no zero-padded transform) and correlated over a 64 x 64 grid of
   translations; only a candidate whose score could become a finding is refined (x and y
   separately) with exact DTFTs by matrix products. With phases only, under "no mark" every term
   is the cosine of a uniformly random angle whatever the picture is, so the statistic's null

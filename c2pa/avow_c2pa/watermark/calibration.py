@@ -15,15 +15,22 @@ from .coding import _CRC_BITS
 # _EFFECTIVE_TESTS independent standard normals; fitted on 1,000 unmarked pictures (originals,
 # bicubic, Lanczos and model upscales, some JPEG-compressed) x 3 keys: 3.7e6 at the median,
 # 2.2e7 at the 99th percentile; twice that, for margin (bench/bench_watermark.py --calibrate-keys).
+# With the scan's reads between bins: 3.5e5 and 4.1e6 (1,000 pictures x 2 keys).
 # The native periods are four periods x every translation: 7.1e4 at the median, 8.8e4 at the 99th
 # percentile of 1,000 such pictures x 6 keys; _NATIVE_TESTS is about twice that. The same periods
 # turned or mirrored (seven more orientations): _TURNED_TESTS, fitted the same way.
 _CANDIDATES = 3
-_REFINE = ((1.5, 5), (0.5, 3))  # (half-span in scan steps, points per axis) per refinement pass
-# A scan or rotated candidate is measured exactly only from this nearest-bin score: unmarked
-# pictures' best lies at 3.8-5.0, while outputs found after a resize had 7.6 and above (bicubic
-# upscales of 768-1536 px, x0.6 / x0.8 / x1.3, with and without JPEG q75). Refinement adds
-# about a third; what is not measured is not charged, so the probabilities stay conservative.
+# Per refinement pass: half-span in quarter bins at the band's top, points per axis. The scan's
+# step is a bin there, so a true period lies within half a bin of one scanned; a first pass of
+# +-0.625 bin on 7 points found fewer (small inputs, 42 photographs after x0.6 + crop 70 % +
+# JPEG q70, alone and then JPEG q75: 37 and 36 against 38 and 38).
+_REFINE = ((1.5, 5), (0.5, 3))
+# A scan or rotated candidate of a picture over _SMALL_PICTURE is measured exactly only from
+# this score (as the scan reads it): unmarked pictures' best reads 4.8 at the median and 5.5 at
+# the 99th percentile (200 of bench_watermark's unmarked pictures), while outputs found after a
+# resize had 7.6 and above (bicubic upscales of 768-1536 px, x0.6 / x0.8 / x1.3, with and
+# without JPEG q75). Refinement adds about a third; what is not measured is not charged, so the
+# probabilities stay conservative.
 _REFINE_FROM = 5.0
 _EFFECTIVE_TESTS = 6.0e7
 #: Upscale factors whose periods are tried exactly before any scan (see _native_periods).
@@ -32,8 +39,9 @@ _NATIVE_TESTS = 2.0e5
 _TURNED_TESTS = 1.4e6
 # The native periods turned by small angles (up to _MAX_ROTATION degrees, a few dozen angles),
 # the best measured exactly: charged as 50 native searches, an upper bound (neighbouring angles
-# are strongly correlated); fitted on 1,000 unmarked pictures x 2 keys it is 2.1e4 at the median,
-# 6.6e4 at the 99th percentile, so the probabilities it reports are conservative.
+# are strongly correlated); fitted on 1,000 unmarked pictures x 2 keys it is 3.6e4 at the median,
+# 2.0e5 at the 99th percentile (2.1e4 and 6.6e4 when the angles were read from the nearest bin),
+# so the probabilities it reports are conservative.
 _MAX_ROTATION = 2.5
 _ROTATED_TESTS = 50 * _NATIVE_TESTS
 _SEARCH_TESTS = {"scan": _EFFECTIVE_TESTS, "native": _NATIVE_TESTS, "turned": _TURNED_TESTS, "rotated": _ROTATED_TESTS}

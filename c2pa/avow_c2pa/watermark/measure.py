@@ -17,48 +17,72 @@ _LONGEST_PERIOD_PER_SIDE = 1.1
 
 def _scan_periods(height: int, width: int) -> np.ndarray:
     """Every period from the smallest the band allows to about one period per side, isotropic, in
-    steps of half a bin at the band's top frequency (the nearest bin is read: fine enough not to
-    miss one)."""
+    steps of one bin at the band's top frequency: with each lattice point read between bins
+    (``_pilot_surfaces``), a true period half a step away loses less than the nearest-bin reads
+    of half-bin steps did, for half the periods (small inputs, x0.6 + crop 70 % + JPEG q70: 38
+    of 42 photographs found, against 36 with half-bin steps and the nearest bin)."""
     longest = max(height, width)
     q_min, q_max = _SHORTEST_PERIOD, min(height, width) * _LONGEST_PERIOD_PER_SIDE
     periods = [q_min]
     while periods[-1] < q_max:
-        periods.append(periods[-1] * (1 + periods[-1] / (2 * K_HI * longest)))
+        periods.append(periods[-1] * (1 + periods[-1] / (K_HI * longest)))
     return np.array(periods)
 
 
-def _lattice_bins(height: int, width: int, kx: np.ndarray, ky: np.ndarray, periods: np.ndarray):
-    """Where the rfft2 spectrum holds each lattice point k / period (nearest bin): flat indices
-    into it, (periods, points), and which points are read conjugated (k in the other half plane)."""
-    negative = kx < 0
-    inverse = (1.0 / periods[:, None]).astype(np.float32)
-    rows = np.rint(inverse * np.where(negative, -ky, ky).astype(np.float32) * height).astype(np.int32) % height
-    cols = np.rint(inverse * np.abs(kx).astype(np.float32) * width).astype(np.int32)
-    return rows * (width // 2 + 1) + cols, negative
+def _centred(spectrum: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The rfft2 spectrum of a ``height`` x ``width`` image with its origin moved to the image's
+    centre: read between its bins, a lattice point's value is then a real, sinc-weighted sum of
+    its neighbours, and a bin off by a fraction costs amplitude, not phase."""
+    row_phase = np.exp(2j * np.pi * np.arange(height) * (height // 2) / height).astype(np.complex64)
+    col_phase = np.exp(2j * np.pi * np.arange(width // 2 + 1) * (width // 2) / width).astype(np.complex64)
+    return (spectrum * row_phase[:, None] * col_phase[None, :]).astype(np.complex64, copy=False)
 
 
-def _pilot_surfaces(spectrum: np.ndarray, shape: tuple[int, int], layout: _Layout, periods: np.ndarray,
+def _pilot_surfaces(centred: np.ndarray, shape: tuple[int, int], layout: _Layout, periods: np.ndarray,
                     angles: np.ndarray | None = None) -> np.ndarray:
     """Pilot correlation (phase only), best of a 64 x 64 grid of translations, per period (and
-    lattice turned by ``angles``, radians, when given): the nearest bins of the image's spectrum,
-    origin moved to the image centre (a bin off by up to half costs amplitude, not phase). A
-    coarser grid of translations would cost most of a weak mark's score when its translation
+    lattice turned by ``angles``, radians, when given), from the ``_centred`` spectrum of an
+    image of ``shape``. Each lattice point k / period is read from its 2 x 2 neighbouring bins,
+    weighted by sinc of the offsets (the first terms of the exact interpolation between bins):
+    the nearest bin alone lost up to 0.6 of a point's amplitude to an offset of half a bin, and
+    so, on a small picture, the period a resize left: after x0.6, crop 70 % and JPEG q70, the
+    true period read 3.4-3.8 against an unmarked picture's best of 4.5-5, ranked 8th to beyond
+    the 30th, where these reads rank it first or second (small inputs, seven such photographs).
+    A coarser grid of translations would cost most of a weak mark's score when its translation
     falls between grid points."""
     height, width = shape
+    columns = width // 2 + 1
     pilot = layout.pilot
     kx, ky = layout.kx[pilot].astype(np.float32), layout.ky[pilot].astype(np.float32)
     if angles is not None:
         cos, sin = np.cos(angles)[:, None].astype(np.float32), np.sin(angles)[:, None].astype(np.float32)
         kx, ky = kx * cos - ky * sin, kx * sin + ky * cos
-    bins, negative = _lattice_bins(height, width, kx, ky, periods)
-    rows, cols = np.divmod(bins, width // 2 + 1)
-    row_phase = np.exp(2j * np.pi * np.arange(height) * (height // 2) / height).astype(np.complex64)
-    col_phase = np.exp(2j * np.pi * np.arange(width // 2 + 1) * (width // 2) / width).astype(np.complex64)
-    values = spectrum.ravel()[bins] * row_phase[rows] * col_phase[cols]
+    negative = kx < 0  # read at -k, in the stored half plane, and conjugated
+    inverse = (1.0 / periods[:, None]).astype(np.float32)
+    rows = inverse * np.where(negative, -ky, ky) * np.float32(height)  # fractional bins
+    cols = inverse * np.abs(kx) * np.float32(width)
+    row0, col0 = np.floor(rows), np.floor(cols)
+    row_weights, col_weights = _sinc_pair(rows - row0), _sinc_pair(cols - col0)
+    row0 = row0.astype(np.int64) % height
+    col0 = np.minimum(col0.astype(np.int64), columns - 2)  # the band's top lies below Nyquist
+    flat = centred.ravel()
+    values = np.zeros(rows.shape, np.complex64)
+    for dy in (0, 1):
+        base = ((row0 + dy) % height) * columns + col0
+        for dx in (0, 1):
+            values += (row_weights[dy] * col_weights[dx]) * flat[base + dx]
     values = np.where(negative, np.conj(values), values)
     unit = values / np.maximum(np.abs(values), np.float32(1e-30)) * np.conj(layout.phase[pilot]).astype(np.complex64)
     surfaces = _correlation(unit, layout, 64)  # 64 > 2 K_HI: distinct points never collide
     return surfaces.max(axis=(-2, -1)) / math.sqrt(pilot.sum() / 2)
+
+
+def _sinc_pair(fraction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """sinc(f) and sinc(1 - f) for offsets f in [0, 1): the weights of the bins below and above."""
+    sine = np.sin(np.float32(np.pi) * fraction) / np.float32(np.pi)
+    below = np.where(fraction > 1e-6, sine / np.maximum(fraction, np.float32(1e-6)), np.float32(1))
+    above = np.where(fraction < 1 - 1e-6, sine / np.maximum(1 - fraction, np.float32(1e-6)), np.float32(1))
+    return below.astype(np.float32), above.astype(np.float32)
 
 
 def _correlation(unit: np.ndarray, layout: _Layout, grid: int) -> np.ndarray:
@@ -80,12 +104,12 @@ def _correlation(unit: np.ndarray, layout: _Layout, grid: int) -> np.ndarray:
     return np.swapaxes(surfaces.reshape(unit.shape[:-1] + (grid, grid)), -1, -2)
 
 
-def _scan(white: np.ndarray, spectrum: np.ndarray, layout: _Layout) -> tuple[np.ndarray, np.ndarray]:
+def _scan(white: np.ndarray, centred: np.ndarray, layout: _Layout) -> tuple[np.ndarray, np.ndarray]:
     """Pilot correlation (best translation) for every period of the scan, read from the whitened
-    image's own spectrum (no zero-padded transform: the half-bin steps and the nearest bin keep
-    the loss small, for half the periods and a quarter of the transform)."""
+    image's own (``_centred``) spectrum: no zero-padded transform (four times the pixels to
+    transform); reads between its bins keep the loss small."""
     periods = _scan_periods(*white.shape)
-    scores = np.concatenate([_pilot_surfaces(spectrum, white.shape, layout, periods[start : start + 128])
+    scores = np.concatenate([_pilot_surfaces(centred, white.shape, layout, periods[start : start + 128])
                              for start in range(0, periods.size, 128)])
     return periods, scores
 

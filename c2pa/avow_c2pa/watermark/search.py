@@ -33,6 +33,7 @@ from .measure import (
     _SHORTEST_PERIOD,
     _block_dft,
     _candidates,
+    _centred,
     _decimate,
     _decode,
     _peak,
@@ -60,6 +61,7 @@ class _Resolutions:
     def __init__(self, white: np.ndarray):
         self.white = white
         self._spectrum: np.ndarray | None = None
+        self._centred: np.ndarray | None = None
         self._images: dict[int, np.ndarray] = {}
 
     @property
@@ -67,6 +69,12 @@ class _Resolutions:
         if self._spectrum is None:
             self._spectrum = _rfft2(self.white)
         return self._spectrum
+
+    @property
+    def centred(self) -> np.ndarray:
+        if self._centred is None:
+            self._centred = _centred(self.spectrum, *self.white.shape)
+        return self._centred
 
     def at(self, period: float) -> np.ndarray:
         factor = _decimation(period)
@@ -99,15 +107,15 @@ _SMALL_PICTURE = 1536 * 1536
 def _scan_search(resolutions: _Resolutions, layout: _Layout, size: tuple[int, int]) -> Iterator[_Found]:
     """The best few periods of the scan whose score could become a finding, each refined (x and
     y separately). On a picture of up to _SMALL_PICTURE pixels the best one is refined whatever
-    its score: a resize and crop leave a small input's weak mark at 4-5 there, like an unmarked
-    picture's best, and refined it reads 6-7 with its payload (small inputs, photographs, x0.6 +
-    crop 70 % + JPEG q70: found in 34 of 42 with the threshold, 36 of 42 without; the same with
-    all three refined, which cost an unmarked 0.5 MP picture 40 % more)."""
+    its score: a resize and crop leave a small input's weak mark at 4-6 there, like an unmarked
+    picture's best, yet mostly first, and refined it reads 6-8 with its payload (small inputs,
+    photographs, x0.6 + crop 70 % + JPEG q70: found in 38 of 42, then JPEG q75 in 37; all three
+    refined found one more, for 20 CPU ms more on an unmarked 0.5 MP picture)."""
     white = resolutions.white
     height, width = white.shape
     if min(height, width) * _LONGEST_PERIOD_PER_SIDE <= _SHORTEST_PERIOD:
         return
-    periods, scores = _scan(white, resolutions.spectrum, layout)
+    periods, scores = _scan(white, resolutions.centred, layout)
     small = size[0] * size[1] <= _SMALL_PICTURE
     for rank, index in enumerate(_candidates(periods, scores, _CANDIDATES, 0.015)):
         if scores[index] < _REFINE_FROM and not (small and rank == 0):
@@ -119,8 +127,8 @@ def _scan_search(resolutions: _Resolutions, layout: _Layout, size: tuple[int, in
         blocks_x = max(1, min(8, round(image.shape[1] / qx)))
         blocks_y = max(1, min(8, round(image.shape[0] / qy)))
         blocks, cx, cy = _block_dft(image, layout, qx, qy, blocks_x, blocks_y)
-        # The scan's step is half a bin at the highest frequency; refine x and y separately
-        # (a non-proportional resize) over a few quarter bins, then finer.
+        # The scan's step is a bin at the highest frequency; refine x and y separately (a
+        # non-proportional resize) over a few quarter bins, then finer.
         dx = dy = 0.0
         for span, points in _REFINE:
             step_x = span * qx / (4 * K_HI * image.shape[1])
@@ -172,7 +180,7 @@ def _rotated_search(resolutions: _Resolutions, layout: _Layout, size: tuple[int,
     """The native periods, their lattice turned by small angles (a straightened horizon, a tilted
     scan or screenshot): every angle up to _MAX_ROTATION, read from the spectrum; the best (period,
     angle) measured exactly on the image turned back. On a picture of up to _SMALL_PICTURE pixels
-    whatever its score: there a weak mark's best angle reads 4-5 from the nearest bins, no more
+    whatever its score: there a weak mark's best angle reads 4-5 from the spectrum's bins, no more
     than an unmarked picture's, yet measured exactly its payload reads (small inputs: found after
     a 0.5-2 degree rotation and JPEG in 37 of 42 photographs with a threshold, 40 of 42 without). A larger
     picture holds more periods, so its mark reads above _REFINE_FROM there, and a camera-size
@@ -180,13 +188,13 @@ def _rotated_search(resolutions: _Resolutions, layout: _Layout, size: tuple[int,
     _ROTATED_TESTS (every angle of every native period)."""
     white = resolutions.white
     longest = max(white.shape)
-    best: tuple[float, float, float, float] | None = None  # nearest-bin score, qx, qy, angle
+    best: tuple[float, float, float, float] | None = None  # score read from the bins, qx, qy, angle
     for qx, qy in _working_periods(white, size, luma_shape):
         period = math.sqrt(qx * qy)
         step = period / (K_HI * longest)  # radians: the band's top moves by a bin
         angles = np.arange(step, math.radians(_MAX_ROTATION) + step / 2, step)
         angles = np.concatenate([angles, -angles])
-        scores = _pilot_surfaces(resolutions.spectrum, white.shape, layout, np.full(angles.size, period), angles)
+        scores = _pilot_surfaces(resolutions.centred, white.shape, layout, np.full(angles.size, period), angles)
         top = int(np.argmax(scores))
         if best is None or scores[top] > best[0]:
             best = (float(scores[top]), qx, qy, float(angles[top]))
