@@ -17,6 +17,7 @@ import errno
 import io
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import c2pa
 
@@ -25,10 +26,12 @@ from .disclosure import COMPOSITE_WITH_AI, SOFTWARE, Declared, Disclosure, Found
 from .errors import SigningError, discard, file_system_error
 from .formats import MIME_TYPES, SUFFIXES, sniff_format
 from .interrupts import signals_held
-from .keys import Identity
 from .metadata import write_disclosure
 from .staging import staged_path
 from .watermark import WATERMARK_ALG, WATERMARK_ALG_NAME
+
+if TYPE_CHECKING:  # an identity is the signer's: a verifier, which imports this module's labels, needs no cryptography
+    from .keys import Identity
 
 HUMAN_EDITS = "http://cv.iptc.org/newscodes/digitalsourcetype/humanEdits"
 # Avow's labels: reverse DNS of avow.dev, the domain of its XMP namespace.
