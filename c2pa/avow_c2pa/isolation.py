@@ -12,7 +12,8 @@ blames Avow's limit, not the file.
 
 Protocol between parent and child (``python -m avow_c2pa.isolation``): the first line is the
 settings; the child answers ``{"ready": true}`` once it has imported everything, then each further
-line is a path, answered with one report as a JSON line.
+line is a path, answered with one report as a JSON line. A child may be started (``spawn``)
+before its settings are known: it imports meanwhile, and reads them when they come.
 """
 
 from __future__ import annotations
@@ -42,15 +43,18 @@ STDERR_TAIL = 2000  # bytes of a crashed child's stderr kept in its report
 
 class VerifierPool:
     def __init__(self, anchors: str, allow_remote: bool = False, processes: int | None = None,
-                 cpu_budget: int = CPU_BUDGET, memory_limit: int = MEMORY_LIMIT, ocsp: bool = False) -> None:
-        if processes is not None and processes < 1:
-            raise ValueError(f"the number of parser processes must be at least 1, not {processes}")
+                 cpu_budget: int = CPU_BUDGET, memory_limit: int = MEMORY_LIMIT, ocsp: bool = False,
+                 spawned: list[_Child] | None = None) -> None:
+        """``spawned``: children ``spawn`` started ahead, used first; the pool takes them out of
+        the list, and closes those it did not need once ``verify`` ends."""
         if cpu_budget < 1:
             raise ValueError(f"the CPU budget must be at least 1 second, not {cpu_budget}")
         self.settings = {"anchors": anchors, "allow_remote": allow_remote, "ocsp": ocsp,
                          "memory_limit": memory_limit, "cpu_budget": cpu_budget}
-        self.processes = processes or os.cpu_count() or 1
+        self.processes = _processes(processes)
         self.cpu_budget = cpu_budget
+        self.spawned = spawned if spawned is not None else []
+        self._taking = threading.Lock()
 
     def verify(self, paths: Iterable[Path], on_done: Callable[[Report], None] | None = None) -> Iterator[Report]:
         """Reports in the order of ``paths``; ``on_done`` sees each as soon as it is ready."""
@@ -75,6 +79,7 @@ class VerifierPool:
             yield ready.pop(next_index)
         for thread in threads:
             thread.join()
+        close(self.spawned)
 
     def _drive(self, jobs: queue.Queue, results: queue.Queue) -> None:
         child: _Child | None = None
@@ -85,7 +90,9 @@ class VerifierPool:
                 except queue.Empty:
                     return
                 if child is None or not child.alive():
-                    child = _Child(self.settings)
+                    with self._taking:
+                        child = self.spawned.pop() if self.spawned else _Child()
+                    child.start(self.settings)
                 report = child.ask(path, self.cpu_budget)
                 if not child.alive():
                     child.close()
@@ -96,10 +103,28 @@ class VerifierPool:
                 child.close()
 
 
+def spawn(processes: int | None = None) -> list[_Child]:
+    """Parser processes started before their settings are known: each imports the SDK, exiv2 and
+    numpy (a fifth of a second of CPU) while the caller still reads its trust anchors and walks
+    its folders. For ``VerifierPool(spawned=...)``; whatever no pool takes, ``close``."""
+    return [_Child() for _ in range(_processes(processes))]
+
+
+def close(children: list[_Child]) -> None:
+    while children:
+        children.pop().close()
+
+
+def _processes(processes: int | None) -> int:
+    if processes is not None and processes < 1:
+        raise ValueError(f"the number of parser processes must be at least 1, not {processes}")
+    return processes or os.cpu_count() or 1
+
+
 class _Child:
     """One parser process, its stderr kept in an unnamed temp file."""
 
-    def __init__(self, settings: dict) -> None:
+    def __init__(self) -> None:
         self.stderr = tempfile.TemporaryFile()  # lives as long as the child; closed in close()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "avow_c2pa.isolation"],
@@ -112,7 +137,11 @@ class _Child:
                 resource.prlimit(self.process.pid, resource.RLIMIT_CORE, (0, 0))
                 resource.prlimit(self.process.pid, resource.RLIMIT_CPU, _cpu_limit(STARTUP_CPU))
             except OSError:
-                pass  # it already died: the handshake below says so
+                pass  # it already died: the handshake in start() says so
+        self.started = False
+
+    def start(self, settings: dict) -> None:
+        """Its settings, then its word that it has imported everything."""
         self.started = self._send(json.dumps(settings)) and self._read_line(STALL) == '{"ready": true}\n'
 
     def alive(self) -> bool:
