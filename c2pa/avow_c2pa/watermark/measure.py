@@ -44,10 +44,11 @@ def _pilot_surfaces(centred: np.ndarray, shape: tuple[int, int], layout: _Layout
     lattice turned by ``angles``, radians, when given), from the ``_centred`` spectrum of an
     image of ``shape``. Each lattice point k / period is read from its 2 x 2 neighbouring bins,
     weighted by sinc of the offsets (the first terms of the exact interpolation between bins):
-    the nearest bin alone lost up to 0.6 of a point's amplitude to an offset of half a bin, and
-    so, on a small picture, the period a resize left: after x0.6, crop 70 % and JPEG q70, the
-    true period read 3.4-3.8 against an unmarked picture's best of 4.5-5, ranked 8th to beyond
-    the 30th, where these reads rank it first or second (small inputs, seven such photographs).
+    the nearest bin alone kept as little as 0.64 of a point's amplitude (half a bin off), under
+    half its signal-to-noise ratio, and so lost the period a resize left on a small picture:
+    after x0.6, crop 70 % and JPEG q70 the true period read 3.4-3.8 against an unmarked
+    picture's best of 4.5-5, ranked 8th to beyond the 30th, where these reads rank it first or
+    second (small inputs, seven such photographs).
     A coarser grid of translations would cost most of a weak mark's score when its translation
     falls between grid points."""
     height, width = shape
