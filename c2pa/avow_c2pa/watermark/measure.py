@@ -63,8 +63,10 @@ def _pilot_surfaces(centred: np.ndarray, shape: tuple[int, int], layout: _Layout
     rows = inverse * np.where(negative, -ky, ky) * np.float32(height)  # fractional bins
     cols = inverse * np.abs(kx) * np.float32(width)
     row0, col0 = np.floor(rows), np.floor(cols)
-    row_weights, col_weights = _sinc_pair(rows - row0), _sinc_pair(cols - col0)
-    row0 = row0.astype(np.int64) % height
+    row_offset, col_offset = rows - row0, cols - col0  # in [0, 1): to the bin below; 1 - it to the one above
+    row_weights = (np.sinc(row_offset), np.sinc(1 - row_offset))
+    col_weights = (np.sinc(col_offset), np.sinc(1 - col_offset))
+    row0 = row0.astype(np.int64)
     col0 = np.minimum(col0.astype(np.int64), columns - 2)  # the band's top lies below Nyquist
     flat = centred.ravel()
     values = np.zeros(rows.shape, np.complex64)
@@ -76,14 +78,6 @@ def _pilot_surfaces(centred: np.ndarray, shape: tuple[int, int], layout: _Layout
     unit = values / np.maximum(np.abs(values), np.float32(1e-30)) * np.conj(layout.phase[pilot]).astype(np.complex64)
     surfaces = _correlation(unit, layout, 64)  # 64 > 2 K_HI: distinct points never collide
     return surfaces.max(axis=(-2, -1)) / math.sqrt(pilot.sum() / 2)
-
-
-def _sinc_pair(fraction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """sinc(f) and sinc(1 - f) for offsets f in [0, 1): the weights of the bins below and above."""
-    sine = np.sin(np.float32(np.pi) * fraction) / np.float32(np.pi)
-    below = np.where(fraction > 1e-6, sine / np.maximum(fraction, np.float32(1e-6)), np.float32(1))
-    above = np.where(fraction < 1 - 1e-6, sine / np.maximum(1 - fraction, np.float32(1e-6)), np.float32(1))
-    return below.astype(np.float32), above.astype(np.float32)
 
 
 def _correlation(unit: np.ndarray, layout: _Layout, grid: int) -> np.ndarray:
