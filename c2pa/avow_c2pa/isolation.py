@@ -103,11 +103,12 @@ class VerifierPool:
                 child.close()
 
 
-def spawn(processes: int | None = None) -> list[_Child]:
-    """Parser processes started before their settings are known: each imports the SDK, exiv2 and
-    numpy (a fifth of a second of CPU) while the caller still reads its trust anchors and walks
-    its folders. For ``VerifierPool(spawned=...)``; whatever no pool takes, ``close``."""
-    return [_Child() for _ in range(_processes(processes))]
+def spawn(processes: int | None, files: int) -> list[_Child]:
+    """The parser processes a pool of ``processes`` would use for ``files`` files, started before
+    their settings are known: each imports the SDK, exiv2 and numpy (a fifth of a second of CPU)
+    while the caller still reads its trust anchors. For ``VerifierPool(spawned=...)``; whatever
+    no pool takes, ``close``."""
+    return [_Child() for _ in range(min(_processes(processes), files))]
 
 
 def close(children: list[_Child]) -> None:

@@ -35,7 +35,7 @@ def run(args) -> int:
     entries = list(targets(args.files, args.recursive))
     paths = [entry for entry in entries if isinstance(entry, Path)]
     # The parsers import while this process reads the trust anchors: one file's verdict comes a third sooner.
-    spawned = spawn(min(args.jobs or os.cpu_count() or 1, len(paths))) if paths else []
+    spawned = spawn(args.jobs, len(paths))
     try:
         pool = VerifierPool(trust_anchors(args.trust), args.allow_remote, args.jobs, args.cpu_budget, ocsp=args.ocsp,
                             spawned=spawned)
