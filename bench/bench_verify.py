@@ -8,13 +8,14 @@ times in alternation (file caches warm after the first), and the median of the r
     pixel mark, EXIF/XMP disclosure, a signed C2PA manifest by a throwaway identity);
   * camera: unsigned 12 MP JPEGs with no mark (what a verifier mostly sees).
 ``--distinct`` different pictures per folder, copied up to ``--files``. Then, in this process
-and on one core, the CPU time per file of each step of the pixel search (median over the
-distinct files): a 1/8-scale luma decode, the least any search of a JPEG's pixels must pay
-(every coefficient is still entropy-decoded; exiftool reads only the headers), the reduced
-decode, the working luma and its whitening, the native and turned periods, the same slightly
-rotated, the scale scan, `detect` as a whole (which stops at the
-first readable payload), and what verify pays for the pixels (`search_file`: decode and search,
-the signed outputs' manifest claiming their x2 scale, which is tried first on a half-size decode).
+(with the allocator settings of avow's parser processes) and on one core, the CPU time per file
+of each step of the pixel search (median over the distinct files): a 1/8-scale luma decode, the
+least any search of a JPEG's pixels must pay (every coefficient is still entropy-decoded;
+exiftool reads only the headers), the reduced decode, the working luma and its whitening, the
+native and turned periods, the same slightly rotated, the scale scan, `detect` as a whole (which
+stops at the first readable payload), and what verify pays for the pixels (`search_file`: decode
+and search, the signed outputs' manifest claiming their x2 scale, which is tried first on a
+half-size decode).
 """
 
 from __future__ import annotations
@@ -114,6 +115,11 @@ def search_steps(path: Path, claimed: int | None) -> dict[str, float]:
 
 
 def main() -> None:
+    from avow_c2pa.isolation import CHILD_ALLOCATOR
+
+    if any(os.environ.get(name) != value for name, value in CHILD_ALLOCATOR.items()):
+        # The per-file breakdown runs in this process: under the allocator settings of avow's parsers.
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **CHILD_ALLOCATOR})
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=200)
     parser.add_argument("--distinct", type=int, default=10)

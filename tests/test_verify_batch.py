@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from avow_c2pa.isolation import VerifierPool
+from avow_c2pa.isolation import VerifierPool, spawn
 from avow_c2pa.verify import OVER_BUDGET, UNREADABLE, trust_anchors
 from conftest import photo
 
@@ -73,6 +73,25 @@ def test_a_crashed_parser_keeps_its_stderr_and_is_replaced(heavy, plain):
     assert reports[0].verdict == UNREADABLE and "crashed the parser (signal SIGSEGV)" in reports[0].summary
     assert "Segmentation fault" in reports[0].diagnostics  # faulthandler's report, kept from the child's stderr
     assert reports[1].verdict == "no-provenance"
+
+
+def test_a_parser_keeps_its_memory_from_file_to_file(tmp_path):
+    """The watermark search's multi-megabyte temporaries stay in the parser's heap between files
+    (``CHILD_ALLOCATOR``): the same 0.5 MP JPEG again costs few page faults. With glibc's defaults
+    each file faulted them in afresh, about 8,600 times, a quarter of the search's CPU on a VM."""
+    path = tmp_path / "photo.jpg"
+    Image.fromarray(photo(578, 866)).save(path, quality=90)
+    children = spawn(1, 4)
+    pid = children[0].process.pid
+    faults: list[int] = []
+    reports = list(VerifierPool(trust_anchors(), processes=1, spawned=children).verify(
+        [path] * 4, on_done=lambda _: faults.append(_minor_faults(pid))))
+    assert [r.verdict for r in reports] == ["no-provenance"] * 4
+    assert max(np.diff(faults)) < 1500, faults
+
+
+def _minor_faults(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[7])
 
 
 def _children_reading(path: Path) -> list[int]:

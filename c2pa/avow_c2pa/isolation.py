@@ -39,6 +39,13 @@ STARTUP_CPU = 300  # CPU seconds a child may spend importing before it says read
 STALL = 600.0  # seconds without an answer while the child uses no CPU: blocked on I/O, not computing
 MEMORY_LIMIT = 2 << 30
 STDERR_TAIL = 2000  # bytes of a crashed child's stderr kept in its report
+#: glibc hands a freed block of more than its (adaptive) mmap threshold, and free memory at the
+#: heap's top beyond its trim threshold, back to the kernel, so every file's search faulted its
+#: megabytes of numpy temporaries in again: 8,600 page faults and 13-16 ms of system CPU per
+#: 0.5 MP JPEG on a VM, a quarter of its search (bench/bench_verify.py). Below these sizes a child
+#: keeps its memory from file to file; a larger block (a huge decode) still goes back at once.
+#: Other C libraries ignore the variables.
+CHILD_ALLOCATOR = {"MALLOC_MMAP_THRESHOLD_": str(64 << 20), "MALLOC_TRIM_THRESHOLD_": str(256 << 20)}
 
 
 class VerifierPool:
@@ -130,6 +137,7 @@ class _Child:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "avow_c2pa.isolation"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, text=True, encoding="utf-8",
+            env={**os.environ, **CHILD_ALLOCATOR},
         )
         assert self.process.stdin is not None and self.process.stdout is not None  # both are pipes
         self.stdin, self.stdout = self.process.stdin, self.process.stdout
