@@ -37,6 +37,7 @@ from .measure import (
     _decimate,
     _decode,
     _peak,
+    _peaks,
     _pilot_surfaces,
     _retune,
     _scan,
@@ -170,10 +171,10 @@ def _native_search(resolutions: _Resolutions, layout: _Layout, size: tuple[int, 
         image = resolutions.at(max(qx, qy))
         native = _measure(image, layout, qx * image.shape[1] / white.shape[1], qy * image.shape[0] / white.shape[0], "native")
         yield native
-        for index, conjugate in _turn_maps():
-            coefficients = np.where(conjugate, np.conj(native.coefficients[index]), native.coefficients[index])
-            z, tx, ty = _peak(coefficients, layout)
-            yield _Found(z, coefficients, tx, ty, "turned")
+        turned = np.stack([np.where(conjugate, np.conj(native.coefficients[index]), native.coefficients[index])
+                           for index, conjugate in _turn_maps()])
+        for coefficients, z, tx, ty in zip(turned, *_peaks(turned, layout), strict=True):
+            yield _Found(float(z), coefficients, float(tx), float(ty), "turned")
 
 
 def _rotated_search(resolutions: _Resolutions, layout: _Layout, size: tuple[int, int], luma_shape) -> Iterator[_Found]:
