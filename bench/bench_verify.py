@@ -7,6 +7,7 @@ times in alternation (file caches warm after the first), and the median of the r
   * signed: Avow outputs as `avow upscale` writes them (0.5 MP JPEGs, x2 upscales carrying the
     pixel mark, EXIF/XMP disclosure, a signed C2PA manifest by a throwaway identity);
   * camera: unsigned 12 MP JPEGs with no mark (what a verifier mostly sees).
+Unsigned 0.5 MP JPEGs with no mark get the per-file breakdown below, not a folder run.
 ``--distinct`` different pictures per folder, copied up to ``--files``. Then, in this process
 (with the allocator settings of avow's parser processes) and on one core, the CPU time per file
 of each step of the pixel search (median over the distinct files): a 1/8-scale luma decode, the
@@ -114,6 +115,12 @@ def search_steps(path: Path, claimed: int | None) -> dict[str, float]:
     return steps
 
 
+def print_steps(paths: list[Path], claimed: int | None) -> None:
+    steps = [search_steps(path, claimed) for path in paths]
+    print(f"  pixel search, CPU ms per file (median of {len(steps)}; found in {sum(s['found'] for s in steps):.0f}): "
+          + ", ".join(f"{name} {1000 * np.median([s[name] for s in steps]):.1f}" for name in steps[0] if name != "found"))
+
+
 def main() -> None:
     from avow_c2pa.isolation import CHILD_ALLOCATOR
 
@@ -155,10 +162,15 @@ def main() -> None:
                 print(f"  avow / exiftool: {ratios[-1]:.2f}x")
         if ratios:
             print(f"  avow / exiftool, median of {len(ratios)} runs side by side: {np.median(ratios):.2f}x")
-        claimed = 2 if kind == "signed" else None
-        steps = [search_steps(folder / f"{index:04d}.jpg", claimed) for index in range(min(args.distinct, args.files))]
-        print(f"  pixel search, CPU ms per file (median of {len(steps)}; found in {sum(s['found'] for s in steps):.0f}): "
-              + ", ".join(f"{name} {1000 * np.median([s[name] for s in steps]):.0f}" for name in steps[0] if name != "found"))
+        distinct = [folder / f"{index:04d}.jpg" for index in range(min(args.distinct, args.files))]
+        print_steps(distinct, 2 if kind == "signed" else None)
+    print("\nunsigned 0.5 MP JPEGs with no mark (866x578, q90), the pixel search alone:")
+    rng = np.random.default_rng(4)
+    small = []
+    for index in range(min(args.distinct, args.files)):
+        small.append(root / f"small-{index}.jpg")
+        Image.fromarray(picture(rng, 578, 866)).save(small[-1], quality=90)
+    print_steps(small, None)
     if not shutil.which("exiftool"):
         print("exiftool not installed (apt-get install libimage-exiftool-perl) for the side-by-side figure")
     shutil.rmtree(root)
