@@ -42,7 +42,7 @@ STDERR_TAIL = 2000  # bytes of a crashed child's stderr kept in its report
 #: glibc hands a freed block of more than its (adaptive) mmap threshold, and free memory at the
 #: heap's top beyond its trim threshold, back to the kernel, so every file's search faulted its
 #: megabytes of numpy temporaries in again: 8,600 page faults and 13-16 ms of system CPU per
-#: 0.5 MP JPEG on a VM, a quarter of its search (bench/bench_verify.py). Below these sizes a child
+#: 0.5 MP JPEG on this project's VM (getrusage), a quarter of its search. Below these sizes a child
 #: keeps its memory from file to file; a larger block (a huge decode) still goes back at once.
 #: Other C libraries ignore the variables.
 CHILD_ALLOCATOR = {"MALLOC_MMAP_THRESHOLD_": str(64 << 20), "MALLOC_TRIM_THRESHOLD_": str(256 << 20)}

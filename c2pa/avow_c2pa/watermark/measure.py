@@ -159,8 +159,8 @@ def _block_dft(white: np.ndarray, layout: _Layout, qx: float, qy: float, blocks_
 
 def _harmonics(length: int, period: float) -> np.ndarray:
     """exp(-2 pi i k t / period) for t < ``length`` and k = 0..K_HI, (length, K_HI + 1): powers of
-    k = 1 by a running product, a twentieth of the CPU of a sine and a cosine per element, and as
-    exact to 1e-13."""
+    k = 1 by a running product, a ninth of the CPU of a sine and a cosine per element (864
+    columns: 0.15 against 1.4 ms), within 1e-12 of them, far below the float32 products' rounding."""
     base = np.exp(-2j * np.pi * np.arange(length) / period)
     out = np.empty((length, K_HI + 1), np.complex128)
     out[:, 0] = 1.0
