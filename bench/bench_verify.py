@@ -3,7 +3,10 @@
     OMP_NUM_THREADS=1 .venv/bin/python bench/bench_verify.py [--files 200] [--distinct 10] [--jobs N] [--runs 5]
 
 Two folders, each timed with `avow verify -r --json` and `exiftool -j` side by side, ``--runs``
-times in alternation (file caches warm after the first), and the median of the ratios:
+times in alternation (file caches warm after the first), and the median of the ratios; on the
+camera folder also the least that any verifier which looks at the pixels must do (decode every
+file at 1/8 scale, luma only, one process per CPU as avow's parsers, nothing else), against
+exiftool in the same alternation:
   * signed: Avow outputs as `avow upscale` writes them (0.5 MP JPEGs, x2 upscales carrying the
     pixel mark, EXIF/XMP disclosure, a signed C2PA manifest by a throwaway identity);
   * camera: unsigned 12 MP JPEGs with no mark (what a verifier mostly sees).
@@ -42,6 +45,21 @@ def timed(command: list[str], env: dict) -> float:
     started = time.perf_counter()
     subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
     return time.perf_counter() - started
+
+
+def decode_floor(folder: Path) -> None:
+    """Decode every JPEG of ``folder`` at 1/8 scale, luma only, one process per CPU: no search,
+    no manifest, no report."""
+    from multiprocessing import Pool
+
+    with Pool(os.cpu_count()) as pool:
+        pool.map(_decode_eighth, sorted(folder.glob("*.jpg")), chunksize=8)
+
+
+def _decode_eighth(path: Path) -> None:
+    with Image.open(path) as image:
+        image.draft("L", (image.width // 8, image.height // 8))
+        image.load()
 
 
 def picture(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
@@ -132,7 +150,11 @@ def main() -> None:
     parser.add_argument("--distinct", type=int, default=10)
     parser.add_argument("--jobs", type=int)
     parser.add_argument("--runs", type=int, default=5, help="alternations of avow and exiftool per folder")
+    parser.add_argument("--decode-floor", type=Path, help=argparse.SUPPRESS)  # the floor's own process
     args = parser.parse_args()
+    if args.decode_floor:
+        decode_floor(args.decode_floor)
+        return
     home = tempfile.mkdtemp(prefix="avow-bench-home-")
     os.environ["AVOW_CONFIG_DIR"] = home
     root = Path(tempfile.mkdtemp(prefix="avow-bench-verify-"))
@@ -147,21 +169,24 @@ def main() -> None:
         size = (folder / "0000.jpg").stat().st_size
         with Image.open(folder / "0000.jpg") as image:
             print(f"\n{kind}: {image.width}x{image.height} JPEGs of ~{size // 1000} kB")
-        ratios = []
+        commands = {"avow verify -r": avow + ["-r", "--json", *jobs, str(folder)]}
+        if kind == "camera":
+            commands["decode floor"] = [sys.executable, __file__, "--decode-floor", str(folder)]
+        ratios: dict[str, list[float]] = {name: [] for name in commands}
         for attempt in range(1, args.runs + 1):
-            row = []
-            commands = [("avow verify -r", avow + ["-r", "--json", *jobs, str(folder)])]
-            if shutil.which("exiftool"):
-                commands.append(("exiftool -j", ["exiftool", "-j", str(folder)]))
-            for name, command in commands:
-                seconds = timed(command, env)
-                row.append(seconds)
-                print(f"  {name:15s} run {attempt}: {seconds:6.2f} s, {1000 * seconds / args.files:6.1f} ms/file")
-            if len(row) == 2:
-                ratios.append(row[0] / row[1])
-                print(f"  avow / exiftool: {ratios[-1]:.2f}x")
-        if ratios:
-            print(f"  avow / exiftool, median of {len(ratios)} runs side by side: {np.median(ratios):.2f}x")
+            row = {}
+            for name, command in [*commands.items(), ("exiftool -j", ["exiftool", "-j", str(folder)])]:
+                if name == "exiftool -j" and not shutil.which("exiftool"):
+                    continue
+                row[name] = timed(command, env)
+                print(f"  {name:15s} run {attempt}: {row[name]:6.2f} s, {1000 * row[name] / args.files:6.1f} ms/file")
+            if "exiftool -j" in row:
+                for name in commands:
+                    ratios[name].append(row[name] / row["exiftool -j"])
+                print("  " + ", ".join(f"{name} / exiftool: {ratios[name][-1]:.2f}x" for name in commands))
+        for name, values in ratios.items():
+            if values:
+                print(f"  {name} / exiftool, median of {len(values)} runs side by side: {np.median(values):.2f}x")
         distinct = [folder / f"{index:04d}.jpg" for index in range(min(args.distinct, args.files))]
         print_steps(distinct, 2 if kind == "signed" else None)
     print("\nunsigned 0.5 MP JPEGs with no mark (866x578, q90), the pixel search alone:")
