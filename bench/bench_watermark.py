@@ -2,7 +2,7 @@
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/bench_watermark.py [--images 40] [--unmarked 1000]
         [--upscaler model|bicubic] [--seed 0] [--save part.json] [--merge a.json b.json ...]
-        [--calibrate-keys 0] [--png DIR] [--no-timing]
+        [--calibrate-keys 0] [--png DIR] [--no-timing] [--inputs 96 384 [--oracle]]
 
 Marked outputs are made from varied pictures (faces, text, foliage, flat sky and gradients, night
 scenes, general photos): random crops, at random content scales, of the photographs shipped in
@@ -16,7 +16,11 @@ Printed:
     the right 32 bits), alone and with JPEG q75, with the mean score; for all pictures, then for
     the photographs and the synthetic pictures (clean digital text, flat gradients) apart;
     outputs have 768-1536 px sides by default (inputs of 192-768 px); ``--sizes 320 768`` gives
-    the harder case of small inputs (80-384 px);
+    the harder case of small inputs (80-384 px); ``--inputs 96 384`` runs issue 17's small-input
+    matrix (inputs of 96-384 px, x2 and x4, and the re-posts that launder them), and with
+    ``--oracle`` sets each attacked photograph's detection beside what a reader that knows the
+    mark's period and position finds (``mark_oracle``): a row the oracle cannot reach needs a
+    stronger mark, not a better search;
   * false positives on unmarked images (originals, bicubic, Lanczos and model upscales, some of
     them JPEG-compressed), and the check that the reported false-positive probability is
     calibrated (fraction of unmarked images with probability <= 1e-2 and <= 1e-3); with
@@ -50,6 +54,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "c2pa"))
+from mark_oracle import ORACLE_Z, Geometry, oracle_found  # noqa: E402 - bench/, beside this script
+
 from avow_c2pa import watermark  # noqa: E402 - after the sys.path entry above
 from avow_c2pa.watermark import calibration, coding, search  # noqa: E402
 
@@ -196,11 +202,14 @@ def _resize(image: np.ndarray, width: int, height: int, resample=Image.BICUBIC) 
     return np.asarray(Image.fromarray(image).resize((max(1, width), max(1, height)), resample))
 
 
-def _crop(image: np.ndarray, area: float, rng: np.random.Generator) -> np.ndarray:
+def _crop(image: np.ndarray, area: float, rng: np.random.Generator, corner: list[int] | None = None) -> np.ndarray:
+    """``corner``, when given, gets the crop's (top, left)."""
     height, width = image.shape[:2]
     side = math.sqrt(area)
     h, w = round(height * side), round(width * side)
     top, left = int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1))
+    if corner is not None:
+        corner[:] = top, left
     return image[top : top + h, left : left + w]
 
 
@@ -218,7 +227,7 @@ def small_input_attacks(sample: dict, rng: np.random.Generator) -> dict:
 
     def shrink_crop(u8, _):
         small = _resize(u8, round(u8.shape[1] * 0.6), round(u8.shape[0] * 0.6))
-        return _encode(_crop(small, 0.7, rng), "JPEG", quality=70)
+        return _encode(_crop(small, 0.7, rng, sample.setdefault("corner", [0, 0])), "JPEG", quality=70)
 
     def rotate(u8, _):
         angle = float(rng.uniform(0.5, 2.0) * rng.choice([-1, 1]))
@@ -234,6 +243,19 @@ def small_input_attacks(sample: dict, rng: np.random.Generator) -> dict:
         "gamma 1.15": lambda u8, _: _tone(u8, lambda x: np.power(x, 1.15)),
         "rotate 0.5-2 deg, JPEG q90": rotate,
     }
+
+
+def small_input_geometry(sample: dict, name: str) -> Geometry | None:
+    """Where issue 17's attack ``name`` put the output's pixels, per axis (rows, columns): output
+    pixel = s * attacked pixel + c (Pillow's resize maps pixel centres); None for a rotation."""
+    height, width = sample["output"].shape[:2]
+    w0, h0 = sample["source_size"]
+    if name.startswith("back to input size"):
+        return tuple((n / m, 0.5 * n / m - 0.5) for n, m in ((height, h0), (width, w0)))  # type: ignore[return-value]
+    if name.startswith("x0.6"):
+        scales = (height / round(height * 0.6), width / round(width * 0.6))
+        return tuple((s, (corner + 0.5) * s - 0.5) for s, corner in zip(scales, sample["corner"], strict=True))  # type: ignore[return-value]
+    return None if name.startswith("rotate") else ((1.0, 0.0), (1.0, 0.0))
 
 
 def attacks(sample: dict, rng: np.random.Generator) -> dict:
@@ -302,7 +324,7 @@ def robustness(args, upscaler: Upscaler) -> dict:
     rng = np.random.default_rng(args.seed)
     results = {"rows": defaultdict(lambda: [0, 0, 0, 0.0]), "groups": defaultdict(lambda: [0, 0, 0]),
                "kinds": defaultdict(lambda: defaultdict(lambda: [0, 0, 0, 0.0])),
-               "quality": [], "wrong_key": [], "failures": []}
+               "quality": [], "wrong_key": [], "failures": [], "oracle": defaultdict(lambda: [0, 0, 0])}
     started = time.perf_counter()
     for index in range(args.images):
         sample = make_sample(index, rng, upscaler, args.sizes, args.inputs)
@@ -324,6 +346,13 @@ def robustness(args, upscaler: Upscaler) -> dict:
             for combo, image in ((name, attacked), (name + " + JPEG q75", _encode(attacked, "JPEG", quality=75))):
                 found = watermark.detect(image)
                 kind = "synthetic pictures" if sample["picture"].startswith("synthetic") else "photographs"
+                geometry = small_input_geometry(sample, name) if getattr(args, "oracle", False) and args.inputs else None
+                if geometry is not None and kind == "photographs":
+                    cell = results["oracle"][combo]
+                    cell[0] += 1
+                    cell[1] += found.found
+                    cell[2] += found.found or oracle_found(image, output.shape[:2], sample["source_size"], geometry,
+                                                           sample["payload"])[0]
                 for row in (results["rows"][combo], results["kinds"][kind][combo]):
                     row[0] += 1
                     row[1] += found.found
@@ -344,6 +373,7 @@ def robustness(args, upscaler: Upscaler) -> dict:
             print(f"  sample {index + 1}/{args.images} ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
     results["rows"] = dict(results["rows"])
     results["groups"] = dict(results["groups"])
+    results["oracle"] = dict(results["oracle"])
     results["kinds"] = {kind: dict(rows) for kind, rows in results["kinds"].items()}
     results["seconds"] = time.perf_counter() - started
     return results
@@ -360,6 +390,13 @@ def print_rows(rows: dict, title: str) -> None:
             n, found, payload, score = rows[key]
             cells.append(f"{100 * found / n:6.1f}% {100 * payload / n:6.1f}% z={score / n:5.1f}")
         print(f"{name:24s} {cells[0]:>22s}   {cells[1]:>22s}")
+
+
+def print_oracle(cells: dict) -> None:
+    print(f"\nPhotographs, the detector beside an oracle that reads the mark at its true period and position "
+          f"(one test: pilot >= {ORACLE_Z:.2f} or the payload read there); found by the detector / by either:")
+    for name, (n, found, either) in cells.items():
+        print(f"  {name:40s} {100 * found / n:5.1f}% / {100 * either / n:5.1f}%  ({found} / {either} of {n})")
 
 
 def print_matrix(results: dict) -> None:
@@ -534,6 +571,9 @@ def main() -> None:
     parser.add_argument("--save", type=Path, help="write the raw results as JSON (to --merge later)")
     parser.add_argument("--merge", type=Path, nargs="+", help="print the pooled results of saved runs")
     parser.add_argument("--png", type=Path, help="write zoomed crops of marked pictures to look at")
+    parser.add_argument("--oracle", action="store_true",
+                        help="small-input matrix: each attacked photograph also read at the mark's true period and "
+                             "position, the most any detector of this mark could find")
     parser.add_argument("--no-timing", action="store_true")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args()
@@ -587,6 +627,8 @@ def main() -> None:
     if args.images:
         results = robustness(args, upscaler)
         print_matrix(results)
+        if results["oracle"]:
+            print_oracle(results["oracle"])
         print(f"({results['seconds']:.0f} s)")
         saved["robustness"] = results
     if args.unmarked:
