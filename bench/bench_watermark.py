@@ -2,7 +2,7 @@
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/bench_watermark.py [--images 40] [--unmarked 1000]
         [--upscaler model|bicubic] [--seed 0] [--save part.json] [--merge a.json b.json ...]
-        [--calibrate-keys 0] [--png DIR] [--no-timing] [--inputs 96 384 [--oracle]]
+        [--calibrate-keys 0] [--png DIR] [--no-timing] [--inputs 96 384 [--oracle]] [--amplitude 1]
 
 Marked outputs are made from varied pictures (faces, text, foliage, flat sky and gradients, night
 scenes, general photos): random crops, at random content scales, of the photographs shipped in
@@ -20,7 +20,8 @@ Printed:
     matrix (inputs of 96-384 px, x2 and x4, and the re-posts that launder them), and with
     ``--oracle`` sets each attacked photograph's detection beside what a reader that knows the
     mark's period and position finds (``mark_oracle``): a row the oracle cannot reach needs a
-    stronger mark, not a better search;
+    stronger mark, not a better search; ``--amplitude 1.5`` makes every mark 1.5 times stronger,
+    to see what that would buy and cost;
   * false positives on unmarked images (originals, bicubic, Lanczos and model upscales, some of
     them JPEG-compressed), and the check that the reported false-positive probability is
     calibrated (fraction of unmarked images with probability <= 1e-2 and <= 1e-3); with
@@ -332,6 +333,9 @@ def robustness(args, upscaler: Upscaler) -> dict:
         # as the engine marks: the amplitude map from the upscaler's input
         marked = watermark.embed(output, sample["payload"], source_size=sample["source_size"],
                                  reference=sample["source"].astype(np.float32) / 255)
+        amplitude = getattr(args, "amplitude", 1.0)
+        if amplitude != 1.0:  # what a stronger mark would buy, and cost
+            marked = np.clip(output + np.float32(amplitude) * (marked - output), 0.0, 1.0)
         marked8 = to8(marked)
         results["quality"].append({
             "category": sample["category"],
@@ -574,6 +578,9 @@ def main() -> None:
     parser.add_argument("--oracle", action="store_true",
                         help="small-input matrix: each attacked photograph also read at the mark's true period and "
                              "position, the most any detector of this mark could find")
+    parser.add_argument("--amplitude", type=float, default=1.0,
+                        help="the robustness matrix with every mark this many times stronger (same shape): what a "
+                             "stronger mark would buy, and cost in PSNR and SSIM; not a setting of Avow's")
     parser.add_argument("--no-timing", action="store_true")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args()
