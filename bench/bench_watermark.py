@@ -252,10 +252,12 @@ def small_input_geometry(sample: dict, name: str) -> Geometry | None:
     height, width = sample["output"].shape[:2]
     w0, h0 = sample["source_size"]
     if name.startswith("back to input size"):
-        return tuple((n / m, 0.5 * n / m - 0.5) for n, m in ((height, h0), (width, w0)))  # type: ignore[return-value]
+        rows, columns = ((n / m, 0.5 * n / m - 0.5) for n, m in ((height, h0), (width, w0)))
+        return rows, columns
     if name.startswith("x0.6"):
         scales = (height / round(height * 0.6), width / round(width * 0.6))
-        return tuple((s, (corner + 0.5) * s - 0.5) for s, corner in zip(scales, sample["corner"], strict=True))  # type: ignore[return-value]
+        rows, columns = ((s, (corner + 0.5) * s - 0.5) for s, corner in zip(scales, sample["corner"], strict=True))
+        return rows, columns
     return None if name.startswith("rotate") else ((1.0, 0.0), (1.0, 0.0))
 
 
@@ -333,9 +335,8 @@ def robustness(args, upscaler: Upscaler) -> dict:
         # as the engine marks: the amplitude map from the upscaler's input
         marked = watermark.embed(output, sample["payload"], source_size=sample["source_size"],
                                  reference=sample["source"].astype(np.float32) / 255)
-        amplitude = getattr(args, "amplitude", 1.0)
-        if amplitude != 1.0:  # what a stronger mark would buy, and cost
-            marked = np.clip(output + np.float32(amplitude) * (marked - output), 0.0, 1.0)
+        if args.amplitude != 1.0:  # what a stronger mark would buy, and cost
+            marked = np.clip(output + np.float32(args.amplitude) * (marked - output), 0.0, 1.0)
         marked8 = to8(marked)
         results["quality"].append({
             "category": sample["category"],
@@ -350,7 +351,7 @@ def robustness(args, upscaler: Upscaler) -> dict:
             for combo, image in ((name, attacked), (name + " + JPEG q75", _encode(attacked, "JPEG", quality=75))):
                 found = watermark.detect(image)
                 kind = "synthetic pictures" if sample["picture"].startswith("synthetic") else "photographs"
-                geometry = small_input_geometry(sample, name) if getattr(args, "oracle", False) and args.inputs else None
+                geometry = small_input_geometry(sample, name) if args.oracle and args.inputs else None
                 if geometry is not None and kind == "photographs":
                     cell = results["oracle"][combo]
                     cell[0] += 1
@@ -398,7 +399,8 @@ def print_rows(rows: dict, title: str) -> None:
 
 def print_oracle(cells: dict) -> None:
     print(f"\nPhotographs, the detector beside an oracle that reads the mark at its true period and position "
-          f"(one test: pilot >= {ORACLE_Z:.2f} or the payload read there); found by the detector / by either:")
+          f"(no search beyond +-1 pixel: pilot >= {ORACLE_Z:.2f}, one test's threshold, or the payload read "
+          f"there); found by the detector / by either:")
     for name, (n, found, either) in cells.items():
         print(f"  {name:40s} {100 * found / n:5.1f}% / {100 * either / n:5.1f}%  ({found} / {either} of {n})")
 
@@ -577,7 +579,7 @@ def main() -> None:
     parser.add_argument("--png", type=Path, help="write zoomed crops of marked pictures to look at")
     parser.add_argument("--oracle", action="store_true",
                         help="small-input matrix: each attacked photograph also read at the mark's true period and "
-                             "position, the most any detector of this mark could find")
+                             "position with no search, which the detector's search cannot beat")
     parser.add_argument("--amplitude", type=float, default=1.0,
                         help="the robustness matrix with every mark this many times stronger (same shape): what a "
                              "stronger mark would buy, and cost in PSNR and SSIM; not a setting of Avow's")
