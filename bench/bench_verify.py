@@ -106,9 +106,7 @@ def search_steps(path: Path, claimed: int | None) -> dict[str, float]:
 
     layout = coding._layout(watermark.DEFAULT_KEY)
     clock = [time.process_time()]
-    with Image.open(path) as image:  # the least any look at a JPEG's pixels costs: its DC terms, luma only
-        image.draft("L", (image.width // 8, image.height // 8))
-        image.load()
+    _decode_eighth(path)  # the least any look at a JPEG's pixels costs: its DC terms, luma only
     clock.append(time.process_time())
     decoded, full_size, _ = decode(path)
     clock.append(time.process_time())

@@ -46,10 +46,7 @@ def oracle_found(image: np.ndarray, output_shape: tuple[int, int], source_size: 
     coefficients = exact[0, 0]
     grid = np.linspace(-1, 1, 9)
     ty, tx = (t.ravel() for t in np.meshgrid(origins[0] + grid * pixel[0], origins[1] + grid * pixel[1], indexing="ij"))
-    pilot = layout.pilot
-    unit = coefficients[pilot] / np.maximum(np.abs(coefficients[pilot]), 1e-30) * np.conj(layout.phase[pilot])
-    turns = np.exp(2j * np.pi * (np.outer(tx, layout.kx[pilot]) + np.outer(ty, layout.ky[pilot])))
-    scores = (unit * turns).real.sum(axis=1) / math.sqrt(pilot.sum() / 2)
+    scores = measure._pilot_sums(coefficients, layout, tx, ty) / math.sqrt(layout.pilot.sum() / 2)
     best = int(np.argmax(scores))
     read = measure._decode(coefficients, layout, tx[best], ty[best])
     return bool(scores[best] >= ORACLE_Z or read == payload), float(scores[best])

@@ -50,13 +50,9 @@ def _columns(width: int, period: float, coefficients: np.ndarray, layout: _Layou
     """The pattern's x part, (K+1) x W complex: the same for every band of rows, so made once."""
     grid = np.zeros((K_HI + 1, 2 * K_HI + 1), np.complex128)
     grid[layout.ky, layout.kx + K_HI] = coefficients
-    # exp(2 pi i k x / period) for k = -K..K, (2K+1) x W: the conjugated harmonics, and below zero
-    # the harmonics themselves (an exp of each element cost most of the marker's set-up).
-    ex = np.empty((2 * K_HI + 1, width), np.complex128)
-    ex[:K_HI] = _harmonics(width, period)[:0:-1]  # exp(-2 pi i k x / period), k = K..1
-    np.conjugate(ex[K_HI - 1 :: -1], out=ex[K_HI + 1 :])
-    ex[K_HI] = 1.0
-    return grid @ ex
+    # exp(2 pi i k x / period) for k = -K..K, (2K+1) x W: the harmonics in reverse order (an exp of
+    # each element cost most of the marker's set-up).
+    return grid @ _harmonics(width, period)[::-1]
 
 
 def _bilinear(image: np.ndarray, ys: np.ndarray, xs: np.ndarray, step: int) -> np.ndarray:

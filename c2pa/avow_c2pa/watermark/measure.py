@@ -139,10 +139,9 @@ def _block_dft(white: np.ndarray, layout: _Layout, qx: float, qy: float, blocks_
     as a phase ramp across blocks without another pass over the pixels.
     """
     height, width = white.shape
-    x = _harmonics(width, qx)  # (K+1, W): k = 0..K; k < 0 are the conjugates
-    x = np.concatenate([np.conj(x[:0:-1]), x])  # (2K+1, W)
+    x = _harmonics(width, qx)  # (2K+1, W)
     cos_sin = np.concatenate([x.real, x.imag]).T.astype(np.float32)  # (W, 2(2K+1)): one product gives both parts
-    ey = _harmonics(height, qy)  # (K+1, H)
+    ey = _harmonics(height, qy)[K_HI:]  # (K+1, H): k = 0..K
     cols = np.array_split(np.arange(width), blocks_x)
     rows = np.array_split(np.arange(height), blocks_y)
     out = np.empty((blocks_y, blocks_x, layout.kx.size), np.complex128)
@@ -204,14 +203,21 @@ def _peaks(stack: np.ndarray, layout: _Layout) -> tuple[np.ndarray, np.ndarray, 
 
     ty = (iy + offset(surface[rows, (iy - 1) % grid, ix], surface[rows, (iy + 1) % grid, ix])) / grid
     tx = (ix + offset(surface[rows, iy, (ix - 1) % grid], surface[rows, iy, (ix + 1) % grid])) / grid
-    pilot = layout.pilot
-    unit = stack[:, pilot] / np.maximum(np.abs(stack[:, pilot]), 1e-30) * np.conj(layout.phase[pilot])
-    turns = np.exp(2j * np.pi * (layout.kx[pilot] * tx[:, None] + layout.ky[pilot] * ty[:, None]))
-    exact = np.sum((unit * turns).real, axis=1)
+    exact = _pilot_sums(stack, layout, tx, ty)
     coarse = exact < centre
     exact = np.where(coarse, centre, exact)
     tx, ty = np.where(coarse, ix / grid, tx), np.where(coarse, iy / grid, ty)
-    return exact / math.sqrt(pilot.sum() / 2), tx, ty
+    return exact / math.sqrt(layout.pilot.sum() / 2), tx, ty
+
+
+def _pilot_sums(coeffs: np.ndarray, layout: _Layout, tx: np.ndarray, ty: np.ndarray) -> np.ndarray:
+    """The pilot's phase-only correlation (unnormalised) of coefficient sets (..., points) at
+    translations ``tx``, ``ty`` (in periods, broadcast against the sets' leading axes), exactly:
+    between the grid points of ``_surfaces``."""
+    pilot = layout.pilot
+    unit = coeffs[..., pilot] / np.maximum(np.abs(coeffs[..., pilot]), 1e-30) * np.conj(layout.phase[pilot])
+    turns = np.exp(2j * np.pi * (layout.kx[pilot] * tx[..., None] + layout.ky[pilot] * ty[..., None]))
+    return np.sum((unit * turns).real, axis=-1)
 
 
 def _decode(coeffs: np.ndarray, layout: _Layout, tx: float, ty: float) -> int | None:
