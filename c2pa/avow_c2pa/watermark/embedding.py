@@ -48,11 +48,11 @@ def _period(height: int, width: int, source_size: tuple[int, int] | None) -> flo
 
 def _columns(width: int, period: float, coefficients: np.ndarray, layout: _Layout) -> np.ndarray:
     """The pattern's x part, (K+1) x W complex: the same for every band of rows, so made once."""
+    # Times exp(2 pi i k x / period) for k = -K..K, which is row K - k of the harmonics (an exp of
+    # each element cost most of the marker's set-up): each coefficient goes in that column.
     grid = np.zeros((K_HI + 1, 2 * K_HI + 1), np.complex128)
-    grid[layout.ky, layout.kx + K_HI] = coefficients
-    # exp(2 pi i k x / period) for k = -K..K, (2K+1) x W: the harmonics in reverse order (an exp of
-    # each element cost most of the marker's set-up).
-    return grid @ _harmonics(width, period)[::-1]
+    grid[layout.ky, K_HI - layout.kx] = coefficients
+    return grid @ _harmonics(width, period)
 
 
 def _bilinear(image: np.ndarray, ys: np.ndarray, xs: np.ndarray, step: int) -> np.ndarray:
